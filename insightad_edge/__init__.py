@@ -1,0 +1,18 @@
+"""insightad edge runtime: score part images with an exported ONNX model, no torch needed.
+
+``import insightad_edge`` stays light: onnxruntime and OpenCV load on first use of ``Detector``.
+"""
+from __future__ import annotations
+
+from .errors import ImageError, InsightadError, MetadataError, ModelError
+
+__version__ = "0.1.0"
+__all__ = ["Detector", "Result", "ImageError", "InsightadError", "MetadataError", "ModelError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("Detector", "Result"):
+        from . import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module 'insightad_edge' has no attribute {name!r}")

@@ -1,0 +1,101 @@
+"""Choose the preprocessing from the training images alone, so nothing is tuned to one category by hand.
+
+Brightness target: the median of the images' median gray levels. Pose: objects that sit inside the
+frame are centred, and rotated onto their principal axis when they are elongated; textures (the part
+fills the frame) are left as they are. Crop and input shape follow the parts' measured extent.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from insightad_edge.metadata import Preprocess
+from insightad_edge.preprocess import foreground, normalise_brightness, part_pose
+
+log = logging.getLogger(__name__)
+
+ELONGATED = 1.5   # principal-axis ratio above which the angle is well defined
+MARGIN = 1.1      # room around the largest part seen in training
+OBJECT_SHARE = 0.9  # share of images whose part stays clear of the frame to call the category "objects"
+
+
+def _round16(value: float) -> int:
+    return max(16, int(round(value / 16.0)) * 16)
+
+
+def input_shape(pixels: int, aspect: float) -> tuple[int, int]:
+    """(height, width), multiples of 16, about ``pixels`` in area with width/height near ``aspect``."""
+    width = _round16(math.sqrt(pixels * aspect))
+    return _round16(pixels / width), width
+
+
+def derive_preprocess(images: list[np.ndarray], image_size: int, align: str = "auto",
+                      photometric: str = "median_scale") -> Preprocess:
+    """Measure the training images (gray, any one square size) and return the preprocessing they call for.
+
+    The working size is chosen so that the crop is resampled to the input at about 1:1.
+    """
+    analysis = images[0].shape[0]
+    base = Preprocess(input_size=(image_size, image_size), work_size=image_size, photometric=photometric)
+    target = float(np.median([np.median(w[::4, ::4]) for w in images]))
+    if photometric != "none":
+        base = replace(base, photometric_target=min(max(target, 0.05), 1.0))
+    normalised = [normalise_brightness(w, base) for w in images]
+    dark = _foreground_is_dark(normalised)
+    stats = [_part_stats(w, dark) for w in normalised]
+    inside = [s for s in stats if s is not None]
+    if align == "auto":
+        if len(inside) < OBJECT_SHARE * len(stats):
+            align = "none"
+        else:
+            ratio = float(np.median([s[2] for s in inside]))
+            align = "center_rotate" if ratio > ELONGATED else "center"
+        log.info("pose alignment chosen from the training images: %s", align)
+    if align == "none":
+        return replace(base, foreground_dark=dark, align="none")
+    bounds = np.array([_bounds(w, dark, align) for w in normalised])  # u_min, u_max, v_min, v_max
+    centre = np.median((bounds[:, 0::2] + bounds[:, 1::2]) / 2.0, axis=0)
+    half = np.maximum(bounds[:, 1::2].max(axis=0) - centre, centre - bounds[:, 0::2].min(axis=0))
+    crop_w, crop_h = (min(2.0, 2.0 * h * MARGIN / analysis) for h in half)
+    height, width = input_shape(image_size * image_size, crop_w / crop_h)
+    return replace(base, foreground_dark=dark, align=align, crop=(float(crop_w), float(crop_h)),
+                   crop_offset=(float(centre[0] / analysis), float(centre[1] / analysis)), input_size=(height, width),
+                   work_size=_round16(max(width / crop_w, height / crop_h)))
+
+
+def _foreground_is_dark(images: list[np.ndarray]) -> bool:
+    """The part is whatever differs from the frame's border: dark parts on a bright background, or the reverse."""
+    votes = []
+    for image in images:
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        votes.append(np.median(border) > np.median(image))
+    return bool(np.mean(votes) >= 0.5) if votes else True
+
+
+def _part_stats(image: np.ndarray, dark: bool):
+    """(area share, border contact share, axis ratio) of the segmented part, or None if it fills the frame."""
+    mask = foreground(image, dark)
+    border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    share = float(mask.mean())
+    if share == 0 or share > 0.6 or border.mean() > 0.02:
+        return None
+    ys, xs = np.nonzero(mask)
+    eig = np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]).astype(np.float64)))
+    return share, float(border.mean()), math.sqrt(eig[1] / max(eig[0], 1e-9))
+
+
+def _bounds(image: np.ndarray, dark: bool, align: str) -> tuple[float, float, float, float]:
+    """Extent of the aligned part along and across its axis, from its centroid (specks of dust left out)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground(image, dark))
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if count > 1 else 0
+    cx, cy, angle = part_pose(image, dark)
+    if align == "center":
+        angle = 0.0
+    ys, xs = np.nonzero(labels == largest)
+    u = (xs - cx) * math.cos(angle) + (ys - cy) * math.sin(angle)
+    v = -(xs - cx) * math.sin(angle) + (ys - cy) * math.cos(angle)
+    return float(u.min()) - 1, float(u.max()) + 1, float(v.min()) - 1, float(v.max()) + 1
