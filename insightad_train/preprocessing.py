@@ -72,7 +72,7 @@ def _foreground_is_dark(images: list[np.ndarray]) -> bool:
     votes = []
     for image in images:
         border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-        votes.append(np.median(border) > np.median(image))
+        votes.append(np.median(border) > np.mean(image))
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 

@@ -1,0 +1,99 @@
+import csv
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from insightad_edge import __version__
+from insightad_edge.cli import main
+from synthetic import part_image
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(11)
+    root = tmp_path / "parts"
+    (root / "sub").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(root / f"good_{i}.png"), part_image(rng, 128)[0])
+    cv2.imwrite(str(root / "sub" / "deep.png"), part_image(rng, 128)[0])
+    (root / "notes.txt").write_text("not an image, skipped")
+    return root
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_jsonl_has_exactly_the_contract_keys(folder, model_path):
+    result = run("score", folder, "--model", model_path, "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3
+    for row in rows:
+        assert list(row) == ["path", "score", "threshold", "anomaly", "error"]
+        assert isinstance(row["score"], float) and isinstance(row["anomaly"], bool) and row["error"] is None
+
+
+def test_recursive_csv_and_output_file(folder, model_path, tmp_path):
+    out = tmp_path / "rows.csv"
+    result = run("score", folder, "--model", model_path, "--recursive", "--format", "csv", "--output", out)
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 4 and any(r["path"].endswith("deep.png") for r in rows)
+
+
+def test_unreadable_image_gets_a_row_and_exit_code_1(folder, model_path):
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = run("score", folder, "--model", model_path, "--format", "jsonl")
+    assert result.exit_code == 1
+    rows = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in result.stdout.splitlines()}
+    assert len(rows) == 4
+    assert rows["broken.png"]["score"] is None and "not a readable image" in rows["broken.png"]["error"]
+    assert rows["good_0.png"]["error"] is None
+    assert "1 of 4 images could not be scored" in result.stderr
+
+
+def test_table_and_threshold_override(folder, model_path):
+    result = run("score", folder, "--model", model_path, "--threshold", "0")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["path", "score", "threshold", "verdict"]
+    assert all("ANOMALY" in line for line in lines[1:])
+
+
+def test_save_maps_writes_one_overlay_per_image(folder, model_path, tmp_path):
+    maps = tmp_path / "maps"
+    result = run("score", folder, "--model", model_path, "--recursive", "--save-maps", maps)
+    assert result.exit_code == 0
+    written = sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.png"))
+    assert written == ["good_0.png", "good_1.png", "good_2.png", "sub/deep.png"]
+    overlay = cv2.imread(str(maps / "good_0.png"))
+    assert overlay.shape == (128, 128, 3)
+
+
+def test_usage_errors_exit_2_and_model_errors_exit_3(folder, model_path, tmp_path):
+    assert run("score", tmp_path / "nowhere").exit_code == 2
+    assert run("score", folder, "--format", "xml").exit_code == 2
+    lfs = tmp_path / "m.onnx"
+    lfs.write_text("version https://git-lfs.github.com/spec/v1\n")
+    result = run("score", folder, "--model", lfs)
+    assert result.exit_code == 3 and "git lfs pull" in result.stderr and "Traceback" not in result.output
+
+
+def test_empty_folder_fails(tmp_path, model_path):
+    assert run("score", tmp_path, "--model", model_path).exit_code == 1
+
+
+def test_info_human_and_json(model_path):
+    human = run("info", model_path)
+    assert human.exit_code == 0 and "center_rotate" in human.stdout and "threshold" in human.stdout
+    meta = json.loads(run("info", model_path, "--json").stdout)
+    assert meta["schema_version"] == 1 and meta["category"] == "synthetic"
+
+
+def test_version():
+    assert __version__ in run("--version").stdout

@@ -1,0 +1,89 @@
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import make_onnx_model
+from insightad_edge import Detector, ImageError, MetadataError, ModelError, Result
+from synthetic import part_image
+
+
+def test_path_bytes_and_frame_give_the_same_result(tmp_path, model_path, part):
+    detector = Detector(model_path)
+    path = tmp_path / "part.png"
+    cv2.imwrite(str(path), part)
+    results = [detector(path), detector(path.read_bytes()), detector(part), detector(str(path))]
+    assert all(isinstance(r, Result) for r in results)
+    assert len({r.score for r in results}) == 1
+    first = results[0]
+    assert first.threshold == pytest.approx(0.01)
+    assert first.anomaly == (first.score > first.threshold)
+    assert set(first.timings_ms) == {"decode", "preprocess", "reconstruct", "score"}
+    assert first.anomaly_map is None
+
+
+def test_result_is_frozen(model_path, part):
+    result = Detector(model_path)(part)
+    with pytest.raises(AttributeError):
+        result.score = 0.0
+
+
+def test_anomaly_map_covers_the_original_image(model_path, part):
+    result = Detector(model_path)(part, with_map=True)
+    assert result.anomaly_map.shape == part.shape
+    assert result.anomaly_map.max() == pytest.approx(result.score, rel=0.35)
+
+
+def test_batch_matches_single_calls(model_path, rng):
+    detector = Detector(model_path)
+    frames = [part_image(rng, 128)[0] for _ in range(5)]
+    batch = detector.batch(frames)
+    single = [detector(f) for f in frames]
+    np.testing.assert_allclose([r.score for r in batch], [r.score for r in single], rtol=1e-5)
+
+
+def test_threshold_override(model_path, part):
+    strict, lenient = Detector(model_path, threshold=0.0), Detector(model_path, threshold=1e9)
+    assert strict(part).anomaly and not lenient(part).anomaly
+    assert strict(part).score == lenient(part).score
+
+
+def test_detector_is_immutable_and_pickles(model_path, part):
+    detector = Detector(model_path, threshold=0.5)
+    with pytest.raises(AttributeError):
+        detector.threshold = 1.0
+    clone = pickle.loads(pickle.dumps(detector))
+    assert clone.threshold == 0.5 and clone.path == detector.path
+    assert clone(part).score == detector(part).score
+
+
+def test_one_detector_serves_many_threads(model_path, rng):
+    detector = Detector(model_path)
+    frames = [part_image(rng, 128)[0] for _ in range(16)]
+    expected = [detector(f).score for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda f: detector(f).score, frames * 3))
+    np.testing.assert_allclose(got, expected * 3, rtol=1e-6)
+
+
+def test_bad_image_raises_typed_error(model_path):
+    with pytest.raises(ImageError):
+        Detector(model_path)(b"garbage")
+
+
+def test_model_file_problems_are_explained(tmp_path):
+    lfs = tmp_path / "lfs.onnx"
+    lfs.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    with pytest.raises(ModelError, match="git lfs pull"):
+        Detector(lfs)
+    with pytest.raises(ModelError, match="does not exist"):
+        Detector(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 not a protobuf")
+    with pytest.raises(ModelError, match="not a usable ONNX model"):
+        Detector(junk)
+    bare = make_onnx_model(tmp_path / "bare.onnx", with_metadata=False)
+    with pytest.raises(MetadataError, match="no insightad metadata"):
+        Detector(bare)

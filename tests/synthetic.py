@@ -1,0 +1,52 @@
+"""Small synthetic part images for the tests: a dark elongated part with a head, on a bright background.
+
+Made here so the suite needs no licensed data. A defect is a bright scratch across the part.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def part_image(rng: np.random.Generator, size: int = 128, angle: float | None = None, defect: bool = False,
+               brightness: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 gray image and its uint8 defect mask (255 on the defect)."""
+    image = np.full((size, size), 200, np.float32) + rng.normal(0, 3, (size, size)).astype(np.float32)
+    angle = rng.uniform(0, 2 * math.pi) if angle is None else angle
+    cx, cy = size / 2 + rng.uniform(-size * 0.08, size * 0.08, 2)
+    c, s = math.cos(angle), math.sin(angle)
+    length, width = 0.30 * size, 0.06 * size
+
+    def at(u, v):
+        return int(round(cx + c * u - s * v)), int(round(cy + s * u + c * v))
+
+    shaft = np.array([at(-length, -width), at(length, -width), at(length, width), at(-length, width)], np.int32)
+    cv2.fillPoly(image, [shaft], 70)
+    cv2.circle(image, at(-length, 0), int(width * 2.0), 60, -1)  # the head: the heavier end
+    for k in range(6):  # thread stripes
+        u = -0.1 * length + k * 0.18 * length
+        cv2.line(image, at(u, -width), at(u + 0.08 * length, width), 110, max(1, size // 100))
+    mask = np.zeros((size, size), np.uint8)
+    if defect:
+        u = rng.uniform(-0.5, 0.8) * length
+        cv2.line(mask, at(u, -width), at(u + 0.1 * length, width), 255, max(2, size // 40))
+        image[mask > 0] = 230
+    image = np.clip(image * brightness, 0, 255)
+    return image.astype(np.uint8), mask
+
+
+def write_mvtec(root: Path, rng: np.random.Generator, n_train: int = 16, n_test: int = 4, size: int = 96) -> Path:
+    """An MVTec-AD-layout folder: train/good, test/good, test/scratch with ground_truth masks."""
+    folders = {"train/good": (n_train, False), "test/good": (n_test, False), "test/scratch": (n_test, True)}
+    for folder, (count, defect) in folders.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, mask = part_image(rng, size, defect=defect)
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
+            if defect:
+                (root / "ground_truth/scratch").mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "ground_truth/scratch" / f"{i:03d}_mask.png"), mask)
+    return root

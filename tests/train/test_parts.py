@@ -1,0 +1,101 @@
+"""Unit tests of the training pieces: model shapes, loss, augmentation, calibration, metrics, preprocessing choice."""
+import numpy as np
+import pytest
+import torch
+from pytorch_msssim import ssim
+
+from insightad_train.augment import PRESETS, augment
+from insightad_train.calibrate import quantile_threshold, youden_threshold
+from insightad_train.loss import HybridLoss
+from insightad_train.metrics import auroc, precision_recall_f1
+from insightad_train.model import BottleneckAutoencoder, SeedAutoencoder, build_model
+from insightad_train.preprocessing import derive_preprocess, input_shape
+from synthetic import part_image
+
+
+@pytest.mark.parametrize("arch", ["seed", "bottleneck"])
+def test_models_reconstruct_the_input_shape(arch):
+    model = build_model(arch, (48, 96)).eval()
+    x = torch.rand(2, 1, 48, 96)
+    y = model(x)
+    assert y.shape == x.shape and 0.0 <= y.min().item() and y.max().item() <= 1.0
+
+
+def test_seed_model_is_the_original_design():
+    model = SeedAutoencoder()
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 256] and all(c.stride == (2, 2) for c in convs)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules()) == 4
+    deconvs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [d.out_channels for d in deconvs] == [128, 64, 32, 1]
+    assert isinstance(model.decoder[-1], torch.nn.Sigmoid)
+
+
+def test_bottleneck_really_narrows():
+    model = BottleneckAutoencoder((64, 64), latent=32)
+    assert model.encoder(torch.rand(1, 1, 64, 64)).shape == (1, 32)
+
+
+def test_build_model_refuses_bad_sizes():
+    with pytest.raises(ValueError):
+        build_model("seed", (50, 64))
+    with pytest.raises(ValueError):
+        build_model("vae", (64, 64))
+
+
+def test_loss_matches_its_definition():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    expected = 0.16 * torch.mean((a - b) ** 2) + 0.84 * (1 - ssim(a, b, data_range=1.0, win_size=11))
+    assert float(HybridLoss(0.84)(a, b)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(HybridLoss(0.84)(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(HybridLoss(0.0)(a, b)) == pytest.approx(float(torch.mean((a - b) ** 2)), rel=1e-6)
+
+
+def test_augmentation_is_reproducible_and_does_something(part):
+    image = part.astype(np.float32) / 255
+    one = augment(image, np.random.default_rng([3, 1]), PRESETS["seed"])
+    two = augment(image, np.random.default_rng([3, 1]), PRESETS["seed"])
+    other = augment(image, np.random.default_rng([3, 2]), PRESETS["seed"])
+    np.testing.assert_array_equal(one, two)
+    assert np.abs(one - other).mean() > 0.01 and np.abs(one - image).mean() > 0.01
+    assert augment(image, np.random.default_rng(0), PRESETS["none"]) is image
+
+
+def test_quantile_threshold():
+    t = quantile_threshold(np.arange(101, dtype=float), 0.95)
+    assert t.value == pytest.approx(95.0) and t.method == "quantile" and t.n_good == 101
+    with pytest.raises(ValueError):
+        quantile_threshold(np.array([]), 0.9)
+
+
+def test_youden_threshold_separates_clean_scores():
+    t = youden_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.6]))
+    assert 0.3 <= t.value < 0.5 and t.method == "youden" and t.n_defect == 2
+    scores = np.array([0.1, 0.2, 0.3, 0.5, 0.6])
+    assert ((scores > t.value) == np.array([0, 0, 0, 1, 1], bool)).all()
+
+
+def test_auroc_and_f1():
+    assert auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert auroc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert auroc([0, 1], [0.5, 0.5]) == 0.5
+    assert auroc([0, 0, 1, 1], [0.1, 0.3, 0.2, 0.4]) == 0.75
+    m = precision_recall_f1([1, 1, 0, 0], [1, 0, 1, 0])
+    assert m == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+
+
+def test_preprocessing_is_chosen_from_the_images():
+    rng = np.random.default_rng(0)
+    objects = [part_image(rng, 128)[0].astype(np.float32) / 255 for _ in range(8)]
+    spec = derive_preprocess(objects, 64)
+    assert spec.align == "center_rotate" and spec.foreground_dark
+    assert spec.input_size[1] > spec.input_size[0]  # an elongated part gets a wide input
+    assert spec.photometric_target == pytest.approx(200 / 255, abs=0.02)
+    texture = [rng.uniform(0.3, 0.7, (128, 128)).astype(np.float32) for _ in range(8)]
+    assert derive_preprocess(texture, 64).align == "none"
+
+
+def test_input_shape_keeps_area_and_aspect():
+    h, w = input_shape(256 * 256, 3.0)
+    assert h % 16 == 0 and w % 16 == 0 and abs(w / h - 3.0) < 0.4 and abs(h * w / 65536 - 1) < 0.1
