@@ -1,0 +1,25 @@
+# The edge server image: no torch, the shipped model inside, a non-root user, port 8080.
+#   docker build -t insightad-edge .            (elsewhere: pulls python:3.11-slim)
+#   docker run -p 8080:8080 insightad-edge
+# On a machine without a registry, deploy/build_image.sh makes a local base image and offline wheels.
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS build
+COPY deploy/wheels/ /tmp/wheels/
+COPY pyproject.toml README.md /src/
+COPY insightad_edge /src/insightad_edge
+COPY insightad_train /src/insightad_train
+COPY exported /src/exported
+RUN python3 -m venv /opt/insightad \
+ && if ls /tmp/wheels/*.whl >/dev/null 2>&1; then offline="--no-index --find-links /tmp/wheels"; fi \
+ && /opt/insightad/bin/pip install --no-cache-dir --no-compile ${offline:-} "/src[serve]"
+
+FROM ${BASE}
+COPY --from=build /opt/insightad /opt/insightad
+RUN useradd --system --uid 10001 --no-create-home insightad
+USER insightad
+ENV PATH=/opt/insightad/bin:$PATH PYTHONUNBUFFERED=1
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
+CMD ["insightad-edge", "serve", "--host", "0.0.0.0", "--port", "8080"]

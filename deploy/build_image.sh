@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build and smoke-test the edge server image on a machine that reaches package registries but no
+# container registry: a Debian base image made with debootstrap, and wheels downloaded on the host
+# (pip inside the build need not reach the network).
+#
+#   sudo deploy/build_image.sh            # then: docker run -p 8080:8080 insightad-edge
+#
+# Needs docker (a running daemon) and debootstrap. Where the daemon may not create networks, start it
+# with `dockerd --bridge=none --iptables=false` and set NETWORK=host.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMAGE=${IMAGE:-insightad-edge}
+BASE=${BASE:-insightad-base:bookworm}
+NETWORK=${NETWORK:-default}
+PORT=${PORT:-8080}
+
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" http://deb.debian.org/debian
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import - "$BASE"
+  rm -rf "$rootfs"
+fi
+
+rm -f deploy/wheels/*.whl
+python3 -m pip wheel --quiet --wheel-dir deploy/wheels ".[serve]" hatchling
+
+docker build --network "$NETWORK" --build-arg BASE="$BASE" -t "$IMAGE" .
+docker image ls "$IMAGE"
+
+# smoke test: run it, wait for health, ask one question, stop it
+name=insightad-smoke-$$
+if [ "$NETWORK" = host ]; then
+  docker run -d --rm --name "$name" --network host "$IMAGE" insightad-edge serve --host 127.0.0.1 --port "$PORT"
+else
+  docker run -d --rm --name "$name" -p "127.0.0.1:$PORT:8080" "$IMAGE"
+fi
+trap 'docker stop "$name" >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 60); do curl -sf "http://127.0.0.1:$PORT/health" && break; sleep 1; done
+echo
+python3 - "$PORT" <<'PY'
+import base64, json, sys, urllib.request
+import numpy as np, cv2
+image = np.full((1024, 1024), 200, np.uint8)
+cv2.line(image, (200, 500), (800, 520), 60, 60)
+body = json.dumps({"image": base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()}).encode()
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/infer", data=body)
+print(urllib.request.urlopen(request, timeout=30).read().decode())
+PY
+docker inspect --format '{{.Config.User}} {{json .Config.ExposedPorts}} {{.Config.Healthcheck.Test}}' "$IMAGE"
