@@ -53,8 +53,8 @@ def machine() -> dict:
             "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
 
 
-def stage_latency(detector, blobs: list[bytes], reconstruct, repeats: int) -> dict:
-    """Per-stage times for batch 1 through the given reconstruct call."""
+def stage_latency(detector, blobs: list[bytes], infer, repeats: int) -> dict:
+    """Per-stage times for batch 1 through the given model call."""
     meta = detector.metadata
     times = {"decode": [], "preprocess": [], "reconstruct": [], "score": [], "total": []}
     for _ in range(repeats):
@@ -65,23 +65,23 @@ def stage_latency(detector, blobs: list[bytes], reconstruct, repeats: int) -> di
             prepared = preprocess.prepare(gray, meta.preprocess)
             inputs = prepared.input[None]
             t2 = time.perf_counter()
-            output = reconstruct(inputs)
+            output = infer(inputs)
             t3 = time.perf_counter()
-            scoring.image_scores(scoring.anomaly_maps(inputs, output, meta.score), meta.score)
+            scoring.image_scores(scoring.smooth_maps(output, meta.score), meta.score)
             t4 = time.perf_counter()
             for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
                 times[key].append(value)
     return {stage: percentiles(values) for stage, values in times.items()}
 
 
-def torch_reconstructor(run: Path, threads: int):
+def torch_infer_for(run: Path, threads: int):
     import torch
 
-    from insightad_train.fit import TorchReconstructor, load_run
+    from insightad_train.fit import TorchInfer, load_run
 
     torch.set_num_threads(threads)
-    model, _ = load_run(run)
-    return TorchReconstructor(model)
+    mapper, _ = load_run(run)
+    return TorchInfer(mapper)
 
 
 def folder_throughput(model: Path, folder: Path, count: int, workers: int) -> float:
@@ -162,12 +162,12 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
     results: dict = {"machine": machine(), "model": str(model), "images": len(blobs),
                      "image_size": list(preprocess.decode(blobs[0]).shape)}
 
-    stage_latency(detector, blobs[:3], detector.reconstruct, 1)  # warm-up
-    results["edge"] = stage_latency(detector, blobs, detector.reconstruct, 2)
+    stage_latency(detector, blobs[:3], detector.infer, 1)  # warm-up
+    results["edge"] = stage_latency(detector, blobs, detector.infer, 2)
     if run is not None:
-        reconstruct = torch_reconstructor(run, cores)
-        stage_latency(detector, blobs[:3], reconstruct, 1)
-        results["torch_eager"] = stage_latency(detector, blobs, reconstruct, 2)
+        torch_infer = torch_infer_for(run, cores)
+        stage_latency(detector, blobs[:3], torch_infer, 1)
+        results["torch_eager"] = stage_latency(detector, blobs, torch_infer, 2)
         for key in ("reconstruct", "total"):
             results[f"torch_over_edge_{key}"] = (results["torch_eager"][key]["p50_ms"]
                                                  / results["edge"][key]["p50_ms"])
@@ -194,8 +194,8 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
         if int8:
             int8_path = quantise(model, detector, [p.read_bytes() for p in dataset.train[:32]], Path(tmp) / "int8.onnx")
             quantised = Detector(int8_path)
-            stage_latency(quantised, blobs[:3], quantised.reconstruct, 1)
-            int8_latency = stage_latency(quantised, blobs, quantised.reconstruct, 2)
+            stage_latency(quantised, blobs[:3], quantised.infer, 1)
+            int8_latency = stage_latency(quantised, blobs, quantised.infer, 2)
             results["int8"] = {
                 "reconstruct_p50_ms": int8_latency["reconstruct"]["p50_ms"],
                 "fp32_reconstruct_p50_ms": results["edge"]["reconstruct"]["p50_ms"],

@@ -95,6 +95,8 @@ class Detector:
         expected = (metadata.preprocess.channels, *metadata.preprocess.input_size)
         if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != expected:
             raise MetadataError(f"{path}: graph input {inputs[0].shape} does not match metadata {expected}")
+        if metadata.output_name not in {o.name for o in session.get_outputs()}:
+            raise MetadataError(f"{path}: the graph has no output {metadata.output_name!r}")
         for name, value in (("path", path), ("metadata", metadata), ("threads", threads), ("_session", session),
                             ("threshold", float(metadata.threshold.value if threshold is None else threshold)),
                             ("_input_name", inputs[0].name)):
@@ -115,25 +117,26 @@ class Detector:
 
     def batch(self, images: Sequence[preprocess.ImageSource], *, with_map: bool = False) -> list[Result]:
         """Score several images in one model call; raises on the first image that cannot be decoded."""
-        return run_pipeline(images, self.metadata, self.threshold, self.reconstruct, with_map=with_map)
+        return run_pipeline(images, self.metadata, self.threshold, self.infer, with_map=with_map)
 
-    def reconstruct(self, inputs: np.ndarray) -> np.ndarray:
-        """Run the model on preprocessed inputs shaped (batch, channels, height, width)."""
-        return self._session.run(None, {self._input_name: np.ascontiguousarray(inputs, np.float32)})[0]
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        """The model's anomaly maps (batch, 1, h, w) for preprocessed inputs (batch, channels, h, w)."""
+        feed = {self._input_name: np.ascontiguousarray(inputs, np.float32)}
+        return self._session.run([self.metadata.output_name], feed)[0]
 
 
 def run_pipeline(images: Sequence[preprocess.ImageSource], metadata: ModelMetadata, threshold: float,
-                 reconstruct: Callable[[np.ndarray], np.ndarray], *, with_map: bool = False) -> list[Result]:
-    """decode -> preprocess -> reconstruct -> score, timed; ``reconstruct`` is the model (ONNX here, torch in training)."""
+                 infer: Callable[[np.ndarray], np.ndarray], *, with_map: bool = False) -> list[Result]:
+    """decode -> preprocess -> reconstruct -> score, timed; ``infer`` is the model (ONNX here, torch in training)."""
     t0 = time.perf_counter()
     decoded = [preprocess.decode(image) for image in images]
     t1 = time.perf_counter()
     prepared = [preprocess.prepare(image, metadata.preprocess) for image in decoded]
     inputs = np.stack([p.input for p in prepared])
     t2 = time.perf_counter()
-    reconstructions = reconstruct(inputs)
+    raw_maps = infer(inputs)
     t3 = time.perf_counter()
-    maps = scoring.anomaly_maps(inputs, reconstructions, metadata.score)
+    maps = scoring.smooth_maps(raw_maps, metadata.score)
     scores = scoring.image_scores(maps, metadata.score)
     t4 = time.perf_counter()
     per_image = 1000.0 / len(images)

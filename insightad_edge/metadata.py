@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 PHOTOMETRIC_METHODS = ("none", "median_scale")
 ALIGN_METHODS = ("none", "center", "center_rotate")
 INTERPOLATIONS = ("area", "linear")
-SCORE_METHODS = ("blurred_sq_error_max",)
+SCORE_METHODS = ("blurred_map_max",)
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,16 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class Score:
-    """How the reconstruction error becomes one number per image."""
+    """How the model's per-pixel anomaly map becomes one number per image.
 
-    method: str = "blurred_sq_error_max"
-    blur_sigma: float = 2.0
+    The graph itself outputs the map (squared reconstruction error, standardised per pixel when
+    ``pixel_standardised``); the edge blurs it with ``blur_sigma``, zeroes ``border`` pixels and takes the max.
+    """
+
+    method: str = "blurred_map_max"
+    blur_sigma: float = 4.0
     border: int = 0
+    pixel_standardised: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class ModelMetadata:
     created: str = ""
     package_version: str = ""
     input_name: str = "image"
-    output_name: str = "reconstruction"
+    output_name: str = "anomaly_map"
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

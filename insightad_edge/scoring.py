@@ -1,4 +1,4 @@
-"""From reconstruction error to an anomaly map and one score per image (numpy; training uses it too)."""
+"""From the model's anomaly maps to smoothed maps and one score per image (numpy; training uses it too)."""
 from __future__ import annotations
 
 import cv2
@@ -7,12 +7,15 @@ import numpy as np
 from .metadata import Score
 
 
-def anomaly_maps(inputs: np.ndarray, reconstructions: np.ndarray, spec: Score) -> np.ndarray:
-    """Per-pixel anomaly maps (batch, height, width) from batches shaped (batch, channels, h, w)."""
-    errors = np.mean((inputs.astype(np.float32) - reconstructions.astype(np.float32)) ** 2, axis=1)
-    maps = np.empty_like(errors)
-    for i, error in enumerate(errors):
-        maps[i] = cv2.GaussianBlur(error, (0, 0), spec.blur_sigma) if spec.blur_sigma > 0 else error
+def smooth_maps(raw: np.ndarray, spec: Score) -> np.ndarray:
+    """Blurred maps (batch, height, width) from the graph's output (batch, 1, height, width).
+
+    The blur turns scattered single-pixel noise into nothing and a defect-sized blob into a peak.
+    """
+    raw = np.asarray(raw, np.float32)[:, 0]
+    maps = np.empty_like(raw)
+    for i, amap in enumerate(raw):
+        maps[i] = cv2.GaussianBlur(amap, (0, 0), spec.blur_sigma) if spec.blur_sigma > 0 else amap
     if spec.border:
         b = spec.border
         maps[:, :b, :] = 0.0
@@ -23,7 +26,7 @@ def anomaly_maps(inputs: np.ndarray, reconstructions: np.ndarray, spec: Score) -
 
 
 def image_scores(maps: np.ndarray, spec: Score) -> np.ndarray:
-    """One score per map: the largest (blurred) error, so one local defect is enough to flag a part."""
+    """One score per map: its largest value, so one local defect is enough to flag a part."""
     return maps.reshape(len(maps), -1).max(axis=1).astype(np.float64)
 
 

@@ -51,6 +51,10 @@ def main(verbose: bool) -> None:
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
               help="Share of good training images held back to calibrate the threshold.")
 @click.option("--threshold-quantile", type=click.FloatRange(0.5, 1.0), default=0.99, show_default=True)
+@click.option("--pixel-stats/--no-pixel-stats", default=True, show_default=True,
+              help="Standardise the error per pixel by its spread on the good training images.")
+@click.option("--blur-sigma", type=click.FloatRange(min=0), default=4.0, show_default=True,
+              help="Gaussian blur (input pixels) of the anomaly map before its max is taken.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--time-budget", type=click.FloatRange(min=0), help="Stop after the epoch that passes this many minutes.")
 def fit(data: Path, out: Path, device: str, time_budget: float | None, **options) -> None:

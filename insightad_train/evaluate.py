@@ -44,16 +44,16 @@ def open_model(model: Path) -> tuple[ModelMetadata, object, str]:
     """An exported .onnx (scored by the edge itself) or a training run folder (scored by torch)."""
     if model.suffix == ".onnx":
         detector = Detector(model)
-        return detector.metadata, detector.reconstruct, f"ONNX model {model} via onnxruntime"
-    from .fit import TorchReconstructor, load_run
+        return detector.metadata, detector.infer, f"ONNX model {model} via onnxruntime"
+    from .fit import TorchInfer, load_run
 
     net, metadata = load_run(model)
-    return metadata, TorchReconstructor(net), f"training run {model} via torch"
+    return metadata, TorchInfer(net), f"training run {model} via torch"
 
 
 def evaluate(model: Path, data: Path, out: Path) -> dict:
     """Score the test split of DATA with MODEL and write report.md, report.json, roc.png and histograms.png to OUT."""
-    metadata, reconstruct, source = open_model(model)
+    metadata, infer, source = open_model(model)
     dataset = load_dataset(data)
     if not dataset.test:
         raise FileNotFoundError(f"{data} has no test split (test/good, test/<defect>) to evaluate on")
@@ -68,7 +68,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         brightness[i] = float(np.median(gray))
         for condition in CONDITIONS:
             with_map = condition == HONEST
-            result = run_pipeline([equalise(gray, condition)], metadata, threshold, reconstruct, with_map=with_map)[0]
+            result = run_pipeline([equalise(gray, condition)], metadata, threshold, infer, with_map=with_map)[0]
             scores[condition][i] = result.score
             if with_map:
                 amap = cv2.resize(result.anomaly_map, (PIXEL_SIZE, PIXEL_SIZE), interpolation=cv2.INTER_AREA)
@@ -92,7 +92,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         "pixel_auroc": auroc(np.concatenate(pixel_labels), np.concatenate(pixel_scores)) if has_masks else None,
         "at_threshold": {c: precision_recall_f1(labels, scores[c] > threshold) for c in CONDITIONS},
         "per_defect": {c: _per_defect(samples, scores[c], labels) for c in CONDITIONS},
-        "scores": [{"path": str(s.path), "defect": s.defect, **{c: scores[c][i] for c in CONDITIONS}}
+        "scores": [{"path": s.path.relative_to(dataset.root).as_posix(), "defect": s.defect, **{c: scores[c][i] for c in CONDITIONS}}
                    for i, s in enumerate(samples)],
     }
     out.mkdir(parents=True, exist_ok=True)

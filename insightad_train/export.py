@@ -13,7 +13,7 @@ import torch
 from insightad_edge.detector import Detector
 from insightad_edge.metadata import METADATA_KEY, ModelMetadata
 
-from .fit import TorchReconstructor, load_run, score_paths
+from .fit import TorchInfer, load_run, score_paths
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 17
@@ -33,14 +33,14 @@ class ExportReport:
                 f"(tolerance {PARITY_TOLERANCE:g})")
 
 
-def write_onnx(model: torch.nn.Module, metadata: ModelMetadata, out: Path) -> None:
-    """ONNX with a dynamic batch axis and the metadata contract in ``metadata_props``."""
+def write_onnx(mapper: torch.nn.Module, metadata: ModelMetadata, out: Path) -> None:
+    """ONNX with a dynamic batch axis, outputs (anomaly map, reconstruction), and the contract in ``metadata_props``."""
     height, width = metadata.preprocess.input_size
     example = torch.zeros(1, metadata.preprocess.channels, height, width)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model.eval(), (example,), str(out), input_names=[metadata.input_name],
-                      output_names=[metadata.output_name], opset_version=OPSET, dynamo=False,
-                      dynamic_axes={metadata.input_name: {0: "batch"}, metadata.output_name: {0: "batch"}})
+    names = [metadata.input_name, metadata.output_name, "reconstruction"]
+    torch.onnx.export(mapper.eval(), (example,), str(out), input_names=names[:1], output_names=names[1:],
+                      opset_version=OPSET, dynamo=False, dynamic_axes={name: {0: "batch"} for name in names})
     graph = onnx.load(str(out))
     del graph.metadata_props[:]
     onnx.helper.set_model_props(graph, {METADATA_KEY: metadata.to_json()})
@@ -58,8 +58,8 @@ def export(run: Path, out: Path, parity_paths: list[Path] | None = None) -> Expo
     if not parity_paths:
         raise ValueError("no images for the parity check: pass some with --parity-images")
     edge = Detector(out)
-    torch_scores = score_paths(parity_paths, metadata, TorchReconstructor(model))
-    edge_scores = score_paths(parity_paths, edge.metadata, edge.reconstruct)
+    torch_scores = score_paths(parity_paths, metadata, TorchInfer(model))
+    edge_scores = score_paths(parity_paths, edge.metadata, edge.infer)
     difference = float(np.max(np.abs(torch_scores - edge_scores)))
     if not difference <= PARITY_TOLERANCE:
         out.unlink()

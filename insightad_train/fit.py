@@ -1,7 +1,8 @@
 """The training loop: cache the good images, fit the autoencoder, checkpoint each epoch, calibrate the threshold.
 
 A run folder holds everything needed to resume, evaluate or export: config.json, checkpoint.pt
-(model, optimiser and epoch), history.json, and at the end model.pt and metadata.json.
+(model, optimiser and epoch), history.json, and at the end model.pt (the AnomalyMapper: autoencoder plus
+per-pixel error statistics of the good training images) and metadata.json.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from . import augment as augmentation
 from .calibrate import quantile_threshold, youden_threshold
 from .data import load_dataset, fingerprint
 from .loss import HybridLoss
-from .model import build_model
+from .model import AnomalyMapper, build_model
 from .preprocessing import derive_preprocess
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ class FitConfig:
     photometric: str = "median_scale"
     holdout: float = 0.1
     threshold_quantile: float = 0.99
-    blur_sigma: float = 2.0
-    score_border: int = 4
+    pixel_stats: bool = True
+    error_blur_sigma: float = 2.0
+    blur_sigma: float = 4.0
+    score_border: int = 0
 
 
 def select_device(name: str) -> torch.device:
@@ -63,15 +66,16 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class TorchReconstructor:
-    """The torch model behind the same ``reconstruct(inputs) -> outputs`` call the edge's Detector has."""
+class TorchInfer:
+    """An AnomalyMapper behind the same ``infer(inputs) -> anomaly maps`` call the edge's Detector has."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu"):
-        self.model, self.device = model.to(device).eval(), torch.device(device)
+    def __init__(self, mapper: AnomalyMapper, device: torch.device | str = "cpu"):
+        self.mapper, self.device = mapper.to(device).eval(), torch.device(device)
 
     @torch.inference_mode()
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        return self.model(torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).to(self.device)).cpu().numpy()
+        x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).to(self.device)
+        return self.mapper(x)[0].cpu().numpy()
 
 
 def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -82,15 +86,20 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
     return [p for p in paths if p not in set(held)], held
 
 
-def load_run(run: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelMetadata]:
-    """The trained model and its metadata from a finished run folder."""
+def build_mapper(config: FitConfig, spec: Preprocess) -> AnomalyMapper:
+    autoencoder = build_model(config.arch, spec.input_size, spec.channels)
+    return AnomalyMapper(autoencoder, spec.input_size, pre_sigma=config.error_blur_sigma)
+
+
+def load_run(run: Path, device: str = "cpu") -> tuple[AnomalyMapper, ModelMetadata]:
+    """The trained model (as the graph that gets exported) and its metadata from a finished run folder."""
     if not (run / "model.pt").is_file() or not (run / "metadata.json").is_file():
         raise FileNotFoundError(f"{run} is not a finished training run (no model.pt / metadata.json): run fit first")
     metadata = ModelMetadata.from_json((run / "metadata.json").read_text())
-    saved = torch.load(run / "model.pt", map_location=device, weights_only=True)
-    model = build_model(metadata.arch, metadata.preprocess.input_size, metadata.preprocess.channels)
-    model.load_state_dict(saved)
-    return model.eval(), metadata
+    config = FitConfig(**json.loads((run / "config.json").read_text()))
+    mapper = build_mapper(config, metadata.preprocess)
+    mapper.load_state_dict(torch.load(run / "model.pt", map_location=device, weights_only=True))
+    return mapper.eval(), metadata
 
 
 def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: float | None = None,
@@ -161,38 +170,45 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
             return None
 
     model.eval()
+    mapper = build_mapper(config, spec)
+    mapper.autoencoder.load_state_dict(model.state_dict())
+    mapper = mapper.to(torch_device).eval()
+    if config.pixel_stats:
+        inputs = np.stack([prepare_work(work, spec)[0] for work in works])
+        mapper.standardise_on(torch.from_numpy(inputs[i:i + config.batch_size]).to(torch_device)
+                              for i in range(0, len(inputs), config.batch_size))
+    score = Score(blur_sigma=config.blur_sigma, border=config.score_border, pixel_standardised=config.pixel_stats)
     metadata = ModelMetadata(
-        preprocess=spec, score=Score(blur_sigma=config.blur_sigma, border=config.score_border), arch=config.arch,
+        preprocess=spec, score=score, arch=config.arch,
         category=dataset.category, data_fingerprint=fingerprint(dataset.train),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         package_version=__version__,
     )
-    metadata = calibrate(metadata, TorchReconstructor(model, torch_device), holdout_paths, dataset.validation,
+    metadata = calibrate(metadata, TorchInfer(mapper, torch_device), holdout_paths, dataset.validation,
                          config.threshold_quantile)
-    torch.save(model.state_dict(), run / "model.pt")
+    torch.save(mapper.cpu().state_dict(), run / "model.pt")
     (run / "metadata.json").write_text(metadata.to_json())
     (run / "holdout.json").write_text(json.dumps([str(p) for p in holdout_paths], indent=1))
     return metadata
 
 
-def score_paths(paths, metadata: ModelMetadata, reconstruct, batch_size: int = 8) -> np.ndarray:
+def score_paths(paths, metadata: ModelMetadata, infer, batch_size: int = 8) -> np.ndarray:
     """Scores of image files through the edge's own pipeline with the given model."""
     scores = []
     for i in range(0, len(paths), batch_size):
-        results = run_pipeline(list(paths[i:i + batch_size]), metadata, 0.0, reconstruct)
+        results = run_pipeline(list(paths[i:i + batch_size]), metadata, 0.0, infer)
         scores.extend(r.score for r in results)
     return np.array(scores, np.float64)
 
 
-def calibrate(metadata: ModelMetadata, reconstruct, holdout: list[Path], validation, quantile: float) -> ModelMetadata:
+def calibrate(metadata: ModelMetadata, infer, holdout: list[Path], validation, quantile: float) -> ModelMetadata:
     """Threshold from a validation split with defects when the data has one (Youden), else a quantile of held-back goods."""
     good_val = [s.path for s in validation if not s.is_anomalous]
     bad_val = [s.path for s in validation if s.is_anomalous]
     if good_val and bad_val:
-        threshold = youden_threshold(score_paths(good_val, metadata, reconstruct),
-                                     score_paths(bad_val, metadata, reconstruct))
+        threshold = youden_threshold(score_paths(good_val, metadata, infer), score_paths(bad_val, metadata, infer))
     else:
-        threshold = quantile_threshold(score_paths(holdout, metadata, reconstruct), quantile)
+        threshold = quantile_threshold(score_paths(holdout, metadata, infer), quantile)
     return dataclasses.replace(metadata, threshold=threshold)
 
 

@@ -1,7 +1,10 @@
 """The autoencoders: the user's seed design and a variant with a real bottleneck."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("seed", "bottleneck")
@@ -62,3 +65,51 @@ def build_model(arch: str, input_size: tuple[int, int], channels: int = 1) -> nn
     if arch == "bottleneck":
         return BottleneckAutoencoder(tuple(input_size), channels)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalised 2-D Gaussian kernel (1, 1, k, k) with k = 2 * ceil(3 sigma) + 1."""
+    radius = max(1, math.ceil(3.0 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-(x**2) / (2.0 * sigma * sigma))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+class AnomalyMapper(nn.Module):
+    """The exported graph: autoencoder, squared error, light blur, then per-pixel standardisation.
+
+    ``mean`` and ``scale`` are the error's per-pixel mean and spread on good training images, so a pixel
+    that is always hard to redraw (a thread edge) does not outshout a real defect. With mean 0 and scale 1
+    the map is the plain squared error. Returns (anomaly_map, reconstruction), both (batch, 1, h, w).
+    """
+
+    def __init__(self, autoencoder: nn.Module, input_size: tuple[int, int], pre_sigma: float = 2.0):
+        super().__init__()
+        self.autoencoder = autoencoder
+        kernel = gaussian_kernel(pre_sigma) if pre_sigma > 0 else torch.ones(1, 1, 1, 1)
+        self.pad = kernel.shape[-1] // 2
+        self.register_buffer("kernel", kernel)
+        self.register_buffer("mean", torch.zeros(1, 1, *input_size))
+        self.register_buffer("scale", torch.ones(1, 1, *input_size))
+
+    def error(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The blurred squared error before standardisation, and the reconstruction."""
+        reconstruction = self.autoencoder(x)
+        error = torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True)
+        if self.pad:
+            error = F.conv2d(F.pad(error, (self.pad,) * 4, mode="reflect"), self.kernel)
+        return error, reconstruction
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        error, reconstruction = self.error(x)
+        return (error - self.mean) / self.scale, reconstruction
+
+    @torch.no_grad()
+    def standardise_on(self, batches, spread_quantile: float = 0.9) -> None:
+        """Set mean and scale from the errors on good images; the scale's floor (a quantile of the per-pixel
+        spread) keeps flat background pixels from blowing up."""
+        errors = torch.cat([self.error(batch)[0] for batch in batches])
+        spread = errors.std(dim=0, keepdim=True)
+        self.mean.copy_(errors.mean(dim=0, keepdim=True))
+        self.scale.copy_(spread + torch.quantile(spread.flatten(), spread_quantile))

@@ -13,7 +13,7 @@ from synthetic import part_image  # noqa: E402
 
 
 def make_onnx_model(path: Path, metadata=None, with_metadata: bool = True) -> Path:
-    """A small real ONNX graph: reconstruction = 3x3 box blur of the input, so sharp details score high."""
+    """A small real ONNX graph: reconstruction = 3x3 box blur of the input, anomaly map = squared difference."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -26,10 +26,14 @@ def make_onnx_model(path: Path, metadata=None, with_metadata: bool = True) -> Pa
         arch="test-blur", category="synthetic")
     h, w = metadata.preprocess.input_size
     weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 3, 3], [1 / 9.0] * 9)
-    node = helper.make_node("Conv", ["image", "w"], ["reconstruction"], pads=[1, 1, 1, 1])
+    nodes = [helper.make_node("Conv", ["image", "w"], ["reconstruction"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sub", ["image", "reconstruction"], ["difference"]),
+             helper.make_node("Mul", ["difference", "difference"], ["anomaly_map"])]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 1, h, w])
+               for name in ("anomaly_map", "reconstruction")]
     graph = helper.make_graph(
-        [node], "blur", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, h, w])],
-        [helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["batch", 1, h, w])], [weight])
+        nodes, "blur", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, h, w])], outputs,
+        [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if with_metadata:

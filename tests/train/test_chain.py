@@ -10,7 +10,7 @@ from insightad_edge import Detector
 from insightad_edge.cli import main as edge
 from insightad_train.cli import main as train
 from insightad_train.export import PARITY_TOLERANCE
-from insightad_train.fit import FitConfig, TorchReconstructor, fit, load_run, score_paths
+from insightad_train.fit import FitConfig, TorchInfer, fit, load_run, score_paths
 
 TINY = ["--image-size", "32", "--batch-size", "4", "--augment", "light"]
 
@@ -64,8 +64,8 @@ def test_export_matches_torch_within_tolerance(trained, mvtec, tmp_path):
     out = tmp_path / "m.onnx"
     invoke(train, "export", trained, "--out", out)
     paths = sorted((mvtec / "test").rglob("*.png"))
-    edge_scores = score_paths(paths, Detector(out).metadata, Detector(out).reconstruct)
-    torch_scores = score_paths(paths, metadata, TorchReconstructor(model))
+    edge_scores = score_paths(paths, Detector(out).metadata, Detector(out).infer)
+    torch_scores = score_paths(paths, metadata, TorchInfer(model))
     assert np.max(np.abs(edge_scores - torch_scores)) <= PARITY_TOLERANCE
     assert Detector(out).threshold == pytest.approx(metadata.threshold.value)
 

@@ -99,3 +99,18 @@ def test_preprocessing_is_chosen_from_the_images():
 def test_input_shape_keeps_area_and_aspect():
     h, w = input_shape(256 * 256, 3.0)
     assert h % 16 == 0 and w % 16 == 0 and abs(w / h - 3.0) < 0.4 and abs(h * w / 65536 - 1) < 0.1
+
+
+def test_anomaly_mapper_standardises_per_pixel():
+    from insightad_train.model import AnomalyMapper
+
+    torch.manual_seed(0)
+    mapper = AnomalyMapper(build_model("seed", (32, 48)).eval(), (32, 48), pre_sigma=1.0).eval()
+    x = torch.rand(6, 1, 32, 48)
+    plain, reconstruction = mapper(x)
+    assert plain.shape == (6, 1, 32, 48) and reconstruction.shape == x.shape
+    torch.testing.assert_close(plain, mapper.error(x)[0])  # mean 0, scale 1: the blurred squared error
+    mapper.standardise_on([x[:3], x[3:]])
+    standardised = mapper(x)[0]
+    torch.testing.assert_close(standardised.mean(dim=0), torch.zeros(1, 32, 48), atol=1e-5, rtol=0)
+    assert float(mapper.scale.min()) > 0
