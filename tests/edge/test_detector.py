@@ -87,3 +87,10 @@ def test_model_file_problems_are_explained(tmp_path):
     bare = make_onnx_model(tmp_path / "bare.onnx", with_metadata=False)
     with pytest.raises(MetadataError, match="no insightad metadata"):
         Detector(bare)
+
+
+def test_the_shipped_model_is_the_default(part):
+    detector = Detector()
+    assert detector.path.name == "screw.onnx" and detector.path.is_file()
+    result = detector(part)
+    assert np.isfinite(result.score) and result.threshold == detector.metadata.threshold.value

@@ -114,3 +114,14 @@ def test_anomaly_mapper_standardises_per_pixel():
     standardised = mapper(x)[0]
     torch.testing.assert_close(standardised.mean(dim=0), torch.zeros(1, 32, 48), atol=1e-5, rtol=0)
     assert float(mapper.scale.min()) > 0
+
+
+def test_equalised_copies_share_one_median():
+    from insightad_train.evaluate import EQUALISED_LEVEL, equalise
+
+    rng = np.random.default_rng(4)
+    for brightness in (0.7, 1.0, 1.15):
+        image = np.clip(part_image(rng, 96, brightness=brightness)[0] / 255.0, 0, 1).astype(np.float32)
+        for mode in ("equalised_scale", "equalised_shift"):
+            assert np.median(equalise(image, mode)) == pytest.approx(EQUALISED_LEVEL, abs=2e-3)
+        assert equalise(image, "raw") is image
