@@ -42,6 +42,7 @@ class FitConfig:
 
     data: str
     arch: str = "bottleneck"
+    width: float = 1.0
     image_size: int = 256
     epochs: int = 60
     batch_size: int = 16
@@ -87,7 +88,7 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
 
 
 def build_mapper(config: FitConfig, spec: Preprocess) -> AnomalyMapper:
-    autoencoder = build_model(config.arch, spec.input_size, spec.channels)
+    autoencoder = build_model(config.arch, spec.input_size, spec.channels, config.width)
     return AnomalyMapper(autoencoder, spec.input_size, pre_sigma=config.error_blur_sigma)
 
 
@@ -127,7 +128,7 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
     works = [to_work(decode(p), spec) for p in train_paths]
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    model = build_model(config.arch, spec.input_size, spec.channels).to(torch_device)
+    model = build_model(config.arch, spec.input_size, spec.channels, config.width).to(torch_device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.epochs, 1))
     history: list[dict] = []
