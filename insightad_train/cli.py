@@ -35,8 +35,9 @@ def main(verbose: bool) -> None:
 @click.option("--data", type=EXISTING_DIR, required=True, help="MVTec-layout category folder, or a folder of good images.")
 @click.option("--out", type=DIR, required=True, help="Run folder: config, checkpoints, model, metadata.")
 @click.option("--arch", type=click.Choice(["seed", "bottleneck"]), default="bottleneck", show_default=True)
-@click.option("--width", type=click.FloatRange(0.125, 4.0), default=1.0, show_default=True,
-              help="Channel multiplier of the bottleneck model (0.5 runs about 4x cheaper).")
+@click.option("--width", type=click.FloatRange(0.125, 4.0), default=0.5, show_default=True,
+              help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64; 0.5 runs twice as fast "
+                   "and detects as well on screws.")
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=256, show_default=True,
               help="Input pixels = size x size; aligned parts get the same area with their own aspect.")

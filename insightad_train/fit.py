@@ -42,7 +42,7 @@ class FitConfig:
 
     data: str
     arch: str = "bottleneck"
-    width: float = 1.0
+    width: float = 0.5
     image_size: int = 256
     epochs: int = 60
     batch_size: int = 16

@@ -38,8 +38,7 @@ class SeedAutoencoder(nn.Module):
 
 class BottleneckAutoencoder(nn.Module):
     """Conv 32/64/128/64 down to 1/16, a dense latent of ``latent`` numbers, and back: it cannot copy its input,
-    so it can only redraw what good parts look like. ``width`` scales every channel count (0.5 is about 4x
-    cheaper to run)."""
+    so it can only redraw what good parts look like. ``width`` scales every channel count."""
 
     def __init__(self, input_size: tuple[int, int], channels: int = 1, latent: int = 256, width: float = 1.0):
         super().__init__()

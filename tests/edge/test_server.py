@@ -1,5 +1,6 @@
 """The real server on a loopback port, spoken to over HTTP."""
 import base64
+import http.client
 import json
 import socket
 import subprocess
@@ -97,9 +98,15 @@ def test_bad_requests_get_4xx_with_a_json_reason(server, body, status, fragment)
     assert got == status and fragment in answer["error"]
 
 
-def test_oversized_body_is_refused(server):
-    status, answer = post(server, b'{"image": "' + b"A" * int(MAX_BODY_MB * 1024 * 1024 + 10) + b'"}')
-    assert status == 413 and "limit" in answer["error"]
+def test_oversized_body_is_refused_before_it_is_read(server):
+    """The declared length alone is enough to refuse: the server answers without waiting for the body."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       + f"Content-Length: {int(MAX_BODY_MB * 1024 * 1024) + 1}\r\n\r\n".encode() + b'{"image": "')
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 413 and "limit" in json.loads(response.read())["error"]
 
 
 def test_unknown_route_and_method(server):
