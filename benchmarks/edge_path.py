@@ -93,12 +93,16 @@ def folder_throughput(model: Path, folder: Path, count: int, workers: int) -> fl
 
 
 def peak_rss_mb(model: Path, folder: Path) -> float:
-    """Peak RSS of a fresh process that scores the folder with torch blocked."""
-    script = ("import sys, resource; sys.modules['torch'] = None\n"
+    """Peak RSS of a fresh process that scores the folder with torch blocked.
+
+    Read from VmHWM, which starts afresh at exec; ru_maxrss would also count the parent's pages that the
+    child held between fork and exec.
+    """
+    script = ("import sys; sys.modules['torch'] = None\n"
               "from insightad_edge.cli import main\n"
               f"try:\n    main(['score', {str(folder)!r}, '--model', {str(model)!r}, '--format', 'jsonl', "
               f"'--output', {os.devnull!r}])\nexcept SystemExit:\n    pass\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+              "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024.0
 
