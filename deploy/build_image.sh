@@ -38,7 +38,9 @@ fi
 trap 'docker stop "$name" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$PORT/health" && break; sleep 1; done
 echo
-python3 - "$PORT" <<'PY'
+# one request from inside the container, which has numpy and OpenCV: a 1024x1024 frame with a dark bar
+inner_port=$([ "$NETWORK" = host ] && echo "$PORT" || echo 8080)
+docker exec -i "$name" python3 - "$inner_port" <<'PY'
 import base64, json, sys, urllib.request
 import numpy as np, cv2
 image = np.full((1024, 1024), 200, np.uint8)
