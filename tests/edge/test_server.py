@@ -144,3 +144,10 @@ def test_request_while_another_is_in_flight(server):
         reply += chunk
     slow.close()
     assert reply.startswith(b"HTTP/1.1 200") and b'"Anomaly"' in reply
+
+
+def test_data_url_prefix_is_accepted(server):
+    png = cv2.imencode(".png", part_image(np.random.default_rng(3), 128)[0])[1].tobytes()
+    body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()}).encode()
+    status, answer = post(server, body)
+    assert status == 200 and isinstance(answer["Anomaly"], bool)
