@@ -236,7 +236,8 @@ def render(r: dict) -> str:
     lines.append("import: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r["import_s"].items()))
     if "int8" in r:
         q = r["int8"]
-        lines.append(f"INT8 (QDQ): reconstruct p50 {q['reconstruct_p50_ms']:.2f} ms vs FP32 {q['fp32_reconstruct_p50_ms']:.2f} ms; "
+        lines.append(f"INT8 (QDQ): reconstruct p50 {q['reconstruct_p50_ms']:.2f} ms "
+                     f"vs FP32 {q['fp32_reconstruct_p50_ms']:.2f} ms; "
                      f"{q['size_mb']:.1f} MB vs {q['fp32_size_mb']:.1f} MB; equalised AUROC {q['equalised_auroc']:.3f} "
                      f"vs FP32 {q['fp32_equalised_auroc']:.3f}")
     return "\n".join(lines)

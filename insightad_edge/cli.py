@@ -191,7 +191,7 @@ def serve(model: Path | None, host: str, port: int, workers: int, max_body_mb: f
     try:
         from .server import run
     except ImportError as exc:
-        raise click.ClickException(f"the server needs the serve extra: pip install 'insightad[serve]' ({exc})")
+        raise click.ClickException(f"the server needs the serve extra: pip install 'insightad[serve]' ({exc})") from None
     detector = open_detector(model, threads=1 if workers > 1 else None)
     run(detector, host=host, port=port, workers=workers, max_body_bytes=int(max_body_mb * 1024 * 1024))
 

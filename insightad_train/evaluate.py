@@ -92,8 +92,8 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         "pixel_auroc": auroc(np.concatenate(pixel_labels), np.concatenate(pixel_scores)) if has_masks else None,
         "at_threshold": {c: precision_recall_f1(labels, scores[c] > threshold) for c in CONDITIONS},
         "per_defect": {c: _per_defect(samples, scores[c], labels) for c in CONDITIONS},
-        "scores": [{"path": s.path.relative_to(dataset.root).as_posix(), "defect": s.defect, **{c: scores[c][i] for c in CONDITIONS}}
-                   for i, s in enumerate(samples)],
+        "scores": [{"path": s.path.relative_to(dataset.root).as_posix(), "defect": s.defect,
+                    **{c: scores[c][i] for c in CONDITIONS}} for i, s in enumerate(samples)],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -170,7 +170,8 @@ def render_markdown(report: dict) -> str:
         "## Image-level AUROC", "",
         "| input | model | median-brightness baseline |", "|---|---:|---:|",
         f"| raw | {a['raw']:.3f} | {b['raw']:.3f} |",
-        f"| equalised (scaled to median {EQUALISED_LEVEL * 255:.0f}) — **the honest number** | **{a['equalised_scale']:.3f}** | {b['equalised']:.3f} |",
+        f"| equalised (scaled to median {EQUALISED_LEVEL * 255:.0f}) — **the honest number** "
+        f"| **{a['equalised_scale']:.3f}** | {b['equalised']:.3f} |",
         f"| equalised (shifted to median {EQUALISED_LEVEL * 255:.0f}) | {a['equalised_shift']:.3f} | {b['equalised']:.3f} |",
         "",
         "Brightness alone can separate a test split whose good and defective images were lit differently; "
