@@ -104,9 +104,9 @@ class ModelMetadata:
             )
         try:
             meta = cls(
-                preprocess=_build(Preprocess, doc.get("preprocess", {})),
-                score=_build(Score, doc.get("score", {})),
-                threshold=_build(Threshold, doc.get("threshold", {})),
+                preprocess=section_from_dict(Preprocess, doc.get("preprocess", {})),
+                score=section_from_dict(Score, doc.get("score", {})),
+                threshold=section_from_dict(Threshold, doc.get("threshold", {})),
                 **{k: v for k, v in doc.items() if k not in ("preprocess", "score", "threshold")},
             )
         except TypeError as exc:
@@ -146,7 +146,8 @@ class ModelMetadata:
             raise MetadataError("model metadata is invalid: " + "; ".join(problems))
 
 
-def _build(kind: type, values: Any):
+def section_from_dict(kind: type, values: Any):
+    """One section (Preprocess, Score, Threshold) from its dict form; JSON lists become the tuples they were."""
     if not isinstance(values, dict):
         raise MetadataError(f"model metadata section for {kind.__name__} must be an object")
     tuples = {f.name for f in dataclasses.fields(kind) if str(f.type).startswith("tuple")}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from insightad_edge import __version__
 from insightad_edge.detector import run_pipeline
-from insightad_edge.metadata import ModelMetadata, Preprocess, Score
+from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
 from insightad_edge.preprocess import decode, prepare_work, to_work
 
 from . import augment as augmentation
@@ -116,7 +116,7 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state["config"] != dataclasses.asdict(config):
             raise ValueError(f"{run} holds a run with another configuration; use a new --out folder")
-        spec = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["preprocess"].items()})
+        spec = section_from_dict(Preprocess, state["preprocess"])
         log.info("resuming %s after epoch %d", run, state["epoch"] + 1)
     else:
         analysis = [cv2.resize(decode(p), (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
