@@ -4,10 +4,11 @@
 """
 from __future__ import annotations
 
-from .errors import ImageError, InsightadError, MetadataError, ModelError
+from .errors import ImageError, InsightadError, MetadataError, ModelError, NotInspectable
 
-__version__ = "0.1.0"
-__all__ = ["Detector", "Result", "ImageError", "InsightadError", "MetadataError", "ModelError", "__version__"]
+__version__ = "0.2.0"
+__all__ = ["Detector", "Result", "ImageError", "InsightadError", "MetadataError", "ModelError", "NotInspectable",
+           "__version__"]
 
 
 def __getattr__(name: str):

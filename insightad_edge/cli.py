@@ -1,33 +1,44 @@
 """`insightad-edge`: score a folder of part images, show a model's contract, serve the HTTP API.
 
-Exit codes: 0 every image was scored; 1 some image failed (its row says why) or none was found;
-2 usage error; 3 the model cannot be used.
+Exit codes: see ``errors.EXIT_CODES_HELP`` (0 done, 1 some item failed, 2 usage, 3 model unusable).
 """
 from __future__ import annotations
 
 import csv
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import InsightadError, ModelError
+from .config import API_KEY_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
+from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError, ModelError
 
 ROW_KEYS = ("path", "score", "threshold", "anomaly", "error")
-EXIT_FAILED, EXIT_MODEL = 1, 3
 log = logging.getLogger("insightad_edge")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="insightad-edge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens to stderr.")
 def main(verbose: bool) -> None:
     """Flag defective parts with an exported insightad model (no torch needed)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def quiet_opencv() -> None:
+    """OpenCV prints decoder warnings straight to stderr; the row's error already says what went wrong."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def writable_file(path: Path | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist, before any work is done (exit 2)."""
+    if path is not None and not path.parent.is_dir():
+        raise click.BadParameter(f"folder {path.parent} does not exist", param_hint=option)
 
 
 def find_images(folder: Path, recursive: bool) -> list[Path]:
@@ -48,28 +59,39 @@ def open_detector(model: Path | None, threshold: float | None = None, threads: i
     from .detector import Detector
 
     try:
-        return Detector(model, threshold=threshold, threads=threads)
+        detector = Detector(model, threshold=threshold, threads=threads)
     except ModelError as exc:
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_MODEL)
+        sys.exit(EXIT_UNUSABLE)
+    for warning in detector.metadata.warnings:
+        log.warning("%s: %s", detector.path.name, warning)
+    return detector
 
 
 def _score_one(detector, path: Path, maps_dir: Path | None, root: Path) -> dict:
     from . import preprocess
 
-    row = {"path": str(path), "score": None, "threshold": detector.threshold, "anomaly": None, "error": None}
+    row = {"path": str(path), "score": None, "threshold": detector.threshold, "anomaly": None, "error": None,
+           "status": "error"}
     try:
-        gray = preprocess.decode(path)
-        result = detector(gray, with_map=maps_dir is not None)
-        row.update(score=result.score, anomaly=result.anomaly)
+        image = preprocess.decode(path, detector.metadata.preprocess.channels)
+        result = detector(image, with_map=maps_dir is not None)
+        row.update(score=result.score, anomaly=result.anomaly, status=result.status)
         if maps_dir is not None:
-            _save_overlay(maps_dir, path, root, gray, result)
+            _save_overlay(maps_dir, path, root, image, result)
     except InsightadError as exc:
         row["error"] = str(exc)
+        row["status"] = _status_of(exc)
     except Exception as exc:  # one bad file must not end a folder run; the row carries the reason
         log.exception("unexpected failure on %s", path)
         row["error"] = f"{type(exc).__name__}: {exc}"
     return row
+
+
+def _status_of(exc: Exception) -> str:
+    from .errors import NotInspectable
+
+    return "not_inspectable" if isinstance(exc, NotInspectable) else "error"
 
 
 def _save_overlay(maps_dir: Path, path: Path, root: Path, gray, result) -> None:
@@ -82,6 +104,13 @@ def _save_overlay(maps_dir: Path, path: Path, root: Path, gray, result) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), render_overlay(gray, result.anomaly_map, result.threshold)):
         raise InsightadError(f"could not write the overlay {target}")
+
+
+def _csv_value(value) -> str:
+    """CSV cells as JSON writes them: true/false, an empty cell for none."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 class RowWriter:
@@ -99,52 +128,57 @@ class RowWriter:
         if self.fmt == "jsonl":
             self.stream.write(json.dumps({k: row[k] for k in ROW_KEYS}) + "\n")
         elif self.fmt == "csv":
-            self.csv.writerow({k: "" if row[k] is None else row[k] for k in ROW_KEYS})
+            self.csv.writerow({k: _csv_value(row[k]) for k in ROW_KEYS})
         else:
             score = "" if row["score"] is None else f"{row['score']:.6f}"
-            verdict = "ERROR" if row["error"] else ("ANOMALY" if row["anomaly"] else "ok")
+            verdict = {"error": "ERROR", "not_inspectable": "NO-VERDICT", "defect": "ANOMALY"}.get(row["status"], "ok")
             self.stream.write(f"{row['path']:<{self.width}}  {score:>10}  {row['threshold']:>10.6f}  "
                               f"{verdict:<8}  {row['error'] or ''}\n")
         self.stream.flush()
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("folder", type=click.Path(exists=True, path_type=Path))
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
 @click.option("--recursive", is_flag=True, help="Also score images in subfolders.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write rows here instead of stdout.")
 @click.option("--threshold", type=float, help="Override the model's calibrated threshold.")
-@click.option("--workers", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1, show_default="CPU count",
+@click.option("--workers", type=click.IntRange(min=1), default=SERVE_DEFAULTS.workers, show_default="CPU count",
               help="Images scored in parallel (decode, preprocess and model overlap across cores).")
 @click.option("--save-maps", type=click.Path(file_okay=False, path_type=Path),
               help="Write a heat-map overlay with the threshold contour for each image here.")
 def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: Path | None,
           threshold: float | None, workers: int, save_maps: Path | None) -> None:
-    """Score every image in FOLDER; one row per image with path, score, threshold, anomaly, error."""
+    """Score every image in FOLDER (or one image file); one row per image with path, score, threshold,
+    anomaly, error. A frame the model cannot judge gets no verdict: its row's error says why."""
+    from collections import Counter
     from concurrent.futures import ThreadPoolExecutor
 
+    writable_file(output, "--output")
+    quiet_opencv()
     images = find_images(folder, recursive)
     detector = open_detector(model, threshold, threads=1 if workers > 1 else None)
     if not images:
         click.echo(f"Error: no images found in {folder}", err=True)
         sys.exit(EXIT_FAILED)
     stream = output.open("w", newline="") if output else sys.stdout
-    failed = 0
+    counts: Counter = Counter()
     try:
         writer = RowWriter(stream, fmt, max(len(str(p)) for p in images))
         with ThreadPoolExecutor(workers) as pool, click.progressbar(
             length=len(images), label="scoring", file=sys.stderr
         ) as bar:
             for row in pool.map(lambda p: _score_one(detector, p, save_maps, folder), images):
-                failed += row["error"] is not None
+                counts[row["status"]] += 1
                 writer.write(row)
                 bar.update(1)
     finally:
         if output:
             stream.close()
-    if failed:
-        click.echo(f"{failed} of {len(images)} images could not be scored", err=True)
+    click.echo(f"{len(images)} images: {counts['ok'] + counts['defect']} judged, {counts['defect']} defects, "
+               f"{counts['not_inspectable']} not inspectable, {counts['error']} errors", err=True)
+    if counts["not_inspectable"] or counts["error"]:
         sys.exit(EXIT_FAILED)
 
 
@@ -164,7 +198,7 @@ def info(model: Path | None, as_json: bool) -> None:
         ("model", f"{detector.path} ({size_mb:.1f} MB)"),
         ("architecture", meta.arch),
         ("category", meta.category or "-"),
-        ("input", f"{p.channels} channel, {p.input_size[1]}x{p.input_size[0]} (width x height)"),
+        ("input", f"{'gray' if p.channels == 1 else 'colour (BGR)'}, {p.input_size[1]}x{p.input_size[0]} (width x height)"),
         ("preprocess", f"resize to {p.work_size} ({p.interpolation}), brightness {p.photometric}"
                        + (f" to {p.photometric_target:.3f}" if p.photometric != "none" else "")
                        + f", pose {p.align}, crop {p.crop[0]:.3f} x {p.crop[1]:.3f}"),
@@ -172,28 +206,53 @@ def info(model: Path | None, as_json: bool) -> None:
         ("threshold", f"{t.value:.6g} by {t.method}" + (f" q={t.quantile}" if t.quantile is not None else "")
                       + f" on {t.n_good} good / {t.n_defect} defective images"),
         ("trained on", f"data {meta.data_fingerprint or '-'}, {meta.created or '-'}, insightad {meta.package_version}"),
+        ("schema", str(meta.schema_version)),
+        ("sha256", detector.sha256),
     ]
+    if p.frame_size is not None:
+        lines.insert(4, ("frames", f"{p.frame_size[1]}x{p.frame_size[0]} in training; other shapes keep their aspect"))
+    if meta.inspection is not None:
+        i = meta.inspection
+        lines.append(("inspectable", f"brightness {i.brightness[0]:.3f}-{i.brightness[1]:.3f}"
+                      + ("" if i.part_area is None else f", part area {i.part_area[0]:.3f}-{i.part_area[1]:.3f}")
+                      + ("" if i.contrast_min is None else f", contrast >= {i.contrast_min:.2f}")))
+    lines += [("WARNING", warning) for warning in meta.warnings]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key:<{width}}  {value}")
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it to the network.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1, show_default="CPU count",
+@click.option("--host", default=SERVE_DEFAULTS.host, show_default=True,
+              help="Address to bind; 0.0.0.0 exposes it to the network (set an API key then).")
+@click.option("--port", type=click.IntRange(0, 65535), default=SERVE_DEFAULTS.port, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=SERVE_DEFAULTS.workers, show_default="CPU count",
               help="Requests scored in parallel.")
-@click.option("--max-body-mb", type=click.FloatRange(min=0.01), default=32.0, show_default=True,
+@click.option("--max-body-mb", type=click.FloatRange(min=0.01), default=SERVE_DEFAULTS.max_body_mb, show_default=True,
               help="Refuse request bodies larger than this.")
-def serve(model: Path | None, host: str, port: int, workers: int, max_body_mb: float) -> None:
+@click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, default=SERVE_DEFAULTS.api_key,
+              help="Require this key on every route but /health (Authorization: Bearer KEY or X-API-Key: KEY).")
+@click.option("--client-timeout-s", type=click.FloatRange(min=0.1), default=SERVE_DEFAULTS.client_timeout_s,
+              show_default=True, help="Cut a client that has not sent its whole request within this time.")
+@click.option("--max-queue", type=click.IntRange(min=0), default=SERVE_DEFAULTS.max_queue, show_default=True,
+              help="Answer 503 with Retry-After when this many requests already wait for a worker.")
+def serve(model: Path | None, **options) -> None:
     """Serve POST /infer, GET /health and GET /model over HTTP (needs the [serve] extra)."""
     try:
-        from .server import run
+        from .server import bind, run
     except ImportError as exc:
-        raise click.ClickException(f"the server needs the serve extra: pip install 'insightad[serve]' ({exc})") from None
-    detector = open_detector(model, threads=1 if workers > 1 else None)
-    run(detector, host=host, port=port, workers=workers, max_body_bytes=int(max_body_mb * 1024 * 1024))
+        click.echo(f"Error: the server needs the serve extra: {install_hint('serve')} ({exc})", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = ServeOptions(**options)
+    quiet_opencv()
+    detector = open_detector(model, threads=1 if settings.workers > 1 else None)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        click.echo(f"Error: {exc}; choose another --port or stop what holds it", err=True)
+        sys.exit(EXIT_USAGE)
+    run(detector, settings, sock)
 
 
 if __name__ == "__main__":

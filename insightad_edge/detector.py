@@ -5,6 +5,7 @@ model path, so a worker process rebuilds its own session cheaply.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,24 +16,34 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from . import preprocess, scoring
-from .errors import MetadataError, ModelError
+from . import inspectability, preprocess, scoring
+from .errors import MetadataError, ModelError, NotInspectable
 from .metadata import METADATA_KEY, ModelMetadata
 
 DEFAULT_MODEL_NAME = "screw.onnx"
 MODEL_ENV = "INSIGHTAD_MODEL"
 _LFS_MAGIC = b"version https://git-lfs"
+OK, DEFECT, NOT_INSPECTABLE, ERROR = "ok", "defect", "not_inspectable", "error"
+STATUSES = (OK, DEFECT, NOT_INSPECTABLE, ERROR)
+NOT_INSPECTABLE_MODES = ("raise", "report")
 
 
 @dataclass(frozen=True)
 class Result:
-    """The verdict on one image. ``anomaly_map`` (original image pixels) only when asked for."""
+    """The verdict on one image. ``anomaly_map`` (original image pixels) only when asked for.
 
-    score: float
+    ``status`` is ``ok``, ``defect`` or ``not_inspectable``; a not-inspectable frame has no score and no
+    anomaly verdict (both None) and ``reason`` says why. ``stats`` are what the edge measured on the frame.
+    """
+
+    score: float | None
     threshold: float
-    anomaly: bool
+    anomaly: bool | None
+    status: str = OK
+    reason: str | None = None
     anomaly_map: np.ndarray | None = field(default=None, repr=False, compare=False)
     timings_ms: Mapping[str, float] = field(default_factory=dict, compare=False)
+    stats: preprocess.FrameStats | None = field(default=None, compare=False)
 
 
 def default_model_path() -> Path:
@@ -84,22 +95,17 @@ class Detector:
     >>> result.anomaly, result.score
     """
 
-    __slots__ = ("path", "metadata", "threshold", "threads", "_session", "_input_name")
+    __slots__ = ("path", "metadata", "threshold", "threads", "sha256", "_session")
 
     def __init__(self, model: str | os.PathLike | None = None, *, threshold: float | None = None,
                  threads: int | None = None):
         path = Path(model) if model is not None else default_model_path()
         session = load_session(path, threads)
         metadata = read_metadata(session, path)
-        inputs = session.get_inputs()
-        expected = (metadata.preprocess.channels, *metadata.preprocess.input_size)
-        if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != expected:
-            raise MetadataError(f"{path}: graph input {inputs[0].shape} does not match metadata {expected}")
-        if metadata.output_name not in {o.name for o in session.get_outputs()}:
-            raise MetadataError(f"{path}: the graph has no output {metadata.output_name!r}")
+        check_graph(session, metadata, path)
         for name, value in (("path", path), ("metadata", metadata), ("threads", threads), ("_session", session),
                             ("threshold", float(metadata.threshold.value if threshold is None else threshold)),
-                            ("_input_name", inputs[0].name)):
+                            ("sha256", hashlib.sha256(path.read_bytes()).hexdigest())):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
@@ -111,43 +117,90 @@ class Detector:
     def __repr__(self) -> str:
         return f"Detector({str(self.path)!r}, threshold={self.threshold:.6g})"
 
-    def __call__(self, image: preprocess.ImageSource, *, with_map: bool = False) -> Result:
-        """Score one image: a path, encoded bytes, or a decoded array (gray/BGR/BGRA, 8/16-bit)."""
-        return self.batch([image], with_map=with_map)[0]
+    def __call__(self, image: preprocess.ImageSource, *, with_map: bool = False,
+                 not_inspectable: str = "raise") -> Result:
+        """Judge one image: a path, encoded bytes, or a decoded array (gray/BGR/BGRA, 8/16-bit).
 
-    def batch(self, images: Sequence[preprocess.ImageSource], *, with_map: bool = False) -> list[Result]:
-        """Score several images in one model call; raises on the first image that cannot be decoded."""
-        return run_pipeline(images, self.metadata, self.threshold, self.infer, with_map=with_map)
+        A frame the model cannot judge raises ``NotInspectable`` (an ``ImageError``) with the reason;
+        with ``not_inspectable="report"`` it comes back as a Result with status ``not_inspectable``.
+        """
+        return self.batch([image], with_map=with_map, not_inspectable=not_inspectable)[0]
+
+    def batch(self, images: Sequence[preprocess.ImageSource], *, with_map: bool = False,
+              not_inspectable: str = "raise") -> list[Result]:
+        """Judge several images in one model call; raises on the first image that cannot be decoded."""
+        return run_pipeline(images, self.metadata, self.threshold, self.infer, with_map=with_map,
+                            not_inspectable=not_inspectable)
 
     def infer(self, inputs: np.ndarray) -> np.ndarray:
         """The model's anomaly maps (batch, 1, h, w) for preprocessed inputs (batch, channels, h, w)."""
-        feed = {self._input_name: np.ascontiguousarray(inputs, np.float32)}
+        feed = {self.metadata.input_name: np.ascontiguousarray(inputs, np.float32)}
         return self._session.run([self.metadata.output_name], feed)[0]
 
 
+def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, path: Path) -> None:
+    """The graph must take exactly the input the metadata describes and have its output."""
+    inputs = session.get_inputs()
+    expected = (metadata.preprocess.channels, *metadata.preprocess.input_size)
+    if len(inputs) != 1 or inputs[0].name != metadata.input_name:
+        raise MetadataError(f"{path}: the graph's inputs {[i.name for i in inputs]} are not the one input "
+                            f"{metadata.input_name!r} its metadata names")
+    if tuple(inputs[0].shape[1:]) != expected:
+        raise MetadataError(f"{path}: graph input {inputs[0].shape} does not match metadata {expected}")
+    if metadata.output_name not in {o.name for o in session.get_outputs()}:
+        raise MetadataError(f"{path}: the graph has no output {metadata.output_name!r}")
+
+
+def prepare_checked(image: np.ndarray, metadata: ModelMetadata) -> preprocess.Prepared:
+    """Preprocess one decoded frame and refuse it (NotInspectable) when the model cannot judge it."""
+    prepared = preprocess.prepare(image, metadata.preprocess, metadata.inspection)
+    if metadata.inspection is not None:
+        reasons = inspectability.problems(prepared.stats, metadata.inspection)
+        if reasons:
+            raise NotInspectable("not inspectable: " + "; ".join(reasons), prepared.stats)
+    return prepared
+
+
 def run_pipeline(images: Sequence[preprocess.ImageSource], metadata: ModelMetadata, threshold: float,
-                 infer: Callable[[np.ndarray], np.ndarray], *, with_map: bool = False) -> list[Result]:
-    """decode -> preprocess -> reconstruct -> score, timed; ``infer`` is the model (ONNX here, torch in training)."""
+                 infer: Callable[[np.ndarray], np.ndarray], *, with_map: bool = False,
+                 not_inspectable: str = "raise") -> list[Result]:
+    """decode -> preprocess + inspectability -> reconstruct -> score, timed; ``infer`` is the model (ONNX
+    here, torch in training). Frames that cannot be judged raise, or become not-inspectable Results."""
+    if not_inspectable not in NOT_INSPECTABLE_MODES:
+        raise ValueError(f"not_inspectable={not_inspectable!r} must be one of {NOT_INSPECTABLE_MODES}")
     t0 = time.perf_counter()
-    decoded = [preprocess.decode(image) for image in images]
+    decoded = [preprocess.decode(image, metadata.preprocess.channels) for image in images]
     t1 = time.perf_counter()
-    prepared = [preprocess.prepare(image, metadata.preprocess) for image in decoded]
-    inputs = np.stack([p.input for p in prepared])
+    prepared: list[preprocess.Prepared | NotInspectable] = []
+    for image in decoded:
+        try:
+            prepared.append(prepare_checked(image, metadata))
+        except NotInspectable as exc:
+            if not_inspectable == "raise":
+                raise
+            prepared.append(exc)
+    judged = [p for p in prepared if isinstance(p, preprocess.Prepared)]
     t2 = time.perf_counter()
-    raw_maps = infer(inputs)
+    raw_maps = infer(np.stack([p.input for p in judged])) if judged else None
     t3 = time.perf_counter()
-    maps = scoring.smooth_maps(raw_maps, metadata.score)
-    scores = scoring.image_scores(maps, metadata.score)
+    maps = scoring.smooth_maps(raw_maps, metadata.score) if judged else []
+    scores = iter(scoring.image_scores(maps, metadata.score) if judged else [])
+    maps = iter(maps)
     t4 = time.perf_counter()
     per_image = 1000.0 / len(images)
     timings = {"decode": (t1 - t0) * per_image, "preprocess": (t2 - t1) * per_image,
                "reconstruct": (t3 - t2) * per_image, "score": (t4 - t3) * per_image}
-    return [
-        Result(score=float(score), threshold=threshold, anomaly=bool(score > threshold),
-               anomaly_map=scoring.map_to_image(amap, p.transform, p.image_shape) if with_map else None,
-               timings_ms=timings)
-        for score, amap, p in zip(scores, maps, prepared)
-    ]
+    results = []
+    for p in prepared:
+        if isinstance(p, NotInspectable):
+            results.append(Result(score=None, threshold=threshold, anomaly=None, status=NOT_INSPECTABLE,
+                                  reason=str(p), stats=p.stats, timings_ms=timings))
+            continue
+        score, amap = float(next(scores)), next(maps)
+        results.append(Result(score=score, threshold=threshold, anomaly=score > threshold,
+                              status=DEFECT if score > threshold else OK, stats=p.stats, timings_ms=timings,
+                              anomaly_map=scoring.map_to_image(amap, p.transform, p.image_shape) if with_map else None))
+    return results
 
 
 def _rebuild(path: str, threshold: float, threads: int | None) -> Detector:

@@ -1,4 +1,11 @@
-"""Typed errors with messages a line worker can act on; only the CLI turns them into exit codes."""
+"""Typed errors with messages a line worker can act on, and the exit codes the command-line tools turn them into."""
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNUSABLE = 0, 1, 2, 3
+EXIT_CODES_HELP = (
+    "Exit codes: 0 every item done; 1 some item failed or was not inspectable (its row says why), or none was "
+    "found; 2 usage error (bad option, missing folder, missing extra, port in use); 3 the model or data "
+    "cannot be used."
+)
 
 
 class InsightadError(Exception):
@@ -15,3 +22,13 @@ class MetadataError(ModelError):
 
 class ImageError(InsightadError):
     """An input image could not be decoded or is unusable."""
+
+
+class NotInspectable(ImageError):
+    """The frame decodes, but it does not show a part the model knows how to judge (empty fixture, part cut
+    by the border, far too dark or bright, another scale): no verdict, and the reason says why.
+    ``stats`` holds what was measured on the frame, when it got that far."""
+
+    def __init__(self, reason: str, stats=None):
+        super().__init__(reason)
+        self.stats = stats

@@ -1,34 +1,48 @@
 """The model contract: one JSON document inside the ONNX file that says how to feed and judge the model.
 
 Training writes it, the edge reads it back with onnxruntime alone, so the two can never disagree.
+Schema 2 (written now) adds the training frames' size (frames of any shape keep the trained geometry),
+colour, the limits of what the model can judge (``inspection``) and the good images' distributions a
+drift monitor compares with (``calibration``). Schema 1 files are still read and score exactly as before.
+Every field is required and type-checked: a model file that is not exactly right is refused.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Optional
 
 from .errors import MetadataError
 
 METADATA_KEY = "insightad"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 
 PHOTOMETRIC_METHODS = ("none", "median_scale")
 ALIGN_METHODS = ("none", "center", "center_rotate")
 INTERPOLATIONS = ("area", "linear")
 SCORE_METHODS = ("blurred_map_max",)
+THRESHOLD_METHODS = ("quantile", "youden")
+CHANNELS = (1, 3)
+CROP_MAX = 4.0          # a crop side may reach this many working sizes (a portrait part in a landscape frame)
+MIN_INPUT_SIDE = 16
+MAX_REFERENCE_SAMPLES = 256
+FRAME_STATS = ("brightness", "saturated", "contrast", "part_share", "part_area", "border", "outside", "sharpness")
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How a decoded gray image in [0, 1] becomes the model's input tensor.
+    """How a decoded image in [0, 1] becomes the model's input tensor.
 
-    The image is first resized to ``work_size`` (square), then brightness-normalised, then
-    (optionally) centred and rotated onto the part's principal axis and cropped to
-    ``crop`` = (width, height) as fractions of ``work_size``, its centre ``crop_offset`` away from the
-    part's centroid along and across the part's axis (same units), and finally resized to
-    ``input_size`` = (height, width).
+    Schema 2: the frame is resized, keeping its aspect, so that ``frame_size`` (the training frames'
+    (height, width) in pixels) would have its short side at ``work_size``; brightness is normalised;
+    the part is (optionally) centred and turned onto its principal axis; the input is the crop
+    ``crop`` = (width, height) in working sizes, its centre ``crop_offset`` from the part's centroid
+    along and across the axis (same units), resized to ``input_size`` = (height, width).
+    Schema 1 (``frame_size`` None): the frame is squashed to a ``work_size`` square first.
+    ``channels`` 1 is gray, 3 is colour in OpenCV's BGR order.
     """
 
     input_size: tuple[int, int] = (256, 256)
@@ -41,6 +55,7 @@ class Preprocess:
     crop: tuple[float, float] = (1.0, 1.0)
     crop_offset: tuple[float, float] = (0.0, 0.0)
     foreground_dark: bool = True
+    frame_size: Optional[tuple[int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -63,9 +78,54 @@ class Threshold:
 
     value: float = 0.0
     method: str = "quantile"
-    quantile: float | None = 0.99
+    quantile: Optional[float] = 0.99
     n_good: int = 0
     n_defect: int = 0
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the model can judge, measured on its good training images with a margin.
+
+    A frame outside these limits is not inspectable: its verdict would be a guess. ``None`` means
+    "not checked" (a texture has no part to measure). Ranges are (low, high).
+    """
+
+    brightness: tuple[float, float] = (0.0, 1.0)
+    saturated_max: float = 1.0
+    contrast_min: Optional[float] = None
+    part_share_min: Optional[float] = None
+    part_area: Optional[tuple[float, float]] = None
+    border_max: Optional[float] = None
+    outside_max: float = 1.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The good images' distributions a drift monitor compares live frames with.
+
+    ``score`` holds the held-back good images' scores, ``stats`` each frame statistic of the good
+    training images (see ``FRAME_STATS``), each sorted, at most ``MAX_REFERENCE_SAMPLES`` values.
+    """
+
+    score: tuple[float, ...] = ()
+    stats: dict = field(default_factory=dict)
+
+    @classmethod
+    def measured(cls, scores, stats) -> "Calibration":
+        """From the held-back good images' scores and the good images' FrameStats (None values skipped)."""
+        columns = {name: [getattr(s, name) for s in stats if getattr(s, name) is not None] for name in FRAME_STATS}
+        return cls(score=reference_sample(scores),
+                   stats={name: reference_sample(values) for name, values in columns.items() if values})
+
+
+def reference_sample(values) -> tuple[float, ...]:
+    """Sorted values, thinned to at most MAX_REFERENCE_SAMPLES evenly spaced quantiles."""
+    ordered = sorted(float(v) for v in values)
+    if len(ordered) <= MAX_REFERENCE_SAMPLES:
+        return tuple(ordered)
+    step = (len(ordered) - 1) / (MAX_REFERENCE_SAMPLES - 1)
+    return tuple(ordered[round(i * step)] for i in range(MAX_REFERENCE_SAMPLES))
 
 
 @dataclass(frozen=True)
@@ -83,13 +143,20 @@ class ModelMetadata:
     input_name: str = "image"
     output_name: str = "anomaly_map"
     schema_version: int = SCHEMA_VERSION
+    inspection: Optional[Inspection] = None
+    calibration: Optional[Calibration] = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+        doc = dataclasses.asdict(self)
+        if self.schema_version == 1:
+            for key in V2_ONLY_TOP:
+                doc.pop(key)
+            doc["preprocess"].pop("frame_size")
+        return json.dumps(doc, indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelMetadata":
-        """Parse and validate; raise MetadataError with the first problem found."""
+        """Parse and validate; raise MetadataError naming the field and what is wrong with it."""
         try:
             doc = json.loads(text)
         except (TypeError, ValueError) as exc:
@@ -97,58 +164,207 @@ class ModelMetadata:
         if not isinstance(doc, dict):
             raise MetadataError("model metadata must be a JSON object")
         version = doc.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version not in READABLE_SCHEMAS:
             raise MetadataError(
-                f"model metadata schema {version!r} is not supported (this insightad reads schema "
-                f"{SCHEMA_VERSION}); re-export the model with a matching insightad version"
-            )
-        try:
-            meta = cls(
-                preprocess=section_from_dict(Preprocess, doc.get("preprocess", {})),
-                score=section_from_dict(Score, doc.get("score", {})),
-                threshold=section_from_dict(Threshold, doc.get("threshold", {})),
-                **{k: v for k, v in doc.items() if k not in ("preprocess", "score", "threshold")},
-            )
-        except TypeError as exc:
-            raise MetadataError(f"model metadata has an unexpected field: {exc}") from None
-        meta.validate()
-        return meta
+                f"model metadata schema {version!r} is not supported (this insightad reads schemas "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}); re-export the model with a matching insightad version")
+        return parse(doc, version)
 
-    def validate(self) -> None:
-        """Refuse what the edge cannot honour."""
-        p, s, t = self.preprocess, self.score, self.threshold
-        problems = []
-        if len(p.input_size) != 2 or any(int(v) < 16 for v in p.input_size):
-            problems.append(f"input_size {p.input_size} must be two sizes of at least 16")
-        if p.channels != 1:
-            problems.append(f"channels {p.channels} is not supported (gray models only)")
-        if p.work_size < 16:
-            problems.append(f"work_size {p.work_size} is too small")
-        if p.interpolation not in INTERPOLATIONS:
-            problems.append(f"interpolation {p.interpolation!r} not in {INTERPOLATIONS}")
-        if p.photometric not in PHOTOMETRIC_METHODS:
-            problems.append(f"photometric {p.photometric!r} not in {PHOTOMETRIC_METHODS}")
-        if not 0.0 < p.photometric_target <= 1.0:
-            problems.append(f"photometric_target {p.photometric_target} must lie in (0, 1]")
-        if p.align not in ALIGN_METHODS:
-            problems.append(f"align {p.align!r} not in {ALIGN_METHODS}")
-        if len(p.crop) != 2 or not all(0.0 < c <= 2.0 for c in p.crop):
-            problems.append(f"crop {p.crop} must be two fractions in (0, 2]")
-        if len(p.crop_offset) != 2 or not all(abs(c) <= 1.0 for c in p.crop_offset):
-            problems.append(f"crop_offset {p.crop_offset} must be two fractions in [-1, 1]")
-        if s.method not in SCORE_METHODS:
-            problems.append(f"score method {s.method!r} not in {SCORE_METHODS}")
-        if s.blur_sigma < 0 or s.border < 0:
-            problems.append("score blur_sigma and border must not be negative")
-        if not isinstance(t.value, (int, float)):
-            problems.append(f"threshold {t.value!r} is not a number")
-        if problems:
-            raise MetadataError("model metadata is invalid: " + "; ".join(problems))
+    @property
+    def warnings(self) -> list[str]:
+        """What a person should know before trusting this model's verdicts."""
+        found = []
+        if self.threshold.method == "quantile" and self.threshold.n_good < MIN_CALIBRATION_IMAGES:
+            found.append(f"threshold calibrated on only {self.threshold.n_good} held-back good images "
+                         f"(fewer than {MIN_CALIBRATION_IMAGES}): its false-reject rate is a rough guess")
+        if self.schema_version < SCHEMA_VERSION:
+            found.append(f"schema {self.schema_version} model: no inspectability check and no drift reference; "
+                         "re-export it to get both")
+        return found
+
+
+MIN_CALIBRATION_IMAGES = 30
+V2_ONLY_TOP = ("inspection", "calibration")
+
+
+# --- strict reading -----------------------------------------------------------------------------
+
+def _fail(where: str, reason: str):
+    raise MetadataError(f"model metadata field {where} {reason}")
+
+
+def number(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False) -> Callable[[Any, str], float]:
+    def check(value, where):
+        if type(value) not in (int, float):
+            _fail(where, f"must be a number, not {json.dumps(value)}")
+        if not math.isfinite(value):
+            _fail(where, f"must be finite, not {value}")
+        if value < lo or value > hi or (lo_open and value == lo):
+            _fail(where, f"= {value} must lie in {'(' if lo_open else '['}{lo}, {hi}]")
+        return float(value)
+    return check
+
+
+def integer(lo: int, hi: float = math.inf) -> Callable[[Any, str], int]:
+    def check(value, where):
+        if type(value) is not int:
+            _fail(where, f"must be an integer, not {json.dumps(value)}")
+        if not lo <= value <= hi:
+            _fail(where, f"= {value} must lie in [{lo}, {hi}]")
+        return value
+    return check
+
+
+def choice(options: tuple) -> Callable[[Any, str], Any]:
+    def check(value, where):
+        if type(value) not in (str, int) or value not in options:
+            _fail(where, f"= {json.dumps(value)} must be one of {', '.join(map(str, options))}")
+        return value
+    return check
+
+
+def text(value, where) -> str:
+    if type(value) is not str:
+        _fail(where, f"must be a string, not {json.dumps(value)}")
+    return value
+
+
+def boolean(value, where) -> bool:
+    if type(value) is not bool:
+        _fail(where, f"must be true or false, not {json.dumps(value)}")
+    return value
+
+
+def pair(item: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple]:
+    def check(value, where):
+        if not isinstance(value, list) or len(value) != 2:
+            _fail(where, f"must be a list of two, not {json.dumps(value)}")
+        return tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return check
+
+
+def ordered_pair(item):
+    def check(value, where):
+        low, high = pair(item)(value, where)
+        if low > high:
+            _fail(where, f"= {list(value)} must be (low, high)")
+        return low, high
+    return check
+
+
+def samples(value, where) -> tuple[float, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_REFERENCE_SAMPLES:
+        _fail(where, f"must be a list of 1 to {MAX_REFERENCE_SAMPLES} numbers")
+    values = tuple(number()(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if list(values) != sorted(values):
+        _fail(where, "must be sorted")
+    return values
+
+
+def optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, where: None if value is None else check(value, where)
+
+
+FRACTION = number(0.0, 1.0)
+PREPROCESS_FIELDS = {
+    "input_size": pair(integer(MIN_INPUT_SIDE, 8192)),
+    "channels": choice(CHANNELS),
+    "work_size": integer(MIN_INPUT_SIDE, 16384),
+    "interpolation": choice(INTERPOLATIONS),
+    "photometric": choice(PHOTOMETRIC_METHODS),
+    "photometric_target": number(0.0, 1.0, lo_open=True),
+    "align": choice(ALIGN_METHODS),
+    "crop": pair(number(0.0, CROP_MAX, lo_open=True)),
+    "crop_offset": pair(number(-1.0, 1.0)),
+    "foreground_dark": boolean,
+    "frame_size": pair(integer(MIN_INPUT_SIDE, 65536)),
+}
+SCORE_FIELDS = {
+    "method": choice(SCORE_METHODS),
+    "blur_sigma": number(0.0, 64.0),
+    "border": integer(0, 1024),
+    "pixel_standardised": boolean,
+}
+THRESHOLD_FIELDS = {
+    "value": number(),
+    "method": choice(THRESHOLD_METHODS),
+    "quantile": optional(number(0.0, 1.0)),
+    "n_good": integer(0),
+    "n_defect": integer(0),
+}
+INSPECTION_FIELDS = {
+    "brightness": ordered_pair(FRACTION),
+    "saturated_max": FRACTION,
+    "contrast_min": optional(FRACTION),
+    "part_share_min": optional(FRACTION),
+    "part_area": optional(ordered_pair(number(0.0, CROP_MAX * CROP_MAX))),
+    "border_max": optional(FRACTION),
+    "outside_max": FRACTION,
+}
+TOP_FIELDS = {
+    "arch": text, "category": text, "data_fingerprint": text, "created": text, "package_version": text,
+    "input_name": text, "output_name": text, "schema_version": integer(1, SCHEMA_VERSION),
+}
+
+
+def read_section(doc: Any, where: str, fields: dict, skip: tuple = ()) -> dict:
+    """The checked values of one JSON object: every field present, none unknown, each of the right type."""
+    if not isinstance(doc, dict):
+        _fail(where, "must be an object")
+    expected = {k: v for k, v in fields.items() if k not in skip}
+    missing = sorted(set(expected) - set(doc))
+    if missing:
+        _fail(f"{where}.{missing[0]}" if where else missing[0], "is missing")
+    unknown = sorted(set(doc) - set(expected))
+    if unknown:
+        _fail(f"{where}.{unknown[0]}" if where else unknown[0], "is not part of the schema")
+    return {k: check(doc[k], f"{where}.{k}" if where else k) for k, check in expected.items()}
+
+
+def read_calibration(doc: Any) -> Calibration:
+    values = read_section(doc, "calibration", {"score": samples, "stats": lambda v, w: v})
+    stats = values["stats"]
+    if not isinstance(stats, dict):
+        _fail("calibration.stats", "must be an object")
+    unknown = sorted(set(stats) - set(FRAME_STATS))
+    if unknown:
+        _fail(f"calibration.stats.{unknown[0]}", f"is not a frame statistic ({', '.join(FRAME_STATS)})")
+    return Calibration(score=values["score"], stats={k: samples(v, f"calibration.stats.{k}") for k, v in stats.items()})
+
+
+def parse(doc: dict, version: int) -> ModelMetadata:
+    """A checked ModelMetadata from a JSON object of the given schema version."""
+    v1 = version == 1
+    top = read_section({k: v for k, v in doc.items() if k not in ("preprocess", "score", "threshold", *V2_ONLY_TOP)},
+                       "", TOP_FIELDS)
+    for section in ("preprocess", "score", "threshold") + (() if v1 else V2_ONLY_TOP):
+        if section not in doc:
+            _fail(section, "is missing")
+    if v1 and any(key in doc for key in V2_ONLY_TOP):
+        _fail(next(k for k in V2_ONLY_TOP if k in doc), "is not part of schema 1")
+    preprocess = Preprocess(**read_section(doc["preprocess"], "preprocess", PREPROCESS_FIELDS,
+                                           skip=("frame_size",) if v1 else ()))
+    threshold = Threshold(**read_section(doc["threshold"], "threshold", THRESHOLD_FIELDS))
+    if threshold.method == "quantile" and threshold.quantile is None:
+        _fail("threshold.quantile", "must be set for a quantile threshold")
+    if preprocess.channels == 3 and v1:
+        _fail("preprocess.channels", "= 3 needs schema 2")
+    return ModelMetadata(
+        preprocess=preprocess,
+        score=Score(**read_section(doc["score"], "score", SCORE_FIELDS)),
+        threshold=threshold,
+        inspection=None if v1 else Inspection(**read_section(doc["inspection"], "inspection", INSPECTION_FIELDS)),
+        calibration=None if v1 else read_calibration(doc["calibration"]),
+        **top,
+    )
 
 
 def section_from_dict(kind: type, values: Any):
-    """One section (Preprocess, Score, Threshold) from its dict form; JSON lists become the tuples they were."""
-    if not isinstance(values, dict):
-        raise MetadataError(f"model metadata section for {kind.__name__} must be an object")
-    tuples = {f.name for f in dataclasses.fields(kind) if str(f.type).startswith("tuple")}
-    return kind(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()})
+    """One section (Preprocess, Score, Threshold, Inspection) from its dict form, checked like a model's."""
+    fields = {Preprocess: PREPROCESS_FIELDS, Score: SCORE_FIELDS, Threshold: THRESHOLD_FIELDS,
+              Inspection: INSPECTION_FIELDS}[kind]
+    values = dict(values)
+    if kind is Preprocess and values.get("frame_size") is None:
+        values.pop("frame_size", None)
+        return kind(**read_section(values, kind.__name__.lower(), fields, skip=("frame_size",)))
+    return kind(**read_section(values, kind.__name__.lower(), fields))

@@ -1,7 +1,9 @@
 """Decode any supported image and turn it into the model's input, driven only by the model's metadata.
 
 Training calls the same functions, so the edge sees exactly what the model was trained on.
-Formats are told apart by dtype and channel count, never by pixel values.
+Formats are told apart by dtype and channel count, never by pixel values. Alongside the input, the
+frame's statistics come out (exposure, the part's contrast, size and place, sharpness): the
+inspectability check and the drift monitor read them, so no frame is measured twice.
 """
 from __future__ import annotations
 
@@ -9,38 +11,80 @@ import math
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import cv2
 import numpy as np
 
-from .errors import ImageError
-from .metadata import Preprocess
+from .errors import ImageError, NotInspectable
+from .metadata import Inspection, Preprocess
 
 ImageSource = Union[str, PathLike, bytes, bytearray, memoryview, np.ndarray]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
 MIN_SIDE = 8
+BLACK_LEVEL = 1.0 / 255.0          # a median gray level below this is a black frame
+SATURATED_LEVEL = 1.0 - 0.5 / 255  # a pixel at or above this is clipped
 _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
 
 @dataclass(frozen=True)
+class FrameStats:
+    """What the edge measured on one frame. Part statistics are None for models without a part (textures).
+
+    brightness: median gray level before normalisation; saturated: share of clipped pixels;
+    contrast: how well the part stands out (Otsu's separability, 0..1); part_share: the largest part's
+    share of everything segmented; part_area: its area in working sizes squared; border: share of the
+    frame's edge it covers; outside: share of the model's input region that lies outside the frame;
+    sharpness: variance of the Laplacian of the model input; scale: working pixels per frame pixel.
+    """
+
+    brightness: float
+    saturated: float
+    outside: float
+    sharpness: float
+    scale: float
+    contrast: Optional[float] = None
+    part_share: Optional[float] = None
+    part_area: Optional[float] = None
+    border: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """A model input (channels, height, width) and the 2x3 affine map from original pixels to it."""
+    """A model input (channels, height, width), the 2x3 affine map from original pixels to it, and the stats."""
 
     input: np.ndarray
     transform: np.ndarray
     image_shape: tuple[int, int]
+    stats: FrameStats
 
 
-def decode(source: ImageSource) -> np.ndarray:
-    """Return a gray float32 image in [0, 1] from a path, encoded bytes or a decoded array.
+@dataclass(frozen=True)
+class Part:
+    """The segmented part: centroid and principal-axis angle (heavier end to -x), and how clear it is."""
 
-    Arrays: uint8 and uint16 are scaled by their full range, floats are taken as already in
-    [0, 1]; 2-D is gray, 3 channels are BGR, 4 are BGRA (alpha ignored), as OpenCV delivers them.
+    cx: float
+    cy: float
+    angle: float
+    contrast: float
+    share: float
+    area: float
+    border: float
+
+
+def decode(source: ImageSource, channels: int = 1) -> np.ndarray:
+    """Return a float32 image in [0, 1] from a path, encoded bytes or a decoded array.
+
+    ``channels`` 1 gives gray (height, width), 3 gives BGR (height, width, 3). Arrays: uint8 and
+    uint16 are scaled by their full range, floats are taken as already in [0, 1]; 2-D is gray,
+    3 channels are BGR, 4 are BGRA (alpha ignored), as OpenCV delivers them.
     """
     if isinstance(source, np.ndarray):
-        return to_gray_float(source)
+        return to_float(source, channels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "image bytes"
     elif isinstance(source, (str, PathLike)):
@@ -57,11 +101,11 @@ def decode(source: ImageSource) -> np.ndarray:
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ImageError(f"{name} is not a readable image (corrupt, truncated or an unsupported format)")
-    return to_gray_float(array)
+    return to_float(array, channels)
 
 
-def to_gray_float(array: np.ndarray) -> np.ndarray:
-    """Convert an OpenCV-style array (gray, BGR or BGRA; 8-bit, 16-bit or float) to gray float32."""
+def to_float(array: np.ndarray, channels: int = 1) -> np.ndarray:
+    """Convert an OpenCV-style array (gray, BGR or BGRA; 8-bit, 16-bit or float) to float32 gray or BGR."""
     if array.dtype == np.uint8:
         image = array.astype(np.float32) * (1.0 / 255.0)
     elif array.dtype == np.uint16:
@@ -72,66 +116,160 @@ def to_gray_float(array: np.ndarray) -> np.ndarray:
         raise ImageError(f"image dtype {array.dtype} is not supported (use uint8, uint16 or float in [0, 1])")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    elif image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = {(3, 1): cv2.COLOR_BGR2GRAY, (4, 1): cv2.COLOR_BGRA2GRAY, (4, 3): cv2.COLOR_BGRA2BGR}
+        key = (image.shape[2], channels)
+        image = cv2.cvtColor(image, code[key]) if key in code else image
+    elif image.ndim == 2 and channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif image.ndim != 2:
         raise ImageError(f"image shape {array.shape} is not gray, BGR or BGRA")
-    if min(image.shape) < MIN_SIDE:
+    if min(image.shape[:2]) < MIN_SIDE:
         raise ImageError(f"image is {image.shape[1]}x{image.shape[0]} pixels, too small to inspect")
     return np.ascontiguousarray(image)
 
 
-def to_work(image: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """Resize a gray image to the square working size; training caches this step."""
-    size = spec.work_size
-    shrinking = image.shape[0] > size or image.shape[1] > size
+def gray_of(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def brightness_level(gray: np.ndarray) -> float:
+    """The frame's brightness as the normalisation sees it: the median gray level (every 4th pixel)."""
+    return float(np.median(gray[::4, ::4]))
+
+
+def work_scales(shape: tuple[int, ...], spec: Preprocess) -> list[tuple[float, float]]:
+    """Candidate (x, y) resize factors from frame to working pixels.
+
+    Schema 1 squashes the frame to a square. Schema 2 keeps the aspect: either the frame has the
+    training frames' pixel scale (a crop or a padded copy from the same camera), or its short side spans
+    what theirs did (a resized copy); when the two differ the part's size decides between them.
+    """
+    height, width = shape[:2]
+    if spec.frame_size is None:
+        return [(spec.work_size / width, spec.work_size / height)]
+    same_pixels = spec.work_size / min(spec.frame_size)
+    same_view = spec.work_size / min(height, width)
+    if math.isclose(same_pixels, same_view, rel_tol=1e-3):
+        return [(same_pixels, same_pixels)]
+    if spec.align == "none":  # a texture has no part to measure its scale by
+        return [(same_view, same_view)]
+    return [(same_pixels, same_pixels), (same_view, same_view)]
+
+
+def to_work(image: np.ndarray, spec: Preprocess, scale: tuple[float, float] | None = None) -> np.ndarray:
+    """Resize a frame to working pixels (the first candidate scale unless one is given); training caches this."""
+    fx, fy = scale or work_scales(image.shape, spec)[0]
+    height, width = image.shape[:2]
+    size = (max(1, round(width * fx)), max(1, round(height * fy)))
+    shrinking = size[0] < width or size[1] < height
     flag = _INTERPOLATION[spec.interpolation] if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=flag)
+    return cv2.resize(image, size, interpolation=flag)
 
 
-def prepare(image: np.ndarray, spec: Preprocess) -> Prepared:
-    """Full preprocessing of a decoded gray image: work size, brightness, pose, crop, input size."""
-    height, width = image.shape
-    work = to_work(image, spec)
-    to_work_map = np.array([[spec.work_size / width, 0, 0], [0, spec.work_size / height, 0]], np.float64)
-    tensor, work_to_input = prepare_work(work, spec)
-    return Prepared(tensor, _compose(work_to_input, to_work_map), (height, width))
+def prepare(image: np.ndarray, spec: Preprocess, inspection: Inspection | None = None) -> Prepared:
+    """Full preprocessing of a decoded image: working size, brightness, pose, crop, input size, stats.
+
+    ``inspection`` (the model's limits) lets the part's size choose the scale of a frame whose size
+    differs from the training frames'.
+    """
+    candidates = work_scales(image.shape, spec)
+    views = [_view(image, spec, scale) for scale in candidates]
+    view = views[0]
+    if len(views) > 1 and inspection is not None and inspection.part_area is not None:
+        expected = math.sqrt(inspection.part_area[0] * inspection.part_area[1])
+        view = min(views, key=lambda v: abs(math.log(max(v[2].area, 1e-9) / expected)))
+    work, factor, part, scale = view
+    tensor, matrix, outside, sharpness = _crop(work, factor, part, spec)
+    to_work_map = np.array([[scale[0], 0, 0], [0, scale[1], 0]], np.float64)
+    gray = gray_of(work)
+    stats = FrameStats(brightness=brightness_level(gray), saturated=float(np.mean(gray >= SATURATED_LEVEL)),
+                       outside=outside, sharpness=sharpness, scale=scale[0],
+                       **({} if part is None else {"contrast": part.contrast, "part_share": part.share,
+                                                   "part_area": part.area, "border": part.border}))
+    return Prepared(tensor, _compose(matrix, to_work_map), image.shape[:2], stats)
+
+
+def _view(image: np.ndarray, spec: Preprocess, scale: tuple[float, float]):
+    """(working image, brightness factor, part or None, scale) of a frame at one candidate scale."""
+    work = to_work(image, spec, scale)
+    factor = brightness_factor(gray_of(work), spec)
+    part = None
+    if spec.align != "none":
+        part = find_part(np.clip(gray_of(work) * factor, 0.0, 1.0), spec.foreground_dark, spec.work_size)
+    return work, factor, part, scale
 
 
 def prepare_work(work: np.ndarray, spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocess an image already at working size; returns the input and the work->input map."""
-    work = normalise_brightness(work, spec)
-    matrix = pose_transform(work, spec)
-    out_h, out_w = spec.input_size
-    tensor = cv2.warpAffine(work, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return tensor[None, :, :], matrix
+    """Preprocess an image already at working size; returns the input and the work->input map (training)."""
+    factor = brightness_factor(gray_of(work), spec)
+    part = None
+    if spec.align != "none":
+        part = find_part(np.clip(gray_of(work) * factor, 0.0, 1.0), spec.foreground_dark, spec.work_size)
+    tensor, matrix, _, _ = _crop(work, factor, part, spec)
+    return tensor, matrix
+
+
+def brightness_factor(gray: np.ndarray, spec: Preprocess) -> float:
+    """The gain that brings the median gray level to the target: undoes exposure and lamp drift."""
+    if spec.photometric == "none":
+        return 1.0
+    level = brightness_level(gray)
+    if level < BLACK_LEVEL:
+        raise NotInspectable("image is black (median gray level 0): check the camera and lighting")
+    return spec.photometric_target / level
 
 
 def normalise_brightness(work: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """Scale the image so its median gray level meets the target: undoes exposure and lamp drift."""
-    if spec.photometric == "none":
-        return work
-    level = float(np.median(work[::4, ::4]))
-    if level < 1.0 / 255.0:
-        raise ImageError("image is black (median gray level 0): check the camera and lighting")
-    return np.clip(work * (spec.photometric_target / level), 0.0, 1.0)
+    """The image scaled so its median gray level meets the target."""
+    factor = brightness_factor(gray_of(work), spec)
+    return work if factor == 1.0 else np.clip(work * factor, 0.0, 1.0)
 
 
-def foreground(work: np.ndarray, dark: bool) -> np.ndarray:
-    """Otsu segmentation of the part: a uint8 mask, 1 on the part."""
+def _crop(work: np.ndarray, factor: float, part: Part | None, spec: Preprocess):
+    """Model input (channels, h, w), work->input map, share of the input outside the frame, sharpness."""
+    normalised = work if factor == 1.0 else np.clip(work * factor, 0.0, 1.0)
+    matrix = pose_transform(spec, work.shape[:2], part)
+    out_h, out_w = spec.input_size
+    warped = cv2.warpAffine(normalised, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(np.ones(work.shape[:2], np.uint8), matrix, (out_w, out_h), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    sharpness = float(cv2.Laplacian(gray_of(warped), cv2.CV_32F).var())
+    tensor = warped[None] if warped.ndim == 2 else np.ascontiguousarray(warped.transpose(2, 0, 1))
+    return tensor, matrix, 1.0 - float(inside.mean()), sharpness
+
+
+def foreground(work: np.ndarray, dark: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """Otsu segmentation of the part on a gray image: (threshold, uint8 mask 1 on the part, blurred 8-bit image)."""
     gray8 = cv2.GaussianBlur((work * 255.0).astype(np.uint8), (5, 5), 0)
     mode = cv2.THRESH_BINARY_INV if dark else cv2.THRESH_BINARY
-    _, mask = cv2.threshold(gray8, 0, 1, mode + cv2.THRESH_OTSU)
-    return mask
+    threshold, mask = cv2.threshold(gray8, 0, 1, mode + cv2.THRESH_OTSU)
+    return threshold, mask, gray8
 
 
-def part_pose(work: np.ndarray, dark: bool) -> tuple[float, float, float]:
-    """Centroid (x, y) and principal-axis angle of the part, the heavier end pointing to -x."""
-    moments = cv2.moments(foreground(work, dark), binaryImage=True)
+def separability(gray8: np.ndarray, threshold: float) -> float:
+    """Otsu's measure of how well one threshold splits the image in two: between-class over total variance."""
+    hist = np.bincount(gray8.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    total = hist.sum()
+    mean = (hist * levels).sum() / total
+    variance = (hist * (levels - mean) ** 2).sum() / total
+    low = levels <= threshold
+    w0 = hist[low].sum() / total
+    if variance <= 0 or w0 <= 0 or w0 >= 1:
+        return 0.0
+    m0 = (hist[low] * levels[low]).sum() / (w0 * total)
+    m1 = (hist[~low] * levels[~low]).sum() / ((1 - w0) * total)
+    return float(w0 * (1 - w0) * (m0 - m1) ** 2 / variance)
+
+
+def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None) -> Part:
+    """The part in a brightness-normalised gray working image, with the measures that say whether it is one."""
+    threshold, mask, gray8 = foreground(gray, dark)
+    moments = cv2.moments(mask, binaryImage=True)
     if moments["m00"] < 1.0:
-        raise ImageError("no part found in the image: the frame looks empty")
+        raise NotInspectable("no part found in the image: the frame looks empty")
     cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
     angle = 0.5 * math.atan2(2.0 * moments["mu11"], moments["mu20"] - moments["mu02"])
     c, s = math.cos(angle), math.sin(angle)
@@ -139,21 +277,33 @@ def part_pose(work: np.ndarray, dark: bool) -> tuple[float, float, float]:
             + 3 * c * s * s * moments["mu12"] + s**3 * moments["mu03"])
     if skew < 0:
         angle += math.pi
-    return cx, cy, angle
+    # blobs a few pixels apart count as one part, so a scratch across the part does not cut it in two
+    reach = max(3, (work_size or max(gray.shape)) // 32 * 2 + 1)
+    _, labels = cv2.connectedComponents(cv2.dilate(mask, np.ones((reach, reach), np.uint8)), connectivity=8)
+    sizes = np.bincount(labels[mask > 0], minlength=2)
+    largest = 1 + int(np.argmax(sizes[1:]))
+    edge = np.concatenate([labels[0] * mask[0], labels[-1] * mask[-1], labels[:, 0] * mask[:, 0],
+                           labels[:, -1] * mask[:, -1]])
+    unit = float(work_size or max(gray.shape)) ** 2
+    return Part(cx, cy, angle, contrast=separability(gray8, threshold), share=float(sizes[largest] / moments["m00"]),
+                area=float(sizes[largest]) / unit, border=float(np.mean(edge == largest)))
 
 
-def pose_transform(work: np.ndarray, spec: Preprocess) -> np.ndarray:
+def part_pose(work: np.ndarray, dark: bool) -> tuple[float, float, float]:
+    """Centroid (x, y) and principal-axis angle of the part, the heavier end pointing to -x."""
+    part = find_part(work, dark)
+    return part.cx, part.cy, part.angle
+
+
+def pose_transform(spec: Preprocess, work_shape: tuple[int, int], part: Part | None) -> np.ndarray:
     """The 2x3 map from working pixels to input pixels: centre and rotate the part if asked, crop, scale."""
     size = spec.work_size
     out_h, out_w = spec.input_size
     crop_w, crop_h = spec.crop[0] * size, spec.crop[1] * size
-    if spec.align == "none":
-        cx = cy = size / 2.0
-        angle = 0.0
+    if part is None:
+        cx, cy, angle = work_shape[1] / 2.0, work_shape[0] / 2.0, 0.0
     else:
-        cx, cy, angle = part_pose(work, spec.foreground_dark)
-        if spec.align == "center":
-            angle = 0.0
+        cx, cy, angle = part.cx, part.cy, (part.angle if spec.align == "center_rotate" else 0.0)
     c, s = math.cos(angle), math.sin(angle)
     du, dv = spec.crop_offset[0] * size, spec.crop_offset[1] * size
     cx, cy = cx + c * du - s * dv, cy + s * du + c * dv

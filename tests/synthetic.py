@@ -50,3 +50,22 @@ def write_mvtec(root: Path, rng: np.random.Generator, n_train: int = 16, n_test:
                 (root / "ground_truth/scratch").mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(root / "ground_truth/scratch" / f"{i:03d}_mask.png"), mask)
     return root
+
+
+def background(rng: np.random.Generator, height: int, width: int, level: float = 200.0) -> np.ndarray:
+    """An empty fixture: the parts' background with the same sensor noise, uint8."""
+    return np.clip(level + rng.normal(0, 3, (height, width)), 0, 255).astype(np.uint8)
+
+
+def embed(image: np.ndarray, rng: np.random.Generator, height: int, width: int, top: int | None = None,
+          left: int | None = None) -> np.ndarray:
+    """``image`` placed in a larger (or cut by a smaller) frame of background, centred unless told otherwise."""
+    frame = background(rng, height, width)
+    top = (height - image.shape[0]) // 2 if top is None else top
+    left = (width - image.shape[1]) // 2 if left is None else left
+    src_y, src_x = max(0, -top), max(0, -left)
+    dst_y, dst_x = max(0, top), max(0, left)
+    h = min(image.shape[0] - src_y, height - dst_y)
+    w = min(image.shape[1] - src_x, width - dst_x)
+    frame[dst_y:dst_y + h, dst_x:dst_x + w] = image[src_y:src_y + h, src_x:src_x + w]
+    return frame

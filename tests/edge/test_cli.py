@@ -54,7 +54,8 @@ def test_unreadable_image_gets_a_row_and_exit_code_1(folder, model_path):
     assert len(rows) == 4
     assert rows["broken.png"]["score"] is None and "not a readable image" in rows["broken.png"]["error"]
     assert rows["good_0.png"]["error"] is None
-    assert "1 of 4 images could not be scored" in result.stderr
+    assert "4 images: 3 judged, 0 defects, 0 not inspectable, 1 errors" in result.stderr
+    assert "IHDR" not in result.stderr  # OpenCV's own warning stays out of the output
 
 
 def test_table_and_threshold_override(folder, model_path):
@@ -92,7 +93,8 @@ def test_info_human_and_json(model_path):
     human = run("info", model_path)
     assert human.exit_code == 0 and "center_rotate" in human.stdout and "threshold" in human.stdout
     meta = json.loads(run("info", model_path, "--json").stdout)
-    assert meta["schema_version"] == 1 and meta["category"] == "synthetic"
+    assert meta["schema_version"] == 2 and meta["category"] == "synthetic"
+    assert "inspectable" in human.stdout and "sha256" in human.stdout
 
 
 def test_version():

@@ -81,7 +81,7 @@ def test_health_and_model(server):
     with urllib.request.urlopen(server + "/health") as response:
         assert json.loads(response.read())["status"] == "ok"
     with urllib.request.urlopen(server + "/model") as response:
-        assert json.loads(response.read())["schema_version"] == 1
+        assert json.loads(response.read())["schema_version"] == 2
 
 
 @pytest.mark.parametrize("body, status, fragment", [

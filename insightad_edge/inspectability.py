@@ -1,0 +1,78 @@
+"""Can this frame be judged at all? The limits come from the good training images, widened by a margin.
+
+A frame that shows no part, a part cut by the frame's edge, a part of another size, or an exposure the
+brightness normalisation cannot undo gets no verdict: the model would only be guessing. Measured on the
+MVTec screw (320 training images, 160 test images): the part's contrast (Otsu separability) is 0.75-0.83
+on every image, 0.55-0.68 on frames of background or sensor noise only; the margins below keep every
+training and test image inspectable and refuse those.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .metadata import Inspection
+from .preprocess import FrameStats
+
+# One place for every margin: how far outside the training images' range a frame may still be judged.
+EXPOSURE_FACTOR = 2.0      # brightness within [darkest / 2, brightest * 2]: the gain can undo that much
+SATURATED_MARGIN = 0.05    # up to 5 points more clipped pixels than any training image
+CONTRAST_MARGIN = 0.05     # the part may stand out a little less than in the least clear training image
+PART_SHARE_MARGIN = 0.10   # the largest blob may hold 10 points less of the segmented pixels
+AREA_FACTOR = 1.5          # the part's area within [smallest / 1.5, largest * 1.5]
+BORDER_MARGIN = 0.02       # the part may cover 2 points more of the frame's edge
+OUTSIDE_MARGIN = 0.10      # 10 points more of the model's input region may fall outside the frame
+
+
+def limits_from(stats: Sequence[FrameStats]) -> Inspection:
+    """The inspection limits for a model trained on frames with these statistics."""
+    def values(name):
+        found = [getattr(s, name) for s in stats if getattr(s, name) is not None]
+        return np.array(found, np.float64) if found else None
+
+    brightness, contrast, share = values("brightness"), values("contrast"), values("part_share")
+    area, border = values("part_area"), values("border")
+    return Inspection(
+        brightness=(float(brightness.min() / EXPOSURE_FACTOR), float(min(1.0, brightness.max() * EXPOSURE_FACTOR))),
+        saturated_max=float(min(1.0, values("saturated").max() + SATURATED_MARGIN)),
+        contrast_min=None if contrast is None else float(max(0.0, contrast.min() - CONTRAST_MARGIN)),
+        part_share_min=None if share is None else float(max(0.0, share.min() - PART_SHARE_MARGIN)),
+        part_area=None if area is None else (float(area.min() / AREA_FACTOR), float(area.max() * AREA_FACTOR)),
+        border_max=None if border is None else float(min(1.0, border.max() + BORDER_MARGIN)),
+        outside_max=float(min(1.0, values("outside").max() + OUTSIDE_MARGIN)),
+    )
+
+
+def problems(stats: FrameStats, limits: Inspection) -> list[str]:
+    """Why this frame cannot be judged, in words an operator can act on; empty when it can."""
+    found = []
+    low, high = limits.brightness
+    if stats.brightness < low:
+        found.append(f"too dark: median gray level {stats.brightness:.3f} is below {low:.3f} "
+                     "(half the darkest training image); check the lighting and exposure")
+    elif stats.brightness > high:
+        found.append(f"too bright: median gray level {stats.brightness:.3f} is above {high:.3f}; check the exposure")
+    if stats.saturated > limits.saturated_max:
+        found.append(f"over-exposed: {stats.saturated:.0%} of the pixels are clipped white "
+                     f"(at most {limits.saturated_max:.0%} may be)")
+    if limits.contrast_min is not None and (stats.contrast or 0.0) < limits.contrast_min:
+        found.append(f"no clear part in view (contrast {stats.contrast or 0.0:.2f} < {limits.contrast_min:.2f}): "
+                     "is the fixture empty, or the part out of focus?")
+    elif limits.part_share_min is not None and (stats.part_share or 0.0) < limits.part_share_min:
+        found.append(f"no single part in view (the largest blob holds {stats.part_share or 0.0:.0%} of what was "
+                     f"segmented, at least {limits.part_share_min:.0%} expected): several parts or clutter?")
+    if limits.part_area is not None and stats.part_area is not None:
+        small, large = limits.part_area
+        if stats.part_area < small:
+            found.append(f"the part is {1 - stats.part_area / small:.0%} smaller than the training parts allow: "
+                         "partly hidden, or the camera is further away")
+        elif stats.part_area > large:
+            found.append(f"the part is {stats.part_area / large - 1:.0%} larger than the training parts allow: "
+                         "the camera is closer, or something else is in view")
+    if limits.border_max is not None and (stats.border or 0.0) > limits.border_max:
+        found.append("the part is cut by the frame's edge")
+    if stats.outside > limits.outside_max:
+        found.append(f"{stats.outside:.0%} of the region the model inspects lies outside the frame "
+                     f"(at most {limits.outside_max:.0%}): the part sits too close to the edge")
+    return found

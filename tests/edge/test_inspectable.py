@@ -1,0 +1,146 @@
+"""A verdict is right or says why it cannot be given: frames of any shape, frames without a judgeable part."""
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from insightad_edge import Detector, ImageError, NotInspectable
+from insightad_edge.cli import main
+from synthetic import background, embed, part_image
+
+SIZE = 128  # the fixture model was calibrated on 128x128 frames
+
+
+def shapes(image: np.ndarray, rng) -> dict:
+    """Copies of a square frame as other cameras would deliver it."""
+    four_three = embed(image, rng, SIZE, SIZE * 4 // 3)
+    return {
+        "padded 4:3": four_three,
+        "padded 16:9": embed(image, rng, SIZE, SIZE * 16 // 9),
+        "cropped to 128x100": image[14:114],
+        "padded 4:3, resized x1.5": cv2.resize(four_three, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_LINEAR),
+        "padded 4:3, resized x0.75": cv2.resize(four_three, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA),
+        "portrait 3:4": embed(image, rng, SIZE * 4 // 3, SIZE),
+    }
+
+
+@pytest.mark.parametrize("name", ["padded 4:3", "padded 16:9", "cropped to 128x100", "padded 4:3, resized x1.5",
+                                  "padded 4:3, resized x0.75", "portrait 3:4"])
+def test_frames_of_any_shape_score_like_the_original(model_path, name):
+    """The model's scores on good parts lie below its threshold whatever shape the frame has; defects above."""
+    detector = Detector(model_path)
+    caught = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        angle = math.pi * (seed % 2) + 0.15 * (seed - 3)  # lying across the frame, so the 100-row crop keeps it whole
+        good = part_image(rng, SIZE, angle=angle)[0]
+        bad = part_image(np.random.default_rng(seed), SIZE, angle=angle, defect=True)[0]
+        original, copy = detector(good), detector(shapes(good, rng)[name])
+        assert original.status == copy.status == "ok", (name, seed, copy)
+        assert abs(copy.score - original.score) < 0.5 * detector.threshold, (name, seed)
+        defect = detector(shapes(bad, rng)[name])
+        assert defect.status == detector(bad).status, (name, seed)
+        caught += defect.status == "defect"
+    assert caught >= 5
+
+
+def test_the_schema_1_geometry_rejects_good_parts_in_other_shapes(model_path, tmp_path):
+    """Why schema 2 exists: the same model read as schema 1 squashes a 16:9 frame and calls a good part bad."""
+    import onnx
+
+    from conftest import write_model  # noqa: F401  (same graph, schema-1 metadata)
+    from insightad_edge.metadata import METADATA_KEY
+
+    model = onnx.load(str(model_path))
+    doc = json.loads(model.metadata_props[0].value)
+    for key in ("inspection", "calibration"):
+        del doc[key]
+    del doc["preprocess"]["frame_size"]
+    doc["schema_version"] = 1
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(doc)})
+    onnx.save(model, str(tmp_path / "v1.onnx"))
+    v1, v2 = Detector(tmp_path / "v1.onnx"), Detector(model_path)
+    flagged = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        wide = embed(part_image(rng, SIZE, angle=0.5 * seed)[0], rng, SIZE, SIZE * 16 // 9)
+        flagged += v1(wide).anomaly
+        assert v2(wide).status == "ok"
+    assert flagged == 6
+
+
+def frames_that_cannot_be_judged(rng) -> dict:
+    good = part_image(rng, SIZE, angle=0.2)[0]
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (SIZE, SIZE)).astype(np.float32), (0, 0), 4)
+    return {
+        "empty fixture": background(rng, SIZE, SIZE),
+        "flat gray with sensor noise": background(rng, SIZE, SIZE, level=120),
+        "textured background": np.clip(180 + 12 * texture / texture.std(), 0, 255).astype(np.uint8),
+        "part cut by the frame's edge": embed(good, rng, SIZE, SIZE, left=-56),
+        "under-exposed": (good * 0.2).astype(np.uint8),
+        "over-exposed": np.clip(good.astype(np.float32) * 3.0, 0, 255).astype(np.uint8),
+        "perfectly flat": np.full((SIZE, SIZE), 200, np.uint8),
+        "black": np.zeros((SIZE, SIZE), np.uint8),
+        "two parts": np.minimum(good, np.roll(part_image(rng, SIZE, angle=1.7)[0], 40, axis=0)),
+    }
+
+
+@pytest.mark.parametrize("name", list(frames_that_cannot_be_judged(np.random.default_rng(0))))
+def test_frames_without_a_judgeable_part_are_never_ok(model_path, name):
+    frame = frames_that_cannot_be_judged(np.random.default_rng(5))[name]
+    detector = Detector(model_path)
+    with pytest.raises(NotInspectable) as error:
+        detector(frame)
+    assert isinstance(error.value, ImageError) and str(error.value)
+    reported = detector(frame, not_inspectable="report")
+    assert reported.status == "not_inspectable" and reported.anomaly is None and reported.score is None
+    assert reported.reason == str(error.value)
+
+
+def test_good_frames_pass_the_check(model_path):
+    detector = Detector(model_path)
+    rng = np.random.default_rng(77)
+    results = detector.batch([part_image(rng, SIZE)[0] for _ in range(30)], not_inspectable="report")
+    assert [r.status for r in results] == ["ok"] * 30
+
+
+def test_a_batch_reports_each_frame(model_path):
+    rng = np.random.default_rng(3)
+    frames = [part_image(rng, SIZE)[0], background(rng, SIZE, SIZE), part_image(rng, SIZE, defect=True)[0]]
+    results = Detector(model_path).batch(frames, not_inspectable="report")
+    assert [r.status for r in results] == ["ok", "not_inspectable", "defect"]
+    with pytest.raises(NotInspectable):
+        Detector(model_path).batch(frames)
+
+
+def test_cli_row_for_a_frame_that_cannot_be_judged(model_path, tmp_path):
+    rng = np.random.default_rng(8)
+    cv2.imwrite(str(tmp_path / "empty.png"), background(rng, SIZE, SIZE))
+    cv2.imwrite(str(tmp_path / "good.png"), part_image(rng, SIZE)[0])
+    result = CliRunner().invoke(main, ["score", str(tmp_path), "--model", str(model_path), "--format", "jsonl"])
+    assert result.exit_code == 1
+    rows = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line) for line in result.stdout.splitlines()}
+    assert rows["empty.png"]["anomaly"] is None and rows["empty.png"]["score"] is None
+    assert rows["empty.png"]["error"].startswith("not inspectable")
+    assert rows["good.png"] == {**rows["good.png"], "anomaly": False, "error": None}
+    assert "1 judged, 0 defects, 1 not inspectable, 0 errors" in result.stderr
+
+
+V1_GOLDEN = [  # computed by insightad 0.1.0 (before schema 2) on the same frames and the same tiny graph
+    [0.0334661640226841, 0.033472444862127304], [0.033600401133298874, 0.033516135066747665],
+    [0.03346787393093109, 0.03336939960718155], [0.033605415374040604, 0.03358570113778114],
+    [0.03363063186407089, 0.033495884388685226], [0.03353216126561165, 0.03352153301239014]]
+
+
+def test_a_schema_1_model_scores_exactly_as_before(v1_model_path):
+    """Same float32 operations in the same order: equal up to the last bits a different CPU may round apart."""
+    detector = Detector(v1_model_path)
+    for k, expected in enumerate(V1_GOLDEN):
+        image = part_image(np.random.default_rng(500 + k), 128, defect=(k % 2 == 1))[0]
+        got = [detector(image).score, detector(cv2.resize(image, (300, 300))).score]
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert detector.metadata.schema_version == 1 and detector.metadata.inspection is None
