@@ -20,6 +20,10 @@ class MetadataError(ModelError):
     """The model's embedded metadata is absent, malformed or of an unknown schema."""
 
 
+class DataError(InsightadError):
+    """A training or evaluation data folder cannot be used (missing, empty, too few images)."""
+
+
 class ImageError(InsightadError):
     """An input image could not be decoded or is unusable."""
 

@@ -363,7 +363,7 @@ def section_from_dict(kind: type, values: Any):
     """One section (Preprocess, Score, Threshold, Inspection) from its dict form, checked like a model's."""
     fields = {Preprocess: PREPROCESS_FIELDS, Score: SCORE_FIELDS, Threshold: THRESHOLD_FIELDS,
               Inspection: INSPECTION_FIELDS}[kind]
-    values = dict(values)
+    values = json.loads(json.dumps(values))  # tuples become the lists a JSON document holds
     if kind is Preprocess and values.get("frame_size") is None:
         values.pop("frame_size", None)
         return kind(**read_section(values, kind.__name__.lower(), fields, skip=("frame_size",)))

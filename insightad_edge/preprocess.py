@@ -295,15 +295,20 @@ def part_pose(work: np.ndarray, dark: bool) -> tuple[float, float, float]:
     return part.cx, part.cy, part.angle
 
 
+def part_axes(align: str, work_shape: tuple[int, ...], part: Part | None) -> tuple[float, float, float]:
+    """Origin (x, y) and angle of the frame the crop is measured in: the part's centroid and, for
+    ``center_rotate``, its principal axis; the working image's centre without a part."""
+    if part is None or align == "none":
+        return work_shape[1] / 2.0, work_shape[0] / 2.0, 0.0
+    return part.cx, part.cy, (part.angle if align == "center_rotate" else 0.0)
+
+
 def pose_transform(spec: Preprocess, work_shape: tuple[int, int], part: Part | None) -> np.ndarray:
     """The 2x3 map from working pixels to input pixels: centre and rotate the part if asked, crop, scale."""
     size = spec.work_size
     out_h, out_w = spec.input_size
     crop_w, crop_h = spec.crop[0] * size, spec.crop[1] * size
-    if part is None:
-        cx, cy, angle = work_shape[1] / 2.0, work_shape[0] / 2.0, 0.0
-    else:
-        cx, cy, angle = part.cx, part.cy, (part.angle if spec.align == "center_rotate" else 0.0)
+    cx, cy, angle = part_axes(spec.align, work_shape, part)
     c, s = math.cos(angle), math.sin(angle)
     du, dv = spec.crop_offset[0] * size, spec.crop_offset[1] * size
     cx, cy = cx + c * du - s * dv, cy + s * du + c * dv

@@ -1,11 +1,21 @@
-"""Pick the decision threshold without touching the test split."""
+"""Pick the decision threshold and measure the good images' reference, without touching the test split."""
 from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
 
 import numpy as np
 
-from insightad_edge.metadata import Threshold
+from insightad_edge.detector import run_pipeline
+from insightad_edge.inspectability import limits_from
+from insightad_edge.metadata import MIN_CALIBRATION_IMAGES, Calibration, ModelMetadata, Threshold
+from insightad_edge.preprocess import decode, prepare
 
 from .metrics import roc_curve
+
+log = logging.getLogger(__name__)
+MIN_HOLDOUT = 10  # a quantile of fewer held-back scores is just their maximum: the false-reject rate is unknown
 
 
 def quantile_threshold(good_scores: np.ndarray, quantile: float) -> Threshold:
@@ -25,3 +35,38 @@ def youden_threshold(good_scores: np.ndarray, defect_scores: np.ndarray) -> Thre
     # the ROC threshold t means "score >= t is anomalous"; the edge flags score > threshold, so step just below t
     value = float(np.nextafter(thresholds[best], -np.inf))
     return Threshold(value=value, method="youden", quantile=None, n_good=len(good_scores), n_defect=len(defect_scores))
+
+
+def score_paths(paths, metadata: ModelMetadata, infer, batch_size: int = 8) -> np.ndarray:
+    """Scores of image files through the edge's own pipeline with the given model (inspectability unchecked:
+    this measures the model, whatever the frames)."""
+    metadata = dataclasses.replace(metadata, inspection=None)
+    scores = []
+    for i in range(0, len(paths), batch_size):
+        results = run_pipeline(list(paths[i:i + batch_size]), metadata, 0.0, infer)
+        scores.extend(r.score for r in results)
+    return np.array(scores, np.float64)
+
+
+def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path], holdout: list[Path], validation,
+            quantile: float) -> ModelMetadata:
+    """The metadata with its threshold, inspection limits and drift reference (schema 2).
+
+    Threshold: Youden's J on a validation split with defects when the data has one, else a quantile of the
+    held-back good images' scores. Limits and reference: the edge's own frame statistics of every good image.
+    """
+    base = dataclasses.replace(metadata, inspection=None, calibration=None)
+    holdout_scores = score_paths(holdout, base, infer)
+    good_val = [s.path for s in validation if not s.is_anomalous]
+    bad_val = [s.path for s in validation if s.is_anomalous]
+    if good_val and bad_val:
+        threshold = youden_threshold(score_paths(good_val, base, infer), score_paths(bad_val, base, infer))
+    else:
+        threshold = quantile_threshold(holdout_scores, quantile)
+    if len(holdout) < MIN_CALIBRATION_IMAGES:
+        log.warning("the threshold rests on %d held-back good images (fewer than %d): its false-reject rate is a "
+                    "rough guess; more good images make it firm", len(holdout), MIN_CALIBRATION_IMAGES)
+    spec = metadata.preprocess
+    stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
+    return dataclasses.replace(metadata, threshold=threshold, inspection=limits_from(stats),
+                               calibration=Calibration.measured(holdout_scores, stats), schema_version=2)

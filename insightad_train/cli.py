@@ -1,6 +1,7 @@
 """`insightad-train`: fit, evaluate and export models, and write augmented copies of good images.
 
 Needs the [train] extra (torch); the heavy imports happen inside each command so --help stays fast.
+Every option's default and choices come from ``FitConfig`` and the modules that define them.
 """
 from __future__ import annotations
 
@@ -11,19 +12,37 @@ from pathlib import Path
 import click
 
 from insightad_edge import __version__
+from insightad_edge.config import install_hint
+from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
+from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
+
+from .config import ARCHS, AUGMENT_PRESETS, FIT_DEFAULTS
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
-
-
 def _require_torch() -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise click.ClickException("training needs the train extra: pip install 'insightad[train]'") from None
+        click.echo(f"Error: training needs the train extra: {install_hint('train')}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _fail(exc: Exception) -> None:
+    """One line for a known failure, with the exit code that fits it: usage 2, model or data unusable 3."""
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(EXIT_USAGE if isinstance(exc, ValueError) else EXIT_UNUSABLE)
+
+
+def option(name: str, **kwargs):
+    """A `fit` option whose default is FitConfig's; a true/false field becomes an --x/--no-x flag."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(FIT_DEFAULTS[name], bool):
+        flag = f"{flag}/--no-{flag[2:]}"
+    return click.option(flag, name, default=FIT_DEFAULTS[name], show_default=True, **kwargs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="insightad-train")
 @click.option("-v", "--verbose", is_flag=True, help="Log each epoch and image to stderr.")
 def main(verbose: bool) -> None:
@@ -31,54 +50,56 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.option("--data", type=EXISTING_DIR, required=True, help="MVTec-layout category folder, or a folder of good images.")
 @click.option("--out", type=DIR, required=True, help="Run folder: config, checkpoints, model, metadata.")
-@click.option("--arch", type=click.Choice(["seed", "bottleneck"]), default="bottleneck", show_default=True)
-@click.option("--width", type=click.FloatRange(0.125, 4.0), default=0.5, show_default=True,
-              help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64; 0.5 runs twice as fast "
-                   "and detects as well on screws.")
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--image-size", type=click.IntRange(min=32), default=256, show_default=True,
-              help="Input pixels = size x size; aligned parts get the same area with their own aspect.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.84, show_default=True, help="SSIM weight in the loss.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--augment", type=click.Choice(["light", "seed", "none"]), default="light", show_default=True,
-              help="light: small pose jitter, no mirror; seed: the original ±40° rotation, ±20% shift/shear/zoom, flips.")
-@click.option("--align", type=click.Choice(["auto", "none", "center", "center_rotate"]), default="auto",
-              show_default=True, help="Pose normalisation; auto decides from the training images.")
-@click.option("--photometric", type=click.Choice(["median_scale", "none"]), default="median_scale", show_default=True,
-              help="Brightness normalisation carried in the model.")
-@click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
-              help="Share of good training images held back to calibrate the threshold.")
-@click.option("--threshold-quantile", type=click.FloatRange(0.5, 1.0), default=0.99, show_default=True)
-@click.option("--pixel-stats/--no-pixel-stats", default=True, show_default=True,
-              help="Standardise the error per pixel by its spread on the good training images.")
-@click.option("--blur-sigma", type=click.FloatRange(min=0), default=4.0, show_default=True,
-              help="Gaussian blur (input pixels) of the anomaly map before its max is taken.")
+@option("arch", type=click.Choice(ARCHS))
+@option("width", type=click.FloatRange(0.125, 4.0),
+        help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64.")
+@option("epochs", type=click.IntRange(min=1), help="More epochs on an existing run folder continue it.")
+@option("image_size", type=click.IntRange(min=32),
+        help="Input pixels = size x size; aligned parts get the same area with their own aspect.")
+@option("batch_size", type=click.IntRange(min=1))
+@option("learning_rate", type=click.FloatRange(min=0, min_open=True))
+@option("lr_decay", type=click.FloatRange(0, 1, min_open=True), help="Learning rate factor per epoch.")
+@option("alpha", type=click.FloatRange(0, 1), help="SSIM weight in the loss.")
+@option("seed", type=int)
+@option("augment", type=click.Choice(AUGMENT_PRESETS),
+        help="light: small pose jitter, no mirror; seed: the original ±40° rotation, ±20% shift/shear/zoom, flips.")
+@option("align", type=click.Choice(("auto",) + ALIGN_METHODS), help="Pose normalisation; auto decides from the images.")
+@option("photometric", type=click.Choice(PHOTOMETRIC_METHODS), help="Brightness normalisation carried in the model.")
+@option("holdout", type=click.FloatRange(0, 0.5, min_open=True),
+        help="Share of good images held back to calibrate the threshold (at least 10 images).")
+@option("threshold_quantile", type=click.FloatRange(0.5, 1.0))
+@option("pixel_stats", help="Standardise the error per pixel by its spread on the good training images.")
+@option("error_blur_sigma", type=click.FloatRange(min=0), help="Gaussian blur of the squared error inside the graph.")
+@option("blur_sigma", type=click.FloatRange(min=0), help="Gaussian blur (input pixels) of the map before its max.")
+@option("score_border", type=click.IntRange(min=0), help="Input pixels at the map's edge left out of the score.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--time-budget", type=click.FloatRange(min=0), help="Stop after the epoch that passes this many minutes.")
 def fit(data: Path, out: Path, device: str, time_budget: float | None, **options) -> None:
-    """Train an autoencoder on the good images in DATA; resumes if OUT holds an unfinished run."""
+    """Train an autoencoder on the good images in DATA; resumes or extends the run in OUT."""
     _require_torch()
-    from .fit import FitConfig, fit as run_fit
+    from .config import FitConfig
+    from .fit import fit as run_fit
 
     config = FitConfig(data=str(data.resolve()), **options)
     try:
         metadata = run_fit(config, out, device=device,
                            time_budget_s=None if time_budget is None else time_budget * 60.0)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ValueError, InsightadError) as exc:
+        _fail(exc)
     if metadata is None:
         click.echo(f"stopped at the time budget; run the same command again to resume {out}", err=True)
-        sys.exit(1)
-    click.echo(f"trained {out}: input {metadata.preprocess.input_size[1]}x{metadata.preprocess.input_size[0]}, "
-               f"pose {metadata.preprocess.align}, threshold {metadata.threshold.value:.6g}")
+        sys.exit(EXIT_FAILED)
+    p, t = metadata.preprocess, metadata.threshold
+    click.echo(f"trained {out}: input {p.input_size[1]}x{p.input_size[0]}, pose {p.align}, threshold {t.value:.6g} "
+               f"({t.method} on {t.n_good} held-back good images)")
+    for warning in metadata.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", type=EXISTING_DIR, required=True, help="MVTec-layout folder with a test split.")
 @click.option("--out", type=DIR, help="Report folder [default: MODEL/report, or next to the .onnx].")
@@ -90,17 +111,17 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
     out = out or (model / "report" if model.is_dir() else model.with_name(model.stem + "_report"))
     try:
         report = run_evaluate(model, data, out)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ValueError, InsightadError) as exc:
+        _fail(exc)
     a = report["image_auroc"]
     pixel = report["pixel_auroc"]
-    click.echo(f"image AUROC raw {a['raw']:.3f}, equalised {a[HONEST]:.3f} (honest), shifted {a['equalised_shift']:.3f}; "
-               f"brightness baseline {report['brightness_baseline_auroc']['raw']:.3f}; "
-               f"pixel AUROC {'-' if pixel is None else f'{pixel:.3f}'}; F1 {report['at_threshold'][HONEST]['f1']:.3f}")
+    click.echo(f"image AUROC on equalised inputs (the honest number) {a[HONEST]:.3f}; "
+               f"pixel AUROC {'-' if pixel is None else f'{pixel:.3f}'}; F1 {report['at_threshold'][HONEST]['f1']:.3f} "
+               f"(raw inputs {a['raw']:.3f}, brightness alone {report['brightness_baseline_auroc']['raw']:.3f})")
     click.echo(f"report: {out / 'report.md'}")
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("run", type=EXISTING_DIR)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write MODEL.onnx.")
 @click.option("--parity-images", type=EXISTING_DIR, help="Images for the parity check [default: the run's held-back goods].")
@@ -110,19 +131,44 @@ def export(run: Path, out: Path, parity_images: Path | None) -> None:
     from .data import list_images
     from .export import export as run_export
 
+    _check_folder(out)
     try:
         report = run_export(run, out, list_images(parity_images)[:8] if parity_images else None)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ValueError, InsightadError) as exc:
+        _fail(exc)
     click.echo(report.summary())
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", type=EXISTING_DIR, required=True, help="The good images the model was trained on.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write the new model.")
+@option("holdout", type=click.FloatRange(0, 0.5, min_open=True), help="As the model was trained with.")
+@option("seed", type=int, help="As the model was trained with.")
+def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> None:
+    """Rewrite a schema-1 MODEL as schema 2: same weights and threshold, plus the frame size, inspection limits
+    and drift reference measured on DATA; its scores on the training frames must stay the same."""
+    _require_torch()
+    from .export import upgrade as run_upgrade
+
+    _check_folder(out)
+    try:
+        click.echo(run_upgrade(model, data, out, holdout, seed))
+    except (ValueError, InsightadError) as exc:
+        _fail(exc)
+
+
+def _check_folder(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise click.BadParameter(f"folder {out.parent} does not exist", param_hint="--out")
 
 
 @main.command()
 @click.option("--data", type=EXISTING_DIR, required=True, help="MVTec-layout folder (train/good) or a folder of images.")
 @click.option("--out", type=DIR, required=True)
 @click.option("--copies", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--preset", type=click.Choice(["seed", "light"]), default="seed", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--preset", type=click.Choice(AUGMENT_PRESETS[:2]), default="seed", show_default=True)
+@option("seed", type=int)
 def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     """Write COPIES augmented versions of every good image to OUT (reproducible for a given seed)."""
     import cv2
@@ -132,16 +178,21 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     from .data import load_dataset
 
     out.mkdir(parents=True, exist_ok=True)
-    images = load_dataset(data).train
+    try:
+        images = load_dataset(data).train
+    except InsightadError as exc:
+        _fail(exc)
     with click.progressbar(images, label="augmenting", file=sys.stderr) as bar:
         for index, path in enumerate(bar):
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:
-                raise click.ClickException(f"{path} is not a readable image")
+                click.echo(f"Error: {path} is not a readable image", err=True)
+                sys.exit(EXIT_UNUSABLE)
             for copy in range(copies):
                 rng = np.random.default_rng([seed, index, copy])
                 cv2.imwrite(str(out / f"{path.stem}_aug{copy}.png"), transform(image, rng, PRESETS[preset]))
     click.echo(f"wrote {len(images) * copies} images to {out}")
+
 
 
 if __name__ == "__main__":

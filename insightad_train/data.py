@@ -5,6 +5,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from insightad_edge.errors import DataError
 from insightad_edge.preprocess import IMAGE_SUFFIXES
 
 GOOD = "good"
@@ -56,7 +57,7 @@ def load_dataset(root: Path) -> Dataset:
     """Read ``root`` as MVTec AD (train/good, test/<type>, ground_truth/<type>) or as a plain folder of good images."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
+        raise DataError(f"data folder {root} does not exist")
     train_dir = root / "train" / GOOD
     if train_dir.is_dir():
         train = list_images(train_dir)
@@ -65,7 +66,7 @@ def load_dataset(root: Path) -> Dataset:
     else:
         train, test, validation = list_images(root), (), ()
     if not train:
-        raise FileNotFoundError(f"no good training images in {train_dir if train_dir.is_dir() else root}")
+        raise DataError(f"no good training images in {train_dir if train_dir.is_dir() else root}")
     return Dataset(root, tuple(train), test, validation)
 
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from insightad_edge.detector import Detector, run_pipeline
+from insightad_edge.errors import DataError
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode
 
@@ -56,7 +57,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
     metadata, infer, source = open_model(model)
     dataset = load_dataset(data)
     if not dataset.test:
-        raise FileNotFoundError(f"{data} has no test split (test/good, test/<defect>) to evaluate on")
+        raise DataError(f"{data} has no test split (test/good, test/<defect>) to evaluate on")
     threshold = metadata.threshold.value
     samples = dataset.test
     labels = np.array([s.is_anomalous for s in samples])

@@ -12,9 +12,11 @@ import onnx
 import torch
 
 from insightad_edge.detector import Detector
+from insightad_edge.errors import ModelError
 from insightad_edge.metadata import METADATA_KEY, ModelMetadata
 
-from .fit import TorchInfer, load_run, score_paths
+from .calibrate import score_paths
+from .fit import TorchInfer, load_run
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 17
@@ -68,10 +70,55 @@ def export(run: Path, out: Path, parity_paths: list[Path] | None = None) -> Expo
     difference = float(np.max(np.abs(torch_scores - edge_scores)))
     if not difference <= PARITY_TOLERANCE:
         out.unlink()
-        raise RuntimeError(f"exported model disagrees with torch by {difference:.3g} > {PARITY_TOLERANCE:g}; removed {out}")
+        raise ModelError(f"exported model disagrees with torch by {difference:.3g} > {PARITY_TOLERANCE:g}; removed {out}")
     return ExportReport(out, out.stat().st_size, time.monotonic() - began, difference, len(parity_paths))
 
 
 def _holdout(run: Path) -> list[Path]:
     listing = run / "holdout.json"
     return [Path(p) for p in json.loads(listing.read_text()) if Path(p).is_file()] if listing.is_file() else []
+
+
+def upgrade(model: Path, data: Path, out: Path, holdout_fraction: float, seed: int) -> str:
+    """A schema-2 copy of a schema-1 model: the same graph and threshold, measured on the data it was trained on.
+
+    Only square training frames can be upgraded: schema 1 squashed every frame to a square, which schema 2 does
+    exactly for square frames, so the scores stay the same (checked on the held-back images).
+    """
+    from .calibrate import measure
+    from .data import load_dataset
+    from .fit import split_holdout
+
+    old = Detector(model)
+    if old.metadata.schema_version != 1:
+        raise ValueError(f"{model} is already schema {old.metadata.schema_version}")
+    dataset = load_dataset(data)
+    sizes = {decode_size(p) for p in dataset.train}
+    if len(sizes) != 1 or len(set(next(iter(sizes)))) != 1:
+        raise ValueError(f"the training frames are not all one square size ({sorted(sizes)[:3]}): a schema-1 model "
+                         "trained on them saw squashed frames; train a new model instead")
+    _, holdout = split_holdout(dataset.train, holdout_fraction, seed)
+    spec = dataclasses.replace(old.metadata.preprocess, frame_size=next(iter(sizes)))
+    upgraded = measure(dataclasses.replace(old.metadata, preprocess=spec), old.infer, dataset.train, holdout,
+                       dataset.validation, old.metadata.threshold.quantile or 0.99)
+    upgraded = dataclasses.replace(upgraded, threshold=old.metadata.threshold)
+    before, after = score_paths(holdout, old.metadata, old.infer), score_paths(holdout, upgraded, old.infer)
+    if not np.array_equal(before, after):
+        raise ModelError(f"schema 2 would score the held-back images differently (by up to "
+                         f"{np.max(np.abs(before - after)):.3g}); not written")
+    graph = onnx.load(str(model))
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, {METADATA_KEY: upgraded.to_json()})
+    onnx.save(graph, str(out))
+    return (f"wrote {out}: schema 2, same graph and threshold {upgraded.threshold.value:.6g}; scores on "
+            f"{len(holdout)} held-back images unchanged; inspection limits and drift reference from "
+            f"{len(dataset.train)} good images")
+
+
+def decode_size(path: Path) -> tuple[int, int]:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path} is not a readable image")
+    return image.shape[:2]

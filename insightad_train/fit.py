@@ -1,8 +1,8 @@
 """The training loop: cache the good images, fit the autoencoder, checkpoint each epoch, calibrate the threshold.
 
-A run folder holds everything needed to resume, evaluate or export: config.json, checkpoint.pt
+A run folder holds everything needed to resume, extend, evaluate or export: config.json, checkpoint.pt
 (model, optimiser and epoch), history.json, and at the end model.pt (the AnomalyMapper: autoencoder plus
-per-pixel error statistics of the good training images) and metadata.json.
+per-pixel error statistics of the good training images), metadata.json and holdout.json.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,43 +20,21 @@ import torch
 from tqdm import tqdm
 
 from insightad_edge import __version__
-from insightad_edge.detector import run_pipeline
+from insightad_edge.errors import DataError, ModelError
 from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
 from insightad_edge.preprocess import decode, prepare_work, to_work
 
 from . import augment as augmentation
-from .calibrate import quantile_threshold, youden_threshold
-from .data import load_dataset, fingerprint
+from .calibrate import MIN_HOLDOUT, measure
+from .config import EXTENDABLE, FitConfig
+from .data import fingerprint, load_dataset
 from .loss import HybridLoss
 from .model import AnomalyMapper, build_model
 from .preprocessing import derive_preprocess
 
 log = logging.getLogger(__name__)
-ANALYSIS_SIZE = 256
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Everything that decides a training run; written to RUN/config.json and checked on resume."""
-
-    data: str
-    arch: str = "bottleneck"
-    width: float = 0.5
-    image_size: int = 256
-    epochs: int = 60
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    alpha: float = 0.84
-    seed: int = 0
-    augment: str = "light"
-    align: str = "auto"
-    photometric: str = "median_scale"
-    holdout: float = 0.1
-    threshold_quantile: float = 0.99
-    pixel_stats: bool = True
-    error_blur_sigma: float = 2.0
-    blur_sigma: float = 4.0
-    score_border: int = 0
+ANALYSIS_SIZE = 256   # short side of the copies the preprocessing is chosen on
+MIN_TRAIN = 20        # fewer good images than this cannot teach an autoencoder what good looks like
 
 
 def select_device(name: str) -> torch.device:
@@ -80,9 +57,15 @@ class TorchInfer:
 
 
 def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """Deterministically set aside ``fraction`` of the good training images for threshold calibration."""
+    """Deterministically set aside ``fraction`` (at least MIN_HOLDOUT) of the good images for calibration.
+
+    Refuses data too small to both train (MIN_TRAIN) and calibrate (MIN_HOLDOUT) on.
+    """
+    count = max(MIN_HOLDOUT, round(fraction * len(paths)))
+    if len(paths) - count < MIN_TRAIN:
+        raise DataError(f"{len(paths)} good images are too few: insightad needs at least {MIN_TRAIN + MIN_HOLDOUT} "
+                         f"({MIN_TRAIN} to train on and {MIN_HOLDOUT} held back to calibrate the threshold)")
     order = np.random.default_rng(seed).permutation(len(paths))
-    count = min(len(paths) - 1, max(1, round(fraction * len(paths)))) if fraction > 0 else 0
     held = sorted(paths[i] for i in order[:count])
     return [p for p in paths if p not in set(held)], held
 
@@ -95,7 +78,7 @@ def build_mapper(config: FitConfig, spec: Preprocess) -> AnomalyMapper:
 def load_run(run: Path, device: str = "cpu") -> tuple[AnomalyMapper, ModelMetadata]:
     """The trained model (as the graph that gets exported) and its metadata from a finished run folder."""
     if not (run / "model.pt").is_file() or not (run / "metadata.json").is_file():
-        raise FileNotFoundError(f"{run} is not a finished training run (no model.pt / metadata.json): run fit first")
+        raise ModelError(f"{run} is not a finished training run (no model.pt / metadata.json): run fit first")
     metadata = ModelMetadata.from_json((run / "metadata.json").read_text())
     config = FitConfig(**json.loads((run / "config.json").read_text()))
     mapper = build_mapper(config, metadata.preprocess)
@@ -105,112 +88,142 @@ def load_run(run: Path, device: str = "cpu") -> tuple[AnomalyMapper, ModelMetada
 
 def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: float | None = None,
         progress: bool = True) -> ModelMetadata | None:
-    """Train (or resume) a run; the metadata with its calibrated threshold, or None if the time budget ran out."""
+    """Train, resume or extend a run; the metadata with its calibrated threshold, or None if the time budget ran out."""
     run.mkdir(parents=True, exist_ok=True)
     torch_device = select_device(device)
     dataset = load_dataset(Path(config.data))
     train_paths, holdout_paths = split_holdout(dataset.train, config.holdout, config.seed)
-    checkpoint_path = run / "checkpoint.pt"
-    state = None
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(f"{run} holds a run with another configuration; use a new --out folder")
-        spec = section_from_dict(Preprocess, state["preprocess"])
-        log.info("resuming %s after epoch %d", run, state["epoch"] + 1)
-    else:
-        analysis = [cv2.resize(decode(p), (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
-                    for p in train_paths]
-        spec = derive_preprocess(analysis, config.image_size, config.align, config.photometric)
+    log.info("%d good images: %d to train on, %d held back to calibrate", len(dataset.train), len(train_paths),
+             len(holdout_paths))
+    state = load_checkpoint(run, config)
+    spec = section_from_dict(Preprocess, state["preprocess"]) if state else choose_preprocess(config, train_paths)
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     log.info("preprocessing: %s", spec)
-
-    works = [to_work(decode(p), spec) for p in train_paths]
-    torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    model = build_model(config.arch, spec.input_size, spec.channels, config.width).to(torch_device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.epochs, 1))
-    history: list[dict] = []
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"] + 1
-    loss_fn = HybridLoss(config.alpha)
-    ranges = augmentation.PRESETS[config.augment]
-    began = time.monotonic()
-    for epoch in range(start, config.epochs):
-        model.train()
-        rng = np.random.default_rng([config.seed, epoch])
-        torch.manual_seed(config.seed * 100_003 + epoch)
-        order = rng.permutation(len(works))
-        batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        total, t0 = 0.0, time.monotonic()
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-            inputs = np.stack([prepare_work(augmentation.augment(works[i], rng, ranges), spec)[0] for i in batch])
-            x = torch.from_numpy(inputs).to(torch_device)
-            loss = loss_fn(model(x), x)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        scheduler.step()
-        history.append({"epoch": epoch + 1, "loss": total / len(works), "seconds": time.monotonic() - t0})
-        log.info("epoch %d: loss %.5f, %.1f s", epoch + 1, history[-1]["loss"], history[-1]["seconds"])
-        _save_atomic({"config": dataclasses.asdict(config), "preprocess": dataclasses.asdict(spec),
-                      "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                      "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history}, checkpoint_path)
-        (run / "history.json").write_text(json.dumps(history, indent=1))
-        if time_budget_s is not None and time.monotonic() - began > time_budget_s and epoch + 1 < config.epochs:
-            log.warning("time budget spent after epoch %d of %d; resume with the same command", epoch + 1,
-                        config.epochs)
-            return None
-
-    model.eval()
-    mapper = build_mapper(config, spec)
-    mapper.autoencoder.load_state_dict(model.state_dict())
-    mapper = mapper.to(torch_device).eval()
-    if config.pixel_stats:
-        inputs = np.stack([prepare_work(work, spec)[0] for work in works])
-        mapper.standardise_on(torch.from_numpy(inputs[i:i + config.batch_size]).to(torch_device)
-                              for i in range(0, len(inputs), config.batch_size))
-    score = Score(blur_sigma=config.blur_sigma, border=config.score_border, pixel_standardised=config.pixel_stats)
-    metadata = ModelMetadata(
-        preprocess=spec, score=score, arch=config.arch,
-        category=dataset.category, data_fingerprint=fingerprint(dataset.train),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        package_version=__version__,
-    )
-    metadata = calibrate(metadata, TorchInfer(mapper, torch_device), holdout_paths, dataset.validation,
-                         config.threshold_quantile)
+    works = [to_work(decode(p, spec.channels), spec) for p in train_paths]
+    model = train(config, spec, works, state, run, torch_device, time_budget_s, progress)
+    if model is None:
+        return None
+    mapper = finish_mapper(config, spec, model, works, torch_device)
+    metadata = describe(config, spec, dataset, TorchInfer(mapper, torch_device), holdout_paths)
     torch.save(mapper.cpu().state_dict(), run / "model.pt")
     (run / "metadata.json").write_text(metadata.to_json())
     (run / "holdout.json").write_text(json.dumps([str(p) for p in holdout_paths], indent=1))
     return metadata
 
 
-def score_paths(paths, metadata: ModelMetadata, infer, batch_size: int = 8) -> np.ndarray:
-    """Scores of image files through the edge's own pipeline with the given model."""
-    scores = []
-    for i in range(0, len(paths), batch_size):
-        results = run_pipeline(list(paths[i:i + batch_size]), metadata, 0.0, infer)
-        scores.extend(r.score for r in results)
-    return np.array(scores, np.float64)
+def load_checkpoint(run: Path, config: FitConfig) -> dict | None:
+    """The run's checkpoint, if any; refused when it was trained with another configuration (more epochs is fine)."""
+    path = run / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    before = {k: v for k, v in state["config"].items() if k not in EXTENDABLE}
+    now = {k: v for k, v in dataclasses.asdict(config).items() if k not in EXTENDABLE}
+    if before != now:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise ValueError(f"{run} holds a run with another configuration ({', '.join(changed)} differ); "
+                         "use a new --out folder")
+    if state["epoch"] + 1 > config.epochs:
+        raise ValueError(f"{run} already trained {state['epoch'] + 1} epochs; ask for more to continue it")
+    log.info("continuing %s after epoch %d", run, state["epoch"] + 1)
+    return state
 
 
-def calibrate(metadata: ModelMetadata, infer, holdout: list[Path], validation, quantile: float) -> ModelMetadata:
-    """Threshold from a validation split with defects when the data has one (Youden), else a quantile of held-back goods."""
-    good_val = [s.path for s in validation if not s.is_anomalous]
-    bad_val = [s.path for s in validation if s.is_anomalous]
-    if good_val and bad_val:
-        threshold = youden_threshold(score_paths(good_val, metadata, infer), score_paths(bad_val, metadata, infer))
-    else:
-        threshold = quantile_threshold(score_paths(holdout, metadata, infer), quantile)
-    return dataclasses.replace(metadata, threshold=threshold)
+def choose_preprocess(config: FitConfig, paths: list[Path]) -> Preprocess:
+    """Measure the training frames (kept at their aspect) and choose the preprocessing; say what was chosen."""
+    sizes, analysis = [], []
+    for path in paths:
+        frame = decode(path)
+        sizes.append(frame.shape[:2])
+        scale = ANALYSIS_SIZE / min(frame.shape[:2])
+        analysis.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    frame_size = max(set(sizes), key=sizes.count)
+    if sizes.count(frame_size) < len(sizes):
+        log.warning("training frames differ in size; the model's reference is the most common, %dx%d",
+                    frame_size[1], frame_size[0])
+        analysis = [a for a, size in zip(analysis, sizes) if size == frame_size]
+    return derive_preprocess(analysis, config.image_size, frame_size, config.align, config.photometric)
+
+
+def learning_rate(config: FitConfig, epoch: int) -> float:
+    """Exponential decay per epoch: the same for epoch e whatever the total, so a run can be extended exactly."""
+    return config.learning_rate * config.lr_decay ** epoch
+
+
+def train(config: FitConfig, spec: Preprocess, works: list[np.ndarray], state: dict | None, run: Path,
+          device: torch.device, time_budget_s: float | None, progress: bool):
+    """The training epochs (from the checkpoint's, if any); the autoencoder, or None when the budget ran out."""
+    torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = build_model(config.arch, spec.input_size, spec.channels, config.width).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    history, start = [], 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        history, start = state["history"], state["epoch"] + 1
+    loss_fn = HybridLoss(config.alpha)
+    ranges = augmentation.PRESETS[config.augment]
+    began = time.monotonic()
+    for epoch in range(start, config.epochs):
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(config, epoch)
+        history.append(train_epoch(model, optimiser, loss_fn, works, spec, ranges, config, epoch, device, progress))
+        log.info("epoch %d: loss %.5f, %.1f s", epoch + 1, history[-1]["loss"], history[-1]["seconds"])
+        _save_atomic({"config": dataclasses.asdict(config), "preprocess": dataclasses.asdict(spec),
+                      "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                      "epoch": epoch, "history": history}, run / "checkpoint.pt")
+        (run / "history.json").write_text(json.dumps(history, indent=1))
+        if time_budget_s is not None and time.monotonic() - began > time_budget_s and epoch + 1 < config.epochs:
+            log.warning("time budget spent after epoch %d of %d; resume with the same command", epoch + 1,
+                        config.epochs)
+            return None
+    return model.eval()
+
+
+def train_epoch(model, optimiser, loss_fn, works, spec, ranges, config: FitConfig, epoch: int, device,
+                progress: bool) -> dict:
+    """One pass over the good images in a seeded order with seeded augmentation; the epoch's history entry."""
+    model.train()
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    order = rng.permutation(len(works))
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    total, t0 = 0.0, time.monotonic()
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    for batch in bar:
+        inputs = np.stack([prepare_work(augmentation.augment(works[i], rng, ranges), spec)[0] for i in batch])
+        x = torch.from_numpy(inputs).to(device)
+        loss = loss_fn(model(x), x)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total += loss.item() * len(batch)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return {"epoch": epoch + 1, "loss": total / len(works), "seconds": time.monotonic() - t0}
+
+
+def finish_mapper(config: FitConfig, spec: Preprocess, model, works, device) -> AnomalyMapper:
+    """The exported graph: the trained autoencoder plus, if asked, its per-pixel error statistics on good images."""
+    mapper = build_mapper(config, spec)
+    mapper.autoencoder.load_state_dict(model.state_dict())
+    mapper = mapper.to(device).eval()
+    if config.pixel_stats:
+        inputs = np.stack([prepare_work(work, spec)[0] for work in works])
+        mapper.standardise_on(torch.from_numpy(inputs[i:i + config.batch_size]).to(device)
+                              for i in range(0, len(inputs), config.batch_size))
+    return mapper
+
+
+def describe(config: FitConfig, spec: Preprocess, dataset, infer, holdout: list[Path]) -> ModelMetadata:
+    """The model's contract: preprocessing, score, threshold, inspection limits and drift reference."""
+    metadata = ModelMetadata(
+        preprocess=spec, score=Score(blur_sigma=config.blur_sigma, border=config.score_border,
+                                     pixel_standardised=config.pixel_stats),
+        arch=config.arch, category=dataset.category, data_fingerprint=fingerprint(dataset.train),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        package_version=__version__)
+    return measure(metadata, infer, dataset.train, holdout, dataset.validation, config.threshold_quantile)
 
 
 def _save_atomic(state: dict, path: Path) -> None:
@@ -218,3 +231,5 @@ def _save_atomic(state: dict, path: Path) -> None:
     partial = path.with_suffix(".partial")
     torch.save(state, partial)
     os.replace(partial, path)
+
+

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHS = ("seed", "bottleneck")
+from .config import ARCHS
+
 
 
 def _down(cin: int, cout: int, act: nn.Module) -> nn.Sequential:

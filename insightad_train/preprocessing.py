@@ -1,8 +1,9 @@
 """Choose the preprocessing from the training images alone, so nothing is tuned to one category by hand.
 
-Brightness target: the median of the images' median gray levels. Pose: objects that sit inside the
-frame are centred, and rotated onto their principal axis when they are elongated; textures (the part
-fills the frame) are left as they are. Crop and input shape follow the parts' measured extent.
+Brightness target: the median of the images' gray levels. Pose: objects that sit inside the frame are
+centred, and rotated onto their principal axis when they are elongated; textures (the part fills the
+frame) are left as they are. Crop and input shape follow the parts' measured extent. Every measurement
+is the edge's own (``insightad_edge.preprocess``), so training and the edge cannot disagree.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from insightad_edge.metadata import Preprocess
-from insightad_edge.preprocess import foreground, normalise_brightness, part_pose
+from insightad_edge.metadata import CROP_MAX, Preprocess
+from insightad_edge.preprocess import brightness_level, find_part, foreground, normalise_brightness, part_axes
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,18 @@ def input_shape(pixels: int, aspect: float) -> tuple[int, int]:
     return _round16(pixels / width), width
 
 
-def derive_preprocess(images: list[np.ndarray], image_size: int, align: str = "auto",
-                      photometric: str = "median_scale") -> Preprocess:
-    """Measure the training images (gray, any one square size) and return the preprocessing they call for.
-
-    The working size is chosen so that the crop is resampled to the input at about 1:1.
+def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tuple[int, int], align: str = "auto",
+                      photometric: str = "median_scale", channels: int = 1) -> Preprocess:
+    """Measure the training images (gray, resized keeping their aspect to one short side) and return the
+    preprocessing they call for. The working size is chosen so the crop is resampled to the input at about 1:1.
     """
-    analysis = images[0].shape[0]
-    base = Preprocess(input_size=(image_size, image_size), work_size=image_size, photometric=photometric)
-    target = float(np.median([np.median(w[::4, ::4]) for w in images]))
+    analysis = min(images[0].shape[:2])
+    height, width = images[0].shape[:2]
+    whole = (width / analysis, height / analysis)  # the whole frame, in working sizes
+    base = Preprocess(input_size=input_shape(image_size * image_size, whole[0] / whole[1]), work_size=image_size,
+                      photometric=photometric, channels=channels, frame_size=tuple(frame_size), crop=whole)
     if photometric != "none":
+        target = float(np.median([brightness_level(w) for w in images]))
         base = replace(base, photometric_target=min(max(target, 0.05), 1.0))
     normalised = [normalise_brightness(w, base) for w in images]
     dark = _foreground_is_dark(normalised)
@@ -56,15 +59,17 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, align: str = "a
             align = "center_rotate" if ratio > ELONGATED else "center"
         log.info("pose alignment chosen from the training images: %s", align)
     if align == "none":
-        return replace(base, foreground_dark=dark, align="none")
+        in_h, in_w = base.input_size
+        return replace(base, foreground_dark=dark, align="none",
+                       work_size=_round16(max(in_w / whole[0], in_h / whole[1])))
     bounds = np.array([_bounds(w, dark, align) for w in normalised])  # u_min, u_max, v_min, v_max
     centre = np.median((bounds[:, 0::2] + bounds[:, 1::2]) / 2.0, axis=0)
     half = np.maximum(bounds[:, 1::2].max(axis=0) - centre, centre - bounds[:, 0::2].min(axis=0))
-    crop_w, crop_h = (min(2.0, 2.0 * h * MARGIN / analysis) for h in half)
-    height, width = input_shape(image_size * image_size, crop_w / crop_h)
+    crop_w, crop_h = (min(CROP_MAX, 2.0 * h * MARGIN / analysis) for h in half)
+    in_h, in_w = input_shape(image_size * image_size, crop_w / crop_h)
     return replace(base, foreground_dark=dark, align=align, crop=(float(crop_w), float(crop_h)),
-                   crop_offset=(float(centre[0] / analysis), float(centre[1] / analysis)), input_size=(height, width),
-                   work_size=_round16(max(width / crop_w, height / crop_h)))
+                   crop_offset=(float(centre[0] / analysis), float(centre[1] / analysis)), input_size=(in_h, in_w),
+                   work_size=_round16(max(in_w / crop_w, in_h / crop_h)))
 
 
 def _foreground_is_dark(images: list[np.ndarray]) -> bool:
@@ -78,7 +83,7 @@ def _foreground_is_dark(images: list[np.ndarray]) -> bool:
 
 def _part_stats(image: np.ndarray, dark: bool):
     """(area share, border contact share, axis ratio) of the segmented part, or None if it fills the frame."""
-    mask = foreground(image, dark)
+    mask = foreground(image, dark)[1]
     border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
     share = float(mask.mean())
     if share == 0 or share > 0.6 or border.mean() > 0.02:
@@ -90,11 +95,9 @@ def _part_stats(image: np.ndarray, dark: bool):
 
 def _bounds(image: np.ndarray, dark: bool, align: str) -> tuple[float, float, float, float]:
     """Extent of the aligned part along and across its axis, from its centroid (specks of dust left out)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground(image, dark))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground(image, dark)[1])
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if count > 1 else 0
-    cx, cy, angle = part_pose(image, dark)
-    if align == "center":
-        angle = 0.0
+    cx, cy, angle = part_axes(align, image.shape, find_part(image, dark))
     ys, xs = np.nonzero(labels == largest)
     u = (xs - cx) * math.cos(angle) + (ys - cy) * math.sin(angle)
     v = -(xs - cx) * math.sin(angle) + (ys - cy) * math.cos(angle)

@@ -38,7 +38,7 @@ def part_image(rng: np.random.Generator, size: int = 128, angle: float | None = 
     return image.astype(np.uint8), mask
 
 
-def write_mvtec(root: Path, rng: np.random.Generator, n_train: int = 16, n_test: int = 4, size: int = 96) -> Path:
+def write_mvtec(root: Path, rng: np.random.Generator, n_train: int = 32, n_test: int = 4, size: int = 96) -> Path:
     """An MVTec-AD-layout folder: train/good, test/good, test/scratch with ground_truth masks."""
     folders = {"train/good": (n_train, False), "test/good": (n_test, False), "test/scratch": (n_test, True)}
     for folder, (count, defect) in folders.items():

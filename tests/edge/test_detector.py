@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import make_onnx_model
+from models import make_onnx_model
 from insightad_edge import Detector, ImageError, MetadataError, ModelError, Result
 from synthetic import part_image
 

@@ -51,7 +51,7 @@ def test_the_schema_1_geometry_rejects_good_parts_in_other_shapes(model_path, tm
     """Why schema 2 exists: the same model read as schema 1 squashes a 16:9 frame and calls a good part bad."""
     import onnx
 
-    from conftest import write_model  # noqa: F401  (same graph, schema-1 metadata)
+    from models import write_model  # noqa: F401  (same graph, schema-1 metadata)
     from insightad_edge.metadata import METADATA_KEY
 
     model = onnx.load(str(model_path))

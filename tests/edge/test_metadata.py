@@ -7,7 +7,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import v1_metadata, write_model
+from models import v1_metadata, write_model
 from insightad_edge.cli import main
 from insightad_edge.errors import MetadataError
 from insightad_edge.metadata import (SCHEMA_VERSION, Calibration, Inspection, ModelMetadata, Preprocess,

@@ -1,0 +1,43 @@
+"""What decides a training run, defined once: `FitConfig`, its defaults and the names of its choices.
+
+Light on purpose (no torch): the `fit` command's options are generated from it, so `--help` stays fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+ARCHS = ("seed", "bottleneck")
+AUGMENT_PRESETS = ("light", "seed", "none")
+EXTENDABLE = ("epochs",)  # a finished or interrupted run may be continued with more of these
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that decides a training run; written to RUN/config.json and checked on resume.
+
+    These defaults are the only ones: the `fit` command's options are generated from them.
+    """
+
+    data: str
+    arch: str = "bottleneck"
+    width: float = 0.5
+    image_size: int = 256
+    epochs: int = 60
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.97
+    alpha: float = 0.84
+    seed: int = 0
+    augment: str = "light"
+    align: str = "auto"
+    photometric: str = "median_scale"
+    holdout: float = 0.1
+    threshold_quantile: float = 0.99
+    pixel_stats: bool = True
+    error_blur_sigma: float = 2.0
+    blur_sigma: float = 4.0
+    score_border: int = 0
+
+
+FIT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitConfig) if f.default is not dataclasses.MISSING}
