@@ -8,7 +8,7 @@ inspectability check and the drift monitor read them, so no frame is measured tw
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Optional, Union
@@ -33,8 +33,8 @@ class FrameStats:
     """What the edge measured on one frame. Part statistics are None for models without a part (textures).
 
     brightness: median gray level before normalisation; saturated: share of clipped pixels;
-    contrast: how well the part stands out (Otsu's separability, 0..1); part_share: the largest part's
-    share of everything segmented; part_area: its area in working sizes squared; border: share of the
+    contrast: how well the part stands out (Otsu's separability, 0..1); part_share: the part's share of
+    everything segmented inside the model's input region; part_area: its area in working sizes squared; border: share of the
     frame's edge it covers; outside: share of the model's input region that lies outside the frame;
     sharpness: variance of the Laplacian of the model input; scale: working pixels per frame pixel.
     """
@@ -65,15 +65,19 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Part:
-    """The segmented part: centroid and principal-axis angle (heavier end to -x), and how clear it is."""
+    """The segmented part: centroid and principal-axis angle (heavier end to -x), and how clear it is.
+
+    ``mask`` is everything segmented, ``blob`` the part itself (the largest blob), both uint8 working images.
+    """
 
     cx: float
     cy: float
     angle: float
     contrast: float
-    share: float
     area: float
     border: float
+    mask: np.ndarray = field(repr=False, compare=False)
+    blob: np.ndarray = field(repr=False, compare=False)
 
 
 def decode(source: ImageSource, channels: int = 1) -> np.ndarray:
@@ -180,12 +184,12 @@ def prepare(image: np.ndarray, spec: Preprocess, inspection: Inspection | None =
         expected = math.sqrt(inspection.part_area[0] * inspection.part_area[1])
         view = min(views, key=lambda v: abs(math.log(max(v[2].area, 1e-9) / expected)))
     work, factor, part, scale = view
-    tensor, matrix, outside, sharpness = _crop(work, factor, part, spec)
+    tensor, matrix, outside, sharpness, share = _crop(work, factor, part, spec)
     to_work_map = np.array([[scale[0], 0, 0], [0, scale[1], 0]], np.float64)
     gray = gray_of(work)
     stats = FrameStats(brightness=brightness_level(gray), saturated=float(np.mean(gray >= SATURATED_LEVEL)),
                        outside=outside, sharpness=sharpness, scale=scale[0],
-                       **({} if part is None else {"contrast": part.contrast, "part_share": part.share,
+                       **({} if part is None else {"contrast": part.contrast, "part_share": share,
                                                    "part_area": part.area, "border": part.border}))
     return Prepared(tensor, _compose(matrix, to_work_map), image.shape[:2], stats)
 
@@ -194,20 +198,22 @@ def _view(image: np.ndarray, spec: Preprocess, scale: tuple[float, float]):
     """(working image, brightness factor, part or None, scale) of a frame at one candidate scale."""
     work = to_work(image, spec, scale)
     factor = brightness_factor(gray_of(work), spec)
-    part = None
-    if spec.align != "none":
-        part = find_part(np.clip(gray_of(work) * factor, 0.0, 1.0), spec.foreground_dark, spec.work_size)
-    return work, factor, part, scale
+    return work, factor, _find(work, factor, spec), scale
 
 
 def prepare_work(work: np.ndarray, spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
     """Preprocess an image already at working size; returns the input and the work->input map (training)."""
     factor = brightness_factor(gray_of(work), spec)
-    part = None
-    if spec.align != "none":
-        part = find_part(np.clip(gray_of(work) * factor, 0.0, 1.0), spec.foreground_dark, spec.work_size)
-    tensor, matrix, _, _ = _crop(work, factor, part, spec)
+    tensor, matrix, *_ = _crop(work, factor, _find(work, factor, spec), spec)
     return tensor, matrix
+
+
+def _find(work: np.ndarray, factor: float, spec: Preprocess) -> Part | None:
+    """The part the model aligns on (None when it does not align); schema 1 took the pose of all it segmented."""
+    if spec.align == "none":
+        return None
+    gray = np.clip(gray_of(work) * factor, 0.0, 1.0)
+    return find_part(gray, spec.foreground_dark, spec.work_size, whole_mask=spec.frame_size is None)
 
 
 def brightness_factor(gray: np.ndarray, spec: Preprocess) -> float:
@@ -227,7 +233,8 @@ def normalise_brightness(work: np.ndarray, spec: Preprocess) -> np.ndarray:
 
 
 def _crop(work: np.ndarray, factor: float, part: Part | None, spec: Preprocess):
-    """Model input (channels, h, w), work->input map, share of the input outside the frame, sharpness."""
+    """Model input (channels, h, w), work->input map, share of the input outside the frame, sharpness, and the
+    part's share of what is segmented inside the input (1 when another blob there would be judged too)."""
     normalised = work if factor == 1.0 else np.clip(work * factor, 0.0, 1.0)
     matrix = pose_transform(spec, work.shape[:2], part)
     out_h, out_w = spec.input_size
@@ -237,7 +244,12 @@ def _crop(work: np.ndarray, factor: float, part: Part | None, spec: Preprocess):
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     sharpness = float(cv2.Laplacian(gray_of(warped), cv2.CV_32F).var())
     tensor = warped[None] if warped.ndim == 2 else np.ascontiguousarray(warped.transpose(2, 0, 1))
-    return tensor, matrix, 1.0 - float(inside.mean()), sharpness
+    share = None
+    if part is not None:
+        segmented, blob = (int(cv2.warpAffine(m, matrix, (out_w, out_h), flags=cv2.INTER_NEAREST).sum())
+                           for m in (part.mask, part.blob))
+        share = blob / segmented if segmented else 1.0
+    return tensor, matrix, 1.0 - float(inside.mean()), sharpness, share
 
 
 def foreground(work: np.ndarray, dark: bool) -> tuple[float, np.ndarray, np.ndarray]:
@@ -264,12 +276,21 @@ def separability(gray8: np.ndarray, threshold: float) -> float:
     return float(w0 * (1 - w0) * (m0 - m1) ** 2 / variance)
 
 
-def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None) -> Part:
-    """The part in a brightness-normalised gray working image, with the measures that say whether it is one."""
+def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None, whole_mask: bool = False) -> Part:
+    """The part in a brightness-normalised gray working image, with the measures that say whether it is one.
+
+    The pose is the largest blob's (``whole_mask``: of everything segmented, as schema 1 did).
+    """
     threshold, mask, gray8 = foreground(gray, dark)
-    moments = cv2.moments(mask, binaryImage=True)
-    if moments["m00"] < 1.0:
+    if not mask.any():
         raise NotInspectable("no part found in the image: the frame looks empty")
+    # blobs a few pixels apart count as one part, so a scratch across the part does not cut it in two
+    reach = max(3, (work_size or max(gray.shape)) // 32 * 2 + 1)
+    _, labels = cv2.connectedComponents(cv2.dilate(mask, np.ones((reach, reach), np.uint8)), connectivity=8)
+    sizes = np.bincount(labels[mask > 0], minlength=2)
+    largest = 1 + int(np.argmax(sizes[1:]))
+    blob = ((labels == largest) & (mask > 0)).astype(np.uint8)
+    moments = cv2.moments(mask if whole_mask else blob, binaryImage=True)
     cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
     angle = 0.5 * math.atan2(2.0 * moments["mu11"], moments["mu20"] - moments["mu02"])
     c, s = math.cos(angle), math.sin(angle)
@@ -277,16 +298,10 @@ def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None) -> Par
             + 3 * c * s * s * moments["mu12"] + s**3 * moments["mu03"])
     if skew < 0:
         angle += math.pi
-    # blobs a few pixels apart count as one part, so a scratch across the part does not cut it in two
-    reach = max(3, (work_size or max(gray.shape)) // 32 * 2 + 1)
-    _, labels = cv2.connectedComponents(cv2.dilate(mask, np.ones((reach, reach), np.uint8)), connectivity=8)
-    sizes = np.bincount(labels[mask > 0], minlength=2)
-    largest = 1 + int(np.argmax(sizes[1:]))
-    edge = np.concatenate([labels[0] * mask[0], labels[-1] * mask[-1], labels[:, 0] * mask[:, 0],
-                           labels[:, -1] * mask[:, -1]])
+    edge = np.concatenate([blob[0], blob[-1], blob[1:-1, 0], blob[1:-1, -1]])
     unit = float(work_size or max(gray.shape)) ** 2
-    return Part(cx, cy, angle, contrast=separability(gray8, threshold), share=float(sizes[largest] / moments["m00"]),
-                area=float(sizes[largest]) / unit, border=float(np.mean(edge == largest)))
+    return Part(cx, cy, angle, contrast=separability(gray8, threshold), area=float(sizes[largest]) / unit,
+                border=float(edge.mean()), mask=mask, blob=blob)
 
 
 def part_pose(work: np.ndarray, dark: bool) -> tuple[float, float, float]:
