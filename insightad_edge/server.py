@@ -103,7 +103,7 @@ def create_app(detector: Detector, options: ServeOptions) -> FastAPI:
 
     def admit() -> None:
         waiting = limiter.statistics().tasks_waiting
-        if waiting >= options.max_queue:
+        if limiter.borrowed_tokens >= limiter.total_tokens and waiting >= options.max_queue:
             wait_s = math.ceil((waiting + 1) * recent_ms[0] / 1000.0 / options.workers)
             raise ClientError(503, f"{waiting} requests are already waiting; try again shortly",
                               {"Retry-After": str(max(1, wait_s))})

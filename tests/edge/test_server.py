@@ -130,7 +130,7 @@ def test_request_while_another_is_in_flight(server):
     """A slow upload holds one connection open; a second request is answered meanwhile."""
     body = encoded(part_image(np.random.default_rng(2), 128)[0])
     host, port = server.removeprefix("http://").split(":")
-    slow = socket.create_connection((host, int(port)))
+    slow = socket.create_connection((host, int(port)), timeout=30)
     slow.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
     status, answer = post(server, body)
@@ -151,3 +151,88 @@ def test_data_url_prefix_is_accepted(server):
     body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()}).encode()
     status, answer = post(server, body)
     assert status == 200 and isinstance(answer["Anomaly"], bool)
+
+
+def start(model_path, *extra, env=None):
+    """A real server on a free loopback port; returns (process, url) once /health answers."""
+    import os
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path),
+                                "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1):
+                return process, url
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(process.stdout.read())
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail("server did not become healthy")
+
+
+def request(url, body=None, headers=None, method=None):
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_api_key(model_path):
+    process, url = start(model_path, env={"INSIGHTAD_API_KEY": "s3cret"})
+    try:
+        body = encoded(part_image(np.random.default_rng(4), 128)[0])
+        status, headers, answer = request(url + "/infer", body)
+        assert status == 401 and "API key" in json.loads(answer)["error"] and headers["www-authenticate"] == "Bearer"
+        assert request(url + "/infer", body, {"X-API-Key": "wrong"})[0] == 401
+        assert request(url + "/model")[0] == 401
+        assert request(url + "/infer", body, {"Authorization": "Bearer s3cret"})[0] == 200
+        assert request(url + "/infer", body, {"X-API-Key": "s3cret"})[0] == 200
+        assert request(url + "/health")[0] == 200  # open for orchestrators
+        assert request(url + "/health", method="HEAD")[0] == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_idle_clients_are_cut_and_a_full_queue_answers_503(model_path):
+    process, url = start(model_path, "--client-timeout-s", "1", "--workers", "1", "--max-queue", "0")
+    try:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            idle.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            began = time.monotonic()
+            assert idle.recv(1024) == b""  # closed by the server
+            assert time.monotonic() - began < 5
+        body = encoded(cv2.resize(part_image(np.random.default_rng(5), 128)[0], (1024, 1024)))
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: request(url + "/infer", body), range(12)))
+        statuses = [a[0] for a in answers]
+        assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+        refused = next(a for a in answers if a[0] == 503)
+        assert int(refused[1]["retry-after"]) >= 1 and "waiting" in json.loads(refused[2])["error"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_frame_without_a_part_gets_422_with_the_reason(server):
+    empty = np.clip(200 + np.random.default_rng(6).normal(0, 3, (128, 128)), 0, 255).astype(np.uint8)
+    status, answer = post(server, encoded(empty))
+    assert status == 422 and answer["error"].startswith("not inspectable")
+
+
+def test_a_busy_port_is_exit_2(model_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path),
+                               "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot listen" in done.stderr and "Traceback" not in done.stderr
