@@ -18,8 +18,9 @@ FROM ${BASE}
 COPY --from=build /opt/insightad /opt/insightad
 RUN useradd --system --uid 10001 --no-create-home insightad
 USER insightad
-ENV PATH=/opt/insightad/bin:$PATH PYTHONUNBUFFERED=1
+# serve reads its port from INSIGHTAD_PORT, and so does the health check: `-e INSIGHTAD_PORT=9000` moves both
+ENV PATH=/opt/insightad/bin:$PATH PYTHONUNBUFFERED=1 INSIGHTAD_PORT=8080
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
-CMD ["insightad-edge", "serve", "--host", "0.0.0.0", "--port", "8080"]
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"INSIGHTAD_PORT\"]}/health', timeout=4)"]
+CMD ["insightad-edge", "serve", "--host", "0.0.0.0"]

@@ -16,7 +16,7 @@ PORT=${PORT:-8080}
 
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   rootfs=$(mktemp -d)
-  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" http://deb.debian.org/debian
+  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import - "$BASE"
   rm -rf "$rootfs"

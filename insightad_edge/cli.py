@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import API_KEY_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
+from .config import API_KEY_ENV, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError, ModelError
 
 ROW_KEYS = ("path", "score", "threshold", "anomaly", "error")
@@ -226,7 +226,8 @@ def info(model: Path | None, as_json: bool) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
 @click.option("--host", default=SERVE_DEFAULTS.host, show_default=True,
               help="Address to bind; 0.0.0.0 exposes it to the network (set an API key then).")
-@click.option("--port", type=click.IntRange(0, 65535), default=SERVE_DEFAULTS.port, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=SERVE_DEFAULTS.port, show_default=True,
+              envvar=PORT_ENV, show_envvar=True)
 @click.option("--workers", type=click.IntRange(min=1), default=SERVE_DEFAULTS.workers, show_default="CPU count",
               help="Requests scored in parallel.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.01), default=SERVE_DEFAULTS.max_body_mb, show_default=True,

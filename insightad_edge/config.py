@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 
 API_KEY_ENV = "INSIGHTAD_API_KEY"
+PORT_ENV = "INSIGHTAD_PORT"
 
 
 @dataclass(frozen=True)

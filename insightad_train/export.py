@@ -43,9 +43,11 @@ def write_onnx(mapper: torch.nn.Module, metadata: ModelMetadata, out: Path) -> N
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [metadata.input_name, metadata.output_name, "reconstruction"]
     # The TorchScript exporter: exact here (parity ~1e-6) and needs no onnxscript; torch>=2.9 marks it
-    # deprecated, which is no news to a user running `insightad-train export`, so that warning is muted.
+    # deprecated, and it notes that it cannot fold stepped Slice nodes (the seed design's): neither is news
+    # to a user running `insightad-train export`, so both are muted.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)  # about Slice steps
         torch.onnx.export(mapper.eval(), (example,), str(out), input_names=names[:1], output_names=names[1:],
                           opset_version=OPSET, dynamo=False, dynamic_axes={name: {0: "batch"} for name in names})
     graph = onnx.load(str(out))

@@ -22,8 +22,9 @@ def v1_model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_model_from_the_environment(monkeypatch):
-    """Tests say which model they use; a user's $INSIGHTAD_MODEL must not change what they check."""
-    monkeypatch.delenv("INSIGHTAD_MODEL", raising=False)
+    """Tests say which model and server settings they use; a user's environment must not change what they check."""
+    for name in ("INSIGHTAD_MODEL", "INSIGHTAD_API_KEY", "INSIGHTAD_PORT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

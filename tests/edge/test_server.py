@@ -2,6 +2,7 @@
 import base64
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def server(model_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path), "--port", str(port),
          "--workers", "2", "--max-body-mb", str(MAX_BODY_MB)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -155,12 +157,10 @@ def test_data_url_prefix_is_accepted(server):
 
 def start(model_path, *extra, env=None):
     """A real server on a free loopback port; returns (process, url) once /health answers."""
-    import os
-
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path),
                                 "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, **(env or {})})
+                               text=True, env={**{k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
