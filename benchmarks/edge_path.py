@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from insightad_edge import Detector  # noqa: E402
-from insightad_edge import preprocess, scoring  # noqa: E402
-from insightad_edge.detector import default_model_path  # noqa: E402
+from insightad_edge import preprocess  # noqa: E402
+from insightad_edge.detector import default_model_path, run_pipeline  # noqa: E402
 from insightad_train.data import load_dataset  # noqa: E402  (torch-free module)
 from insightad_train.evaluate import equalise  # noqa: E402  (torch-free module)
 from insightad_train.metrics import auroc  # noqa: E402
@@ -54,23 +54,14 @@ def machine() -> dict:
 
 
 def stage_latency(detector, blobs: list[bytes], infer, repeats: int) -> dict:
-    """Per-stage times for batch 1 through the given model call."""
-    meta = detector.metadata
+    """Per-stage times for batch 1 through the given model call: the edge's own pipeline, timed by itself."""
     times = {"decode": [], "preprocess": [], "reconstruct": [], "score": [], "total": []}
     for _ in range(repeats):
         for blob in blobs:
-            t0 = time.perf_counter()
-            gray = preprocess.decode(blob)
-            t1 = time.perf_counter()
-            prepared = preprocess.prepare(gray, meta.preprocess)
-            inputs = prepared.input[None]
-            t2 = time.perf_counter()
-            output = infer(inputs)
-            t3 = time.perf_counter()
-            scoring.image_scores(scoring.smooth_maps(output, meta.score), meta.score)
-            t4 = time.perf_counter()
-            for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
-                times[key].append(value)
+            stages = run_pipeline([blob], detector.metadata, detector.threshold, infer)[0].timings_ms
+            for key, value in stages.items():
+                times[key].append(value / 1000.0)
+            times["total"].append(sum(stages.values()) / 1000.0)
     return {stage: percentiles(values) for stage, values in times.items()}
 
 
