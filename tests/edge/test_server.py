@@ -23,6 +23,11 @@ from synthetic import part_image  # noqa: E402
 MAX_BODY_MB = 0.5
 
 
+def clean_environment() -> dict:
+    """The environment without the user's INSIGHTAD_* settings: each test says what it serves."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,7 +41,7 @@ def server(model_path):
         [sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path), "--port", str(port),
          "--workers", "2", "--max-body-mb", str(MAX_BODY_MB)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")})
+        env=clean_environment())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -160,7 +165,7 @@ def start(model_path, *extra, env=None):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path),
                                 "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**{k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}, **(env or {})})
+                               text=True, env={**clean_environment(), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
