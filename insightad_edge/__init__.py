@@ -7,8 +7,8 @@ from __future__ import annotations
 from .errors import ImageError, InsightadError, MetadataError, ModelError, NotInspectable
 
 __version__ = "0.2.0"
-__all__ = ["Detector", "Result", "ImageError", "InsightadError", "MetadataError", "ModelError", "NotInspectable",
-           "__version__"]
+__all__ = ["Detector", "Result", "watch", "Verdict", "ImageError", "InsightadError", "MetadataError", "ModelError",
+           "NotInspectable", "__version__"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from . import detector
 
         return getattr(detector, name)
+    if name in ("watch", "Verdict"):
+        from . import station
+
+        return getattr(station, name)
     raise AttributeError(f"module 'insightad_edge' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import API_KEY_ENV, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
+from .config import API_KEY_ENV, DEFAULT_LOG, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError, ModelError
 
 ROW_KEYS = ("path", "score", "threshold", "anomaly", "error")
@@ -254,6 +254,161 @@ def serve(model: Path | None, **options) -> None:
         click.echo(f"Error: {exc}; choose another --port or stop what holds it", err=True)
         sys.exit(EXIT_USAGE)
     run(detector, settings, sock)
+
+
+@main.command(epilog="Exit codes: 0 stopped (SIGINT/SIGTERM) or the video ended; 2 usage error; 3 the model cannot be "
+                     "used. Frames that fail are rows in the log, not exit codes: a station keeps running.")
+@click.argument("source")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=Path(DEFAULT_LOG),
+              show_default=True, help="SQLite inspection log: every verdict and event.")
+@click.option("--no-log", is_flag=True, help="Keep no log.")
+@click.option("--save", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep evidence here: defects and frames without a verdict, as PNG with their overlays.")
+@click.option("--save-all", is_flag=True, help="Keep every frame as evidence, not only defects.")
+@click.option("--save-max-gb", type=click.FloatRange(min=0, min_open=True),
+              help="Disk budget for the evidence; the oldest days go first.")
+@click.option("--existing", is_flag=True, help="A folder: also judge the images already in it.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Judge every N-th frame of a video or stream.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("--threshold", type=float, help="Override the model's calibrated threshold.")
+def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: Path | None, save_all: bool,
+          save_max_gb: float | None, existing: bool, stride: int, fmt: str, threshold: float | None) -> None:
+    """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
+    stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
+    import signal
+
+    from .evidence import Evidence
+    from .inspections import InspectionLog
+    from .sources import Stop
+    from .station import watch as run_watch
+
+    if save_all and save is None:
+        raise click.BadParameter("needs --save DIR", param_hint="--save-all")
+    writable_file(None if no_log else log_path, "--log")
+    quiet_opencv()
+    detector = open_detector(model, threshold)
+    stop = Stop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    inspection_log = None if no_log else InspectionLog(log_path)
+    if inspection_log is not None:
+        click.echo(f"logging every verdict to {log_path}", err=True)
+        inspection_log.event("start", f"watch {source} with {detector.path.name} (sha256 {detector.sha256[:12]})")
+    evidence = None if save is None else Evidence(
+        save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
+    printer = VerdictPrinter(fmt)
+    counts: dict = {}
+
+    def on_event(event) -> None:
+        click.echo(f"{event.kind}: {event.message}", err=True)
+        if inspection_log is not None:
+            inspection_log.event(event.kind, event.message, event.source)
+
+    try:
+        for verdict in run_watch(source, detector, existing=existing, stride=stride, stop=stop,
+                                 seen=None if inspection_log is None else inspection_log.seen,
+                                 with_map=evidence is not None, on_event=on_event):
+            kept = None
+            if evidence is not None and evidence.wants(verdict.status) and verdict.image is not None:
+                kept = evidence.keep(verdict.time, verdict.frame, verdict.status, verdict.image,
+                                     verdict.result.anomaly_map if verdict.result else None, verdict.threshold)
+            if inspection_log is not None:
+                inspection_log.record(log_row(verdict, detector, kept))
+            printer.write(verdict)
+            counts[verdict.status] = counts.get(verdict.status, 0) + 1
+            counts["skipped"] = counts.get("skipped", 0) + verdict.skipped
+    except FileNotFoundError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    finally:
+        line = (f"{sum(counts.get(k, 0) for k in ('ok', 'defect', 'not_inspectable', 'error'))} frames: "
+                f"{counts.get('ok', 0)} ok, {counts.get('defect', 0)} defects, "
+                f"{counts.get('not_inspectable', 0)} not inspectable, {counts.get('error', 0)} errors, "
+                f"{counts.get('skipped', 0)} skipped while busy")
+        if inspection_log is not None:
+            inspection_log.event("stop", line)
+            inspection_log.close()
+        click.echo(f"watch stopped: {line}", err=True)
+
+
+
+def log_row(verdict, detector, evidence: str | None) -> dict:
+    """A verdict as a row of the inspection log."""
+    timings = verdict.timings_ms
+    return {**verdict.row(), "time": verdict.time, "anomaly": None if verdict.anomaly is None else int(verdict.anomaly),
+            "model": detector.path.name, "model_sha256": detector.sha256, "latency_ms": verdict.latency_ms,
+            "skipped": verdict.skipped, "evidence": evidence,
+            **{f"{stage}_ms": timings.get(stage) for stage in ("decode", "preprocess", "reconstruct", "score")}}
+
+
+class VerdictPrinter:
+    """One line per verdict on stdout, flushed: a table for people, JSON Lines for programs."""
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt
+        if fmt == "table":
+            click.echo(f"{'time':<24}  {'frame':<40}  {'status':<15}  {'score':>10}  {'threshold':>10}  error")
+
+    def write(self, verdict) -> None:
+        if self.fmt == "jsonl":
+            click.echo(json.dumps(verdict.row()))
+        else:
+            score = "" if verdict.score is None else f"{verdict.score:.6f}"
+            click.echo(f"{verdict.time:<24}  {verdict.frame[-40:]:<40}  {verdict.status:<15}  {score:>10}  "
+                       f"{verdict.threshold:>10.6f}  {verdict.error or ''}")
+        sys.stdout.flush()
+
+
+@main.command(name="log", epilog="Exit codes: 0 listed; 2 usage error (no log there, a bad time).")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--since", help="From this time: ISO 8601 (2026-11-29T06:00, local unless it says Z) or an age (8h, 2d).")
+@click.option("--until", help="Before this time, same forms.")
+@click.option("--status", type=click.Choice(["ok", "defect", "not_inspectable", "error"]))
+@click.option("--summary", is_flag=True, help="Per hour: parts, defects, defect rate, not inspectable, errors, p95 latency.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
+def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool, fmt: str) -> None:
+    """List the verdicts (or a summary per hour) of an inspection log written by `watch`."""
+    from . import inspections
+
+    try:
+        bounds = [None if t is None else inspections.parse_time(t) for t in (since, until)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if summary:
+        rows = inspections.summary(path, *bounds)
+        keys = ("hour", "parts", "defects", "defect_rate", "not_inspectable", "errors", "p95_latency_ms")
+    else:
+        rows = [{**r, "anomaly": None if r["anomaly"] is None else bool(r["anomaly"])}
+                for r in map(dict, inspections.verdicts(path, *bounds, status=status))]
+        keys = ("time", "source", "frame", "status", "score", "threshold", "anomaly", "error", "latency_ms", "evidence")
+    write_table(rows, keys, fmt)
+
+
+def write_table(rows: list[dict], keys: tuple, fmt: str) -> None:
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps({k: row[k] for k in keys}))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(keys)
+        writer.writerows([[_csv_value(row[k]) for k in keys] for row in rows])
+        return
+    cells = [[_cell(row[k]) for k in keys] for row in rows]
+    widths = [max([len(k)] + [len(c[i]) for c in cells]) for i, k in enumerate(keys)]
+    click.echo("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
 
 
 if __name__ == "__main__":

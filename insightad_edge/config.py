@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 API_KEY_ENV = "INSIGHTAD_API_KEY"
 PORT_ENV = "INSIGHTAD_PORT"
+DEFAULT_LOG = "inspections.db"  # `watch` writes its inspection log here unless told otherwise
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,13 @@ def decode(source: ImageSource, channels: int = 1) -> np.ndarray:
     uint16 are scaled by their full range, floats are taken as already in [0, 1]; 2-D is gray,
     3 channels are BGR, 4 are BGRA (alpha ignored), as OpenCV delivers them.
     """
+    return to_float(load(source), channels)
+
+
+def load(source: ImageSource) -> np.ndarray:
+    """The image as OpenCV decodes it (any depth and channel count), from a path, bytes or an array."""
     if isinstance(source, np.ndarray):
-        return to_float(source, channels)
+        return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "image bytes"
     elif isinstance(source, (str, PathLike)):
@@ -105,7 +110,7 @@ def decode(source: ImageSource, channels: int = 1) -> np.ndarray:
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ImageError(f"{name} is not a readable image (corrupt, truncated or an unsupported format)")
-    return to_float(array, channels)
+    return array
 
 
 def to_float(array: np.ndarray, channels: int = 1) -> np.ndarray:

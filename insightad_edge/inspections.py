@@ -1,0 +1,219 @@
+"""The inspection log: every verdict and every event of a station, in one SQLite file a quality engineer can audit.
+
+One writer thread owns the connection and commits small transactions at least every ``COMMIT_S``, in WAL
+mode, so a ``kill -9`` loses at most the verdicts of the last fraction of a second and never corrupts the
+file. Columns are named like the JSON Lines keys, so a query reads like the stream. The schema's version is
+SQLite's ``user_version``; a later insightad migrates from it.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+COMMIT_S = 0.25
+COLUMNS = ("time", "source", "frame", "path", "status", "score", "threshold", "anomaly", "error", "model",
+           "model_sha256", "decode_ms", "preprocess_ms", "reconstruct_ms", "score_ms", "latency_ms", "skipped",
+           "evidence")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inspections (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,                 -- UTC, ISO 8601 with milliseconds and Z
+    source TEXT NOT NULL,
+    frame TEXT NOT NULL,                -- the file's path, or the frame's number in its stream
+    path TEXT,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'defect', 'not_inspectable', 'error')),
+    score REAL,
+    threshold REAL,
+    anomaly INTEGER,
+    error TEXT,
+    model TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    decode_ms REAL, preprocess_ms REAL, reconstruct_ms REAL, score_ms REAL,
+    latency_ms REAL,                    -- from the frame's reading to its verdict
+    skipped INTEGER NOT NULL DEFAULT 0, -- live frames dropped before this one because the model was busy
+    evidence TEXT                       -- the saved frame, relative to the evidence folder
+);
+CREATE INDEX IF NOT EXISTS inspections_time ON inspections (time);
+CREATE INDEX IF NOT EXISTS inspections_status_time ON inspections (status, time);
+CREATE INDEX IF NOT EXISTS inspections_source_frame ON inspections (source, frame);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL,                 -- start, stop, opened, lost, reopened, ended, drift, error
+    source TEXT,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+"""
+
+
+def utc_now() -> str:
+    return format_time(datetime.datetime.now(datetime.timezone.utc))
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(text: str, now: Optional[datetime.datetime] = None) -> str:
+    """A bound for queries: an ISO 8601 time (local if it has no zone) or an age like ``90m``, ``8h``, ``2d``."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        return format_time(now - datetime.timedelta(**{unit: float(match.group(1))}))
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither an ISO time (2026-11-29T08:00) nor an age (90m, 8h, 2d)") from None
+    return format_time(moment if moment.tzinfo else moment.astimezone())
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to a log file, made (and its schema created or checked) if needed."""
+    if readonly:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no inspection log at {path}")
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    else:
+        connection = sqlite3.connect(str(path), isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    connection.row_factory = sqlite3.Row
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path} was written by a newer insightad (log schema {version}); update insightad")
+    if not readonly and version < SCHEMA_VERSION:
+        connection.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+    return connection
+
+
+class InspectionLog:
+    """Append verdicts and events from any thread; one writer thread commits them in small transactions."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        connect(self.path).close()  # create and check it now, so a bad path fails before the line starts
+        self._queue: queue.Queue = queue.Queue()
+        self._reader = connect(self.path)
+        self._reader_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write, name="inspection log", daemon=True)
+        self._thread.start()
+
+    def record(self, row: dict) -> None:
+        """One verdict; keys are COLUMNS (missing ones are NULL)."""
+        self._queue.put(("inspections", tuple(row.get(c, 0 if c == "skipped" else None) for c in COLUMNS)))
+
+    def event(self, kind: str, message: str, source: str | None = None) -> None:
+        self._queue.put(("events", (utc_now(), kind, source, message)))
+
+    def seen(self, source: str, frame: str) -> bool:
+        """Whether this frame of this source has a verdict already (a restarted folder watch skips it)."""
+        with self._reader_lock:
+            return self._reader.execute("SELECT 1 FROM inspections WHERE source = ? AND frame = ? LIMIT 1",
+                                        (source, frame)).fetchone() is not None
+
+    def close(self) -> None:
+        """Write everything queued, then stop the writer."""
+        self._queue.put(None)
+        self._thread.join()
+        self._reader.close()
+
+    def _write(self) -> None:
+        connection = connect(self.path)
+        insert_row = f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        insert_event = "INSERT INTO events (time, kind, source, message) VALUES (?, ?, ?, ?)"
+        while True:
+            batch = [self._queue.get()]
+            began = time.monotonic()
+            while batch[-1] is not None and len(batch) < 500 and time.monotonic() - began < COMMIT_S:
+                try:
+                    batch.append(self._queue.get(timeout=COMMIT_S / 5))
+                except queue.Empty:
+                    break
+            items = [(insert_row if table == "inspections" else insert_event, values)
+                     for table, values in (b for b in batch if b is not None)]
+            try:
+                _commit(connection, items)
+            except sqlite3.Error:  # one bad record must not cost the others: write them one by one
+                for item in items:
+                    try:
+                        _commit(connection, [item])
+                    except sqlite3.Error:
+                        log.exception("could not write %s to %s", item[1], self.path)
+            if batch[-1] is None:
+                break
+        connection.close()
+
+
+def _commit(connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> None:
+    """Insert the items in one transaction, or none of them."""
+    try:
+        connection.execute("BEGIN")
+        for statement, values in items:
+            connection.execute(statement, values)
+        connection.execute("COMMIT")
+    except sqlite3.Error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def verdicts(path: Path, since: str | None = None, until: str | None = None,
+             status: str | None = None) -> Iterator[sqlite3.Row]:
+    """The logged verdicts in time order, filtered by time bounds (see ``parse_time``) and status."""
+    where, values = [], []
+    for clause, value in (("time >= ?", since), ("time < ?", until), ("status = ?", status)):
+        if value is not None:
+            where.append(clause)
+            values.append(value)
+    connection = connect(path, readonly=True)
+    try:
+        yield from connection.execute(f"SELECT {', '.join(COLUMNS)} FROM inspections"
+                                      + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY time, id",
+                                      values)
+    finally:
+        connection.close()
+
+
+def summary(path: Path, since: str | None = None, until: str | None = None) -> list[dict]:
+    """Per hour (UTC): parts, defects, defect rate among judged parts, not inspectable, errors, p95 latency."""
+    hours: dict[str, dict] = {}
+    for row in verdicts(path, since, until):
+        hour = row["time"][:13] + ":00Z"
+        entry = hours.setdefault(hour, {"hour": hour, "parts": 0, "defects": 0, "not_inspectable": 0, "errors": 0,
+                                        "latencies": []})
+        entry["parts"] += 1
+        entry["defects"] += row["status"] == "defect"
+        entry["not_inspectable"] += row["status"] == "not_inspectable"
+        entry["errors"] += row["status"] == "error"
+        if row["latency_ms"] is not None:
+            entry["latencies"].append(row["latency_ms"])
+    table = []
+    for entry in hours.values():
+        judged = entry["parts"] - entry["not_inspectable"] - entry["errors"]
+        latencies = entry.pop("latencies")
+        table.append({**entry, "defect_rate": entry["defects"] / judged if judged else None,
+                      "p95_latency_ms": float(np.percentile(latencies, 95)) if latencies else None})
+    return table
+
+
+def events(path: Path, since: str | None = None) -> list[sqlite3.Row]:
+    connection = connect(path, readonly=True)
+    try:
+        return connection.execute("SELECT time, kind, source, message FROM events"
+                                  + (" WHERE time >= ?" if since else "") + " ORDER BY id",
+                                  (since,) if since else ()).fetchall()
+    finally:
+        connection.close()

@@ -1,0 +1,284 @@
+"""Frames in: a folder that fills up, a video file, a camera, a network stream, or any iterable of frames.
+
+Every source yields ``Frame`` objects, one at a time, and never ends on a dropped stream: it reopens with
+backoff and reports the loss as an event. Live sources (cameras, URLs) are read by their own thread that
+keeps only the latest frame, so a slow model never builds a backlog; the frames it had to drop are counted.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from .preprocess import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
+POLL_S = 0.05          # how often a folder is looked at
+SETTLE_S = 0.2         # a file must keep its size this long before it is read
+UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
+STREAM_TIMEOUT_MS = 5000  # a network stream that opens or delivers nothing for this long counts as lost
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame to judge: ``image`` (as OpenCV delivers it) and/or ``path`` (its file), where it came from and
+    when it was read. A folder's file that never decoded comes with ``image`` None: its verdict is an error."""
+
+    source: str
+    frame: str
+    image: Optional[np.ndarray] = field(default=None, repr=False)
+    path: Optional[Path] = None
+    read_at: float = field(default_factory=time.perf_counter)
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to a source: ``opened``, ``lost``, ``reopened``, ``ended``."""
+
+    kind: str
+    source: str
+    message: str
+
+
+Item = Union[Frame, Event]
+
+
+class Stop:
+    """A flag the sources check between frames: set it (from a signal handler) to end them cleanly."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+
+def open_source(source, *, stop: Stop, existing: bool = False,
+                seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1) -> Iterator[Item]:
+    """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames."""
+    if not isinstance(source, (str, os.PathLike, int)):
+        return iterable_frames(source, stop, stride)
+    text = str(source)
+    if isinstance(source, int) or text.isdigit():
+        return live_frames(int(text), text, stop, stride)
+    if text.lower().startswith(STREAM_SCHEMES):
+        return live_frames(text, text, stop, stride)
+    path = Path(text)
+    if path.is_dir():
+        return folder_frames(path.resolve(), stop, existing=existing, seen=seen)
+    if path.is_file():
+        return video_frames(path, stop, stride)
+    raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
+
+
+def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool]) -> Iterator[Item]:
+    """Each new image file in FOLDER once, when it has stopped growing and decodes (or is clearly broken).
+
+    Files present at the start are judged only with ``existing``; files ``seen`` (source, frame) never again.
+    """
+    from .errors import ImageError
+    from .preprocess import load
+
+    name = str(folder)
+    done: set[str] = set()
+    pending: dict[str, tuple[int, float, float]] = {}  # path -> (size, since when unchanged, first seen)
+    if not existing:
+        done.update(str(p) for p in _images_in(folder))
+    yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else ""))
+    while not stop.is_set():
+        now = time.monotonic()
+        for path in _images_in(folder):
+            key = str(path)
+            if key in done:
+                continue
+            if seen(name, key):
+                done.add(key)
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:  # gone again (a temporary file renamed away)
+                pending.pop(key, None)
+                continue
+            before = pending.get(key)
+            if before is None or before[0] != size:
+                pending[key] = (size, now, before[2] if before else now)
+                continue
+            if now - before[1] < SETTLE_S:
+                continue
+            try:
+                image = load(path)
+            except ImageError:
+                if now - before[2] < UNREADABLE_AFTER_S:
+                    continue  # perhaps still being written with pauses: wait for more bytes
+                image = None  # settled and still broken: judged, so its row says why
+            done.add(key)
+            pending.pop(key, None)
+            yield Frame(name, key, image=image, path=path)
+        stop.wait(POLL_S)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError:
+        return []
+
+
+def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:
+    """Every ``stride``-th frame of a video file, in order; ends at the end of the file."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"{path} is not a video OpenCV can read")
+    name = str(path)
+    yield Event("opened", name, f"reading video {path}")
+    index = 0
+    try:
+        while not stop.is_set():
+            read_at = time.perf_counter()
+            ok, image = capture.read()
+            if not ok:
+                break
+            if index % stride == 0:
+                yield Frame(name, str(index), image=image, read_at=read_at)
+            index += 1
+    finally:
+        capture.release()
+    yield Event("ended", name, f"end of video after {index} frames")
+
+
+def iterable_frames(frames: Iterable, stop: Stop, stride: int = 1) -> Iterator[Item]:
+    """Frames from any iterable (a GenICam camera's loop, a list): arrays, paths or encoded bytes."""
+    name = type(frames).__name__
+    for index, item in enumerate(frames):
+        if stop.is_set():
+            break
+        if index % stride:
+            continue
+        if isinstance(item, (str, os.PathLike)):
+            yield Frame(name, str(item), path=Path(item))
+        else:
+            yield Frame(name, str(index), image=item)
+
+
+class LatestFrameReader:
+    """A thread that reads a live source as fast as it delivers and keeps only the newest frame.
+
+    A lost stream is reopened with backoff; the events (lost, reopened) wait in a queue for the consumer.
+    """
+
+    def __init__(self, target, name: str, stop: Stop):
+        self.target, self.name, self.stop = target, name, stop
+        self._closed = threading.Event()
+        self._lock = threading.Condition()
+        self._frame: Optional[tuple[int, np.ndarray, float]] = None
+        self._events: list[Event] = []
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
+
+    def start(self) -> "LatestFrameReader":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop reading and wait for the thread (a read blocks at most STREAM_TIMEOUT_MS)."""
+        self._closed.set()
+        self._thread.join(timeout=STREAM_TIMEOUT_MS / 1000.0 + 2.0)
+
+    def _running(self) -> bool:
+        return not (self.stop.is_set() or self._closed.is_set())
+
+    def _open(self):
+        import cv2
+
+        if isinstance(self.target, str):  # a network stream: bounded waits, so a dead peer is noticed
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            capture = cv2.VideoCapture(self.target)
+        if capture.isOpened():
+            return capture
+        capture.release()
+        return None
+
+    def _note(self, kind: str, message: str) -> None:
+        log.warning("%s: %s", self.name, message) if kind == "lost" else log.info("%s: %s", self.name, message)
+        with self._lock:
+            self._events.append(Event(kind, self.name, message))
+            self._lock.notify_all()
+
+    def _run(self) -> None:
+        attempt, capture, ever_opened = 0, None, False
+        while self._running():
+            if capture is None:
+                capture = self._open()
+                if capture is None:
+                    wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                    if attempt == 0 and not ever_opened:
+                        self._note("lost", f"cannot open {self.name}; retrying")
+                    attempt += 1
+                    self.stop.wait(wait)
+                    continue
+                self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
+                           f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
+                ever_opened, attempt = True, 0
+            read_at = time.perf_counter()
+            ok, image = capture.read()
+            if not ok or image is None:
+                capture.release()
+                capture = None
+                self._note("lost", f"lost {self.name}; reopening with backoff")
+                continue
+            with self._lock:
+                self.delivered += 1
+                self._frame = (self.delivered, image, read_at)
+                self._lock.notify_all()
+        if capture is not None:
+            capture.release()
+
+    def next(self, after: int, timeout: float = 0.5):
+        """The newest frame delivered after number ``after``, or None; pending events come first."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._events or (self._frame and self._frame[0] > after)
+                                or not self._running(), timeout)
+            if self._events:
+                return self._events.pop(0)
+            if self._frame and self._frame[0] > after:
+                return self._frame
+            return None
+
+
+def live_frames(target, name: str, stop: Stop, stride: int = 1) -> Iterator[Item]:
+    """The latest frame of a camera or stream each time the consumer is ready; every ``stride``-th delivered
+    frame at most. ``Frame.skipped`` counts the frames that arrived meanwhile and were never judged."""
+    reader = LatestFrameReader(target, name, stop).start()
+    last = 0
+    try:
+        while not stop.is_set():
+            item = reader.next(last + stride - 1)
+            if item is None:
+                continue
+            if isinstance(item, Event):
+                yield item
+                continue
+            number, image, read_at = item
+            skipped, last = number - last - stride, number
+            yield Frame(name, str(number), image=image, read_at=read_at, skipped=max(0, skipped))
+    finally:
+        reader.close()

@@ -1,0 +1,277 @@
+"""`insightad-edge watch` as a line runs it: real files, a real video, a real MJPEG stream, a real SQLite log."""
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from insightad_edge import Detector
+from insightad_edge.cli import main
+from synthetic import background, part_image
+
+
+def start_watch(*args, cwd=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
+    return subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "watch", *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def lines_until(process, count: int, timeout: float = 60) -> list[dict]:
+    """Read JSON lines from a running watch until ``count`` arrived."""
+    rows, deadline = [], time.monotonic() + timeout
+    while len(rows) < count and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line:
+            rows.append(json.loads(line))
+    return rows
+
+
+def stop(process) -> tuple[str, str]:
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def rows_of(log: Path) -> list[dict]:
+    with sqlite3.connect(log) as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(r) for r in connection.execute("SELECT * FROM inspections ORDER BY id")]
+
+
+def events_of(log: Path) -> list[str]:
+    with sqlite3.connect(log) as connection:
+        return [r[0] for r in connection.execute("SELECT kind FROM events ORDER BY id")]
+
+
+def test_a_video_file_gives_the_verdicts_score_gives_its_frames(model_path, tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [part_image(rng, 128, defect=i % 3 == 2)[0] for i in range(9)] + [background(rng, 128, 128)]
+    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    decoded = tmp_path / "decoded"
+    decoded.mkdir()
+    capture = cv2.VideoCapture(str(tmp_path / "line.avi"))
+    for i in range(len(frames)):
+        ok, image = capture.read()
+        cv2.imwrite(str(decoded / f"{i:03d}.png"), image)
+    log = tmp_path / "line.db"
+    done = CliRunner().invoke(main, ["watch", str(tmp_path / "line.avi"), "--model", str(model_path), "--log", str(log),
+                                     "--format", "jsonl"])
+    assert done.exit_code == 0, done.output
+    watched = [json.loads(line) for line in done.stdout.splitlines()]
+    scored = CliRunner().invoke(main, ["score", str(decoded), "--model", str(model_path), "--format", "jsonl"])
+    reference = [json.loads(line) for line in scored.stdout.splitlines()]
+    assert [w["frame"] for w in watched] == [str(i) for i in range(10)]
+    assert [w["status"] for w in watched][-1] == "not_inspectable" and "defect" in [w["status"] for w in watched]
+    for w, r in zip(watched, reference):
+        assert w["anomaly"] == r["anomaly"] and (w["score"] is None) == (r["score"] is None)
+        if w["score"] is not None:
+            assert w["score"] == pytest.approx(r["score"], rel=1e-6)
+        assert set(w) == {"path", "score", "threshold", "anomaly", "error", "source", "frame", "status"}
+    logged = rows_of(log)
+    assert len(logged) == 10 and [r["status"] for r in logged] == [w["status"] for w in watched]
+    assert logged[0]["model_sha256"] == Detector(model_path).sha256 and logged[0]["time"].endswith("Z")
+    assert events_of(log) == ["start", "opened", "ended", "stop"]
+    with sqlite3.connect(log) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_folder_judges_each_new_file_once_complete_and_a_restart_judges_nothing_twice(model_path, tmp_path):
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    cv2.imwrite(str(folder / "before.png"), part_image(rng, 128)[0])  # there before: not judged without --existing
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    time.sleep(1.0)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"part_{i}.png"), part_image(rng, 128, defect=i == 1)[0])
+    slow = cv2.imencode(".png", part_image(rng, 128)[0])[1].tobytes()
+    with open(folder / "slow.png", "wb") as handle:  # a camera PC writing in chunks, with pauses
+        for start in range(0, len(slow), len(slow) // 4 + 1):
+            handle.write(slow[start:start + len(slow) // 4 + 1])
+            handle.flush()
+            time.sleep(0.4)
+    rows = lines_until(process, 4)
+    stop(process)
+    names = sorted(Path(r["frame"]).name for r in rows)
+    assert names == ["part_0.png", "part_1.png", "part_2.png", "slow.png"]
+    assert all(r["error"] is None for r in rows), rows
+    assert {Path(r["frame"]).name: r["status"] for r in rows}["part_1.png"] == "defect"
+
+    cv2.imwrite(str(folder / "after.png"), part_image(rng, 128)[0])
+    again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--existing")
+    more = lines_until(again, 2, timeout=30)
+    stop(again)
+    assert sorted(Path(r["frame"]).name for r in more) == ["after.png", "before.png"]
+    logged = [Path(r["frame"]).name for r in rows_of(log)]
+    assert len(logged) == len(set(logged)) == 6
+
+
+class MJPEG(BaseHTTPRequestHandler):
+    """multipart/x-mixed-replace JPEG frames of synthetic parts, as IP cameras serve them."""
+
+    frames: list = []
+    live = threading.Event()  # cleared: every open stream ends, as when a camera is unplugged
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        try:
+            for i in range(100000):
+                if not self.live.is_set():
+                    break
+                data = self.frames[i % len(self.frames)]
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                 + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n")
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_mjpeg(port: int) -> ThreadingHTTPServer:
+    MJPEG.live.set()
+    server = ThreadingHTTPServer(("127.0.0.1", port), MJPEG)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp_path):
+    rng = np.random.default_rng(3)
+    MJPEG.frames = [cv2.imencode(".jpg", part_image(rng, 128)[0], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+                    for _ in range(5)]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_mjpeg(port)
+    log = tmp_path / "line.db"
+    process = start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", log,
+                          "--format", "jsonl")
+    try:
+        assert len(lines_until(process, 5)) == 5
+        MJPEG.live.clear()
+        server.shutdown()
+        server.server_close()
+        time.sleep(2.0)
+        server = serve_mjpeg(port)
+        assert len(lines_until(process, 5)) == 5
+    finally:
+        _, err = stop(process)
+        server.shutdown()
+        server.server_close()
+    kinds = events_of(log)
+    assert "lost" in kinds and "reopened" in kinds and kinds.index("lost") < kinds.index("reopened")
+    assert "lost" in err and "reopened" in err
+    assert len(rows_of(log)) >= 10
+
+
+def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
+    rng = np.random.default_rng(4)
+    frames = [part_image(rng, 128)[0] for _ in range(50)]
+    writer = cv2.VideoWriter(str(tmp_path / "long.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 30, (128, 128), False)
+    for i in range(6000):  # longer than the test lets it run
+        writer.write(frames[i % len(frames)])
+    writer.release()
+    log = tmp_path / "line.db"
+    process = start_watch(tmp_path / "long.avi", "--model", model_path, "--log", log, "--format", "jsonl")
+    printed = [(time.monotonic(), json.loads(process.stdout.readline()))]
+    while time.monotonic() - printed[0][0] < 2.5:
+        printed.append((time.monotonic(), json.loads(process.stdout.readline())))
+    process.kill()
+    killed_at = time.monotonic()
+    process.wait(timeout=30)
+    with sqlite3.connect(log) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    logged = {r["frame"] for r in rows_of(log)}
+    older = [row["frame"] for at, row in printed if at < killed_at - 1.0]
+    assert len(older) > 100 and set(older) <= logged
+    assert len(logged) < 6000  # it really was killed mid-run
+
+
+def test_log_and_summary_on_a_known_log(tmp_path):
+    from insightad_edge.inspections import InspectionLog
+
+    log = tmp_path / "known.db"
+    writer = InspectionLog(log)
+    statuses = ["ok"] * 6 + ["defect"] * 2 + ["not_inspectable", "error"]
+    for i, status in enumerate(statuses):
+        hour = 8 if i < 5 else 9
+        writer.record({"time": f"2026-11-29T{hour:02d}:{i:02d}:00.000Z", "source": "cam", "frame": str(i), "status": status,
+                       "score": None if status in ("not_inspectable", "error") else float(i),
+                       "threshold": 5.0, "anomaly": {"ok": 0, "defect": 1}.get(status), "model": "m.onnx",
+                       "model_sha256": "abc", "latency_ms": float(10 + i)})
+    writer.close()
+    listed = CliRunner().invoke(main, ["log", str(log), "--status", "defect", "--format", "jsonl"])
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["frame"] for r in rows] == ["6", "7"] and all(r["anomaly"] is True for r in rows)
+    since = CliRunner().invoke(main, ["log", str(log), "--since", "2026-11-29T09:00Z", "--format", "csv"])
+    assert len(since.stdout.splitlines()) == 1 + 5
+    summary = CliRunner().invoke(main, ["log", str(log), "--summary", "--format", "jsonl"])
+    hours = [json.loads(line) for line in summary.stdout.splitlines()]
+    assert hours[0] == {"hour": "2026-11-29T08:00Z", "parts": 5, "defects": 0, "defect_rate": 0.0,
+                        "not_inspectable": 0, "errors": 0, "p95_latency_ms": pytest.approx(13.8)}
+    assert hours[1]["parts"] == 5 and hours[1]["defects"] == 2 and hours[1]["defect_rate"] == pytest.approx(2 / 3)
+    assert hours[1]["not_inspectable"] == 1 and hours[1]["errors"] == 1
+    assert CliRunner().invoke(main, ["log", str(log), "--since", "yesterday"]).exit_code == 2
+
+
+def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model_path, tmp_path):
+    rng = np.random.default_rng(5)
+    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
+    for i in range(12):
+        writer.write(part_image(rng, 128, defect=i % 2 == 1)[0])
+    writer.release()
+    old_day = tmp_path / "evidence" / "2020-01-01"
+    old_day.mkdir(parents=True)
+    (old_day / "000000.000_0_defect.png").write_bytes(b"x" * 200_000)
+    log = tmp_path / "line.db"
+    done = CliRunner().invoke(main, ["watch", str(tmp_path / "line.avi"), "--model", str(model_path), "--log", str(log),
+                                     "--save", str(tmp_path / "evidence"), "--save-max-gb", "0.00015"])
+    assert done.exit_code == 0, done.output
+    defects = [r for r in rows_of(log) if r["status"] == "defect"]
+    assert len(defects) >= 4
+    kept = [r for r in defects if r["evidence"] and (tmp_path / "evidence" / r["evidence"]).is_file()]
+    assert not old_day.exists()  # the oldest day went first
+    assert kept and kept == defects[-len(kept):]  # what is left is the newest
+    for row in kept:
+        image = cv2.imread(str(tmp_path / "evidence" / row["evidence"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape[:2] == (128, 128)
+        assert (tmp_path / "evidence" / row["evidence"].replace(".png", "_overlay.png")).is_file()
+    total = sum(p.stat().st_size for p in (tmp_path / "evidence").rglob("*.png"))
+    assert total <= 150_000
+
+
+def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
+    """A GenICam camera's loop plugs in as an iterable; a frame without a part never ends the loop."""
+    import insightad_edge
+
+    rng = np.random.default_rng(6)
+    frames = [part_image(rng, 128)[0], background(rng, 128, 128), part_image(rng, 128, defect=True)[0],
+              b"not an image", part_image(rng, 128)[0]]
+    verdicts = list(insightad_edge.watch(iter(frames), detector=Detector(model_path)))
+    assert [v.status for v in verdicts] == ["ok", "not_inspectable", "defect", "error", "ok"]
+    assert verdicts[1].anomaly is None and verdicts[1].error.startswith("not inspectable")
+    assert "not a readable image" in verdicts[3].error
+    assert [v.frame for v in verdicts] == ["0", "1", "2", "3", "4"]
+    assert all(v.latency_ms >= 0 for v in verdicts)
+    strided = list(insightad_edge.watch(iter(frames), detector=Detector(model_path), stride=2))
+    assert [v.frame for v in strided] == ["0", "2", "4"]
