@@ -282,7 +282,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     from .evidence import Evidence
     from .inspections import InspectionLog
     from .sources import Stop
-    from .station import watch as run_watch
+    from .station import Station, summary_line
 
     if save_all and save is None:
         raise click.BadParameter("needs --save DIR", param_hint="--save-all")
@@ -295,52 +295,19 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     inspection_log = None if no_log else InspectionLog(log_path)
     if inspection_log is not None:
         click.echo(f"logging every verdict to {log_path}", err=True)
-        inspection_log.event("start", f"watch {source} with {detector.path.name} (sha256 {detector.sha256[:12]})")
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
-    printer = VerdictPrinter(fmt)
-    counts: dict = {}
-
-    def on_event(event) -> None:
-        click.echo(f"{event.kind}: {event.message}", err=True)
-        if inspection_log is not None:
-            inspection_log.event(event.kind, event.message, event.source)
-
+    station = Station(detector, log=inspection_log, evidence=evidence, emit=VerdictPrinter(fmt).write,
+                      on_event=lambda event: click.echo(f"{event.kind}: {event.message}", err=True))
     try:
-        for verdict in run_watch(source, detector, existing=existing, stride=stride, stop=stop,
-                                 seen=None if inspection_log is None else inspection_log.seen,
-                                 with_map=evidence is not None, on_event=on_event):
-            kept = None
-            if evidence is not None and evidence.wants(verdict.status) and verdict.image is not None:
-                kept = evidence.keep(verdict.time, verdict.frame, verdict.status, verdict.image,
-                                     verdict.result.anomaly_map if verdict.result else None, verdict.threshold)
-            if inspection_log is not None:
-                inspection_log.record(log_row(verdict, detector, kept))
-            printer.write(verdict)
-            counts[verdict.status] = counts.get(verdict.status, 0) + 1
-            counts["skipped"] = counts.get("skipped", 0) + verdict.skipped
+        counts = station.run(source, stop=stop, existing=existing, stride=stride)
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     finally:
-        line = (f"{sum(counts.get(k, 0) for k in ('ok', 'defect', 'not_inspectable', 'error'))} frames: "
-                f"{counts.get('ok', 0)} ok, {counts.get('defect', 0)} defects, "
-                f"{counts.get('not_inspectable', 0)} not inspectable, {counts.get('error', 0)} errors, "
-                f"{counts.get('skipped', 0)} skipped while busy")
         if inspection_log is not None:
-            inspection_log.event("stop", line)
             inspection_log.close()
-        click.echo(f"watch stopped: {line}", err=True)
-
-
-
-def log_row(verdict, detector, evidence: str | None) -> dict:
-    """A verdict as a row of the inspection log."""
-    timings = verdict.timings_ms
-    return {**verdict.row(), "time": verdict.time, "anomaly": None if verdict.anomaly is None else int(verdict.anomaly),
-            "model": detector.path.name, "model_sha256": detector.sha256, "latency_ms": verdict.latency_ms,
-            "skipped": verdict.skipped, "evidence": evidence,
-            **{f"{stage}_ms": timings.get(stage) for stage in ("decode", "preprocess", "reconstruct", "score")}}
+    click.echo(f"watch stopped: {summary_line(counts)}", err=True)
 
 
 class VerdictPrinter:

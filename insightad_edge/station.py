@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from .detector import ERROR, Detector, Result
+from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
 from .sources import Event, Frame, Stop, open_source
@@ -30,8 +31,8 @@ ROW_KEYS = ("path", "score", "threshold", "anomaly", "error", "source", "frame",
 class Verdict:
     """The station's word on one frame: ``status`` ok / defect / not_inspectable / error, and why.
 
-    ``latency_ms`` runs from the frame's reading to its verdict; ``skipped`` counts the live frames dropped
-    before it because the model was busy. ``image`` is the frame as read, ``result`` the Detector's answer.
+    ``latency_ms`` runs from the frame's reading (``read_at``, a perf_counter time) to its verdict;
+    ``skipped`` counts the live frames dropped before it because the model was busy. ``image`` is the frame as read, ``result`` the Detector's answer.
     """
 
     time: str
@@ -45,6 +46,7 @@ class Verdict:
     error: Optional[str]
     latency_ms: float
     skipped: int = 0
+    read_at: float = field(default=0.0, compare=False)
     timings_ms: Mapping[str, float] = field(default_factory=dict, compare=False)
     image: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
     result: Optional[Result] = field(default=None, repr=False, compare=False)
@@ -73,7 +75,7 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
         status=ERROR if result is None else result.status, score=None if result is None else result.score,
         threshold=detector.threshold, anomaly=None if result is None else result.anomaly,
         error=error if result is None else result.reason, latency_ms=(time.perf_counter() - frame.read_at) * 1000.0,
-        skipped=frame.skipped, timings_ms={} if result is None else dict(result.timings_ms), image=image,
+        skipped=frame.skipped, read_at=frame.read_at, timings_ms={} if result is None else dict(result.timings_ms), image=image,
         result=result)
 
 
@@ -98,3 +100,63 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
             continue
         yield judge(detector, item, with_map=with_map)
 
+
+
+class Station:
+    """The line's loop, top to bottom: source -> Detector -> evidence -> log -> ``emit`` (the CLI prints).
+
+    Sinks are optional: an InspectionLog, an Evidence folder, a callable for each verdict and one for events.
+    """
+
+    def __init__(self, detector: Detector, *, log=None, evidence=None, emit: Callable[[Verdict], None] | None = None,
+                 on_event: Callable[[Event], None] | None = None):
+        self.detector, self.log, self.evidence, self.emit, self.on_event = detector, log, evidence, emit, on_event
+
+    def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1) -> Counter:
+        """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped)."""
+        counts: Counter = Counter()
+        if self.log is not None:
+            self.log.event("start", f"watch {source} with {self.detector.path.name} "
+                                    f"(sha256 {self.detector.sha256[:12]})")
+        try:
+            for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
+                                 seen=None if self.log is None else self.log.seen,
+                                 with_map=self.evidence is not None, on_event=self._event):
+                self._keep(verdict)
+                counts[verdict.status] += 1
+                counts["skipped"] += verdict.skipped
+        finally:
+            if self.log is not None:
+                self.log.event("stop", summary_line(counts))
+        return counts
+
+    def _keep(self, verdict: Verdict) -> None:
+        kept = None
+        if self.evidence is not None and self.evidence.wants(verdict.status) and verdict.image is not None:
+            kept = self.evidence.keep(verdict.time, verdict.frame, verdict.status, verdict.image,
+                                      verdict.result.anomaly_map if verdict.result else None, verdict.threshold)
+        if self.log is not None:
+            self.log.record(log_row(verdict, self.detector, kept))
+        if self.emit is not None:
+            self.emit(verdict)
+
+    def _event(self, event: Event) -> None:
+        if self.log is not None:
+            self.log.event(event.kind, event.message, event.source)
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+def log_row(verdict: Verdict, detector: Detector, evidence: str | None) -> dict:
+    """A verdict as a row of the inspection log (columns named like the JSON Lines keys)."""
+    timings = verdict.timings_ms
+    return {**verdict.row(), "time": verdict.time, "anomaly": None if verdict.anomaly is None else int(verdict.anomaly),
+            "model": detector.path.name, "model_sha256": detector.sha256, "latency_ms": verdict.latency_ms,
+            "skipped": verdict.skipped, "evidence": evidence,
+            **{f"{stage}_ms": timings.get(stage) for stage in ("decode", "preprocess", "reconstruct", "score")}}
+
+
+def summary_line(counts: Counter) -> str:
+    return (f"{sum(counts[s] for s in STATUSES)} frames: {counts['ok']} ok, {counts['defect']} defects, "
+            f"{counts['not_inspectable']} not inspectable, {counts['error']} errors, "
+            f"{counts['skipped']} skipped while busy")

@@ -1,0 +1,138 @@
+"""How fast a station judges a line, and what its log and evidence cost, side by side in one run.
+
+    python benchmarks/watch.py --data DATA [--frames 160] [--live-seconds 10]
+
+Makes a lossless video (FFV1) of 1024x1024 frames from DATA's test images in a temporary folder (deleted
+after; no picture is kept), then runs the station over it three ways, alternating, each twice: no sinks,
+with the SQLite log, with the log and evidence (defects saved as PNG with their overlays). Then serves the
+same frames as an MJPEG stream on 127.0.0.1 at 30 frames/s and counts what the latest-frame reader skips.
+Prints a table and the machine; writes benchmarks/watch_results.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from edge_path import machine  # noqa: E402
+
+from insightad_edge import Detector  # noqa: E402
+from insightad_edge.evidence import Evidence  # noqa: E402
+from insightad_edge.inspections import InspectionLog  # noqa: E402
+from insightad_edge.sources import Stop  # noqa: E402
+from insightad_edge.station import Station  # noqa: E402
+from insightad_train.data import load_dataset  # noqa: E402  (torch-free module)
+
+
+def write_video(paths: list[Path], out: Path) -> int:
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"FFV1"), 30, (1024, 1024), True)
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        writer.write(cv2.resize(image, (1024, 1024), interpolation=cv2.INTER_AREA))
+    writer.release()
+    return len(paths)
+
+
+def run_station(detector: Detector, video: Path, folder: Path, sinks: str) -> dict:
+    """One pass over the video; frames/s and latency from frame read to verdict handed to the sinks."""
+    log = InspectionLog(folder / f"{sinks}-{time.monotonic_ns()}.db") if sinks != "none" else None
+    evidence = Evidence(folder / f"evidence-{time.monotonic_ns()}") if sinks == "log+evidence" else None
+    latencies: list[float] = []
+    station = Station(detector, log=log, evidence=evidence,
+                      emit=lambda v: latencies.append((time.perf_counter() - v.read_at) * 1000.0))
+    began = time.perf_counter()
+    counts = station.run(video)
+    seconds = time.perf_counter() - began
+    if log is not None:
+        log.close()
+    return {"frames": sum(counts.values()) - counts["skipped"], "fps": len(latencies) / seconds,
+            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95))}
+
+
+class Stream(BaseHTTPRequestHandler):
+    frames: list[bytes] = []
+    fps = 30.0
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        began, index = time.perf_counter(), 0
+        try:
+            while True:
+                data = self.frames[index % len(self.frames)]
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data)
+                                 + data + b"\r\n")
+                index += 1
+                time.sleep(max(0.0, began + index / self.fps - time.perf_counter()))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def live(detector: Detector, paths: list[Path], seconds: float) -> dict:
+    """A 30 frames/s MJPEG stream on loopback: what the station judges and what it skips."""
+    Stream.frames = [cv2.imencode(".jpg", cv2.resize(cv2.imread(str(p)), (1024, 1024)),
+                                  [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for p in paths[:30]]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stream)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = Stop()
+    threading.Timer(seconds, stop.set).start()
+    judged: list[float] = []
+    station = Station(detector, emit=lambda v: judged.append((time.perf_counter() - v.read_at) * 1000.0))
+    counts = station.run(f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg", stop=stop)
+    server.shutdown()
+    return {"source_fps": Stream.fps, "seconds": seconds, "judged": len(judged), "skipped": counts["skipped"],
+            "judged_fps": len(judged) / seconds, "p50_ms": float(np.percentile(judged, 50)),
+            "p95_ms": float(np.percentile(judged, 95))}
+
+
+@click.command()
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--frames", type=int, default=160, show_default=True)
+@click.option("--live-seconds", type=float, default=10.0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path(__file__).with_name("watch_results.json"), show_default=True)
+def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: Path) -> None:
+    paths = [s.path for s in load_dataset(data).test][:frames]
+    detector = Detector(model)
+    results: dict = {"machine": machine(), "model": detector.path.name, "frames": len(paths)}
+    with tempfile.TemporaryDirectory() as folder:
+        video = Path(folder) / "line.avi"
+        write_video(paths, video)
+        runs: dict = {"none": [], "log": [], "log+evidence": []}
+        for _ in range(2):
+            for sinks in runs:
+                runs[sinks].append(run_station(detector, video, Path(folder), sinks))
+        best = {sinks: max(r, key=lambda x: x["fps"]) for sinks, r in runs.items()}
+        results["video"] = best
+        results["log_cost"] = best["none"]["fps"] / best["log"]["fps"] - 1.0
+        results["evidence_cost"] = best["none"]["fps"] / best["log+evidence"]["fps"] - 1.0
+    results["live"] = live(detector, paths, live_seconds)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"machine: {results['machine']}")
+    print(f"| sinks ({len(paths)} frames, 1024x1024, video file) | frames/s | p50 / p95 ms, read to verdict |")
+    print("|---|---:|---:|")
+    for sinks, r in best.items():
+        print(f"| {sinks} | {r['fps']:.1f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} |")
+    print(f"log costs {results['log_cost']:+.1%} of the frame rate; log and evidence {results['evidence_cost']:+.1%}")
+    lv = results["live"]
+    print(f"live MJPEG at {lv['source_fps']:.0f} frames/s for {lv['seconds']:.0f} s: {lv['judged']} judged "
+          f"({lv['judged_fps']:.1f}/s), {lv['skipped']} skipped; p50 / p95 {lv['p50_ms']:.1f} / {lv['p95_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
