@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import API_KEY_ENV, DEFAULT_LOG, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
+from .config import API_KEY_ENV, DEFAULT_LOG, DRIFT_DEFAULTS, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError, ModelError
 
 ROW_KEYS = ("path", "score", "threshold", "anomaly", "error")
@@ -273,14 +273,21 @@ def serve(model: Path | None, **options) -> None:
               help="Judge every N-th frame of a video or stream.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--threshold", type=float, help="Override the model's calibrated threshold.")
+@click.option("--http", "http_address", metavar="HOST:PORT",
+              help="Also serve the operator's page, /health and /metrics here (needs the [serve] extra).")
+@click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="Require this key on the page's data and /metrics.")
+@click.option("--expected-defect-rate", type=click.FloatRange(0, 1), default=DRIFT_DEFAULTS["expected_defect_rate"],
+              show_default=True, help="The line's usual share of defects; the drift monitor alarms on far more.")
 def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: Path | None, save_all: bool,
-          save_max_gb: float | None, existing: bool, stride: int, fmt: str, threshold: float | None) -> None:
+          save_max_gb: float | None, existing: bool, stride: int, fmt: str, threshold: float | None,
+          http_address: str | None, api_key: str | None, expected_defect_rate: float) -> None:
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
     stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
     import signal
 
     from .evidence import Evidence
     from .inspections import InspectionLog
+    from .monitor import DriftMonitor
     from .sources import Stop
     from .station import Station, summary_line
 
@@ -297,7 +304,11 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
         click.echo(f"logging every verdict to {log_path}", err=True)
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
-    station = Station(detector, log=inspection_log, evidence=evidence, emit=VerdictPrinter(fmt).write,
+    monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
+    emit = VerdictPrinter(fmt).write
+    page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key)
+    station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
+                      emit=emit if page is None else lambda v: (emit(v), page.show(v)),
                       on_event=lambda event: click.echo(f"{event.kind}: {event.message}", err=True))
     try:
         counts = station.run(source, stop=stop, existing=existing, stride=stride)
@@ -307,7 +318,50 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     finally:
         if inspection_log is not None:
             inspection_log.close()
+        if page is not None:
+            page.close()
     click.echo(f"watch stopped: {summary_line(counts)}", err=True)
+
+
+class OperatorPage:
+    """`watch --http`: the server's page, /health and /metrics in a thread, fed by the station's verdicts."""
+
+    def __init__(self, detector, monitor, address: str, api_key: str | None):
+        import threading
+
+        try:
+            from .board import Board
+            from .metrics import Metrics
+            from .server import bind, create_app, server_for
+        except ImportError as exc:
+            click.echo(f"Error: --http needs the serve extra: {install_hint('serve')} ({exc})", err=True)
+            sys.exit(EXIT_USAGE)
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--http")
+        options = ServeOptions(host=host, port=int(port), api_key=api_key)
+        try:
+            sock = bind(options.host, options.port)
+        except OSError as exc:
+            click.echo(f"Error: {exc}; choose another --http port", err=True)
+            sys.exit(EXIT_USAGE)
+        self.detector, self.monitor = detector, monitor
+        self.board, self.metrics = Board(monitor), Metrics(detector)
+        self.server = server_for(create_app(detector, options, monitor=monitor, board=self.board,
+                                            metrics=self.metrics, infer=False), options)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        click.echo(f"operator's page on http://{address}/", err=True)
+
+    def show(self, verdict) -> None:
+        result = verdict.result
+        self.board.add(time_utc=verdict.time, status=verdict.status, score=verdict.score, threshold=verdict.threshold,
+                       error=verdict.error, image=verdict.image, anomaly_map=result.anomaly_map if result else None)
+        self.metrics.verdict(verdict.status, verdict.score, dict(verdict.timings_ms), self.monitor.state)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 class VerdictPrinter:

@@ -29,6 +29,7 @@ class ServeOptions:
 
 
 SERVE_DEFAULTS = ServeOptions()
+DRIFT_DEFAULTS = {"expected_defect_rate": 0.05}  # the drift monitor's view of a normal line
 
 
 def install_hint(extra: str) -> str:

@@ -29,7 +29,8 @@ CHANNELS = (1, 3)
 CROP_MAX = 4.0          # a crop side may reach this many working sizes (a portrait part in a landscape frame)
 MIN_INPUT_SIDE = 16
 MAX_REFERENCE_SAMPLES = 256
-FRAME_STATS = ("brightness", "saturated", "contrast", "part_share", "part_area", "border", "outside", "sharpness")
+FRAME_STATS = ("brightness", "saturated", "contrast", "part_share", "part_area", "border", "part_x", "part_y",
+               "outside", "sharpness")
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ class FrameStats:
     brightness: median gray level before normalisation; saturated: share of clipped pixels;
     contrast: how well the part stands out (Otsu's separability, 0..1); part_share: the part's share of
     everything segmented inside the model's input region; part_area: its area in working sizes squared; border: share of the
-    frame's edge it covers; outside: share of the model's input region that lies outside the frame;
-    sharpness: variance of the Laplacian of the model input; scale: working pixels per frame pixel.
+    frame's edge it covers; part_x, part_y: its centroid as a share of the frame's width and height;
+    outside: share of the model's input region that lies outside the frame; sharpness: variance of the
+    Laplacian of the model input; scale: working pixels per frame pixel.
     """
 
     brightness: float
@@ -48,6 +49,8 @@ class FrameStats:
     part_share: Optional[float] = None
     part_area: Optional[float] = None
     border: Optional[float] = None
+    part_x: Optional[float] = None
+    part_y: Optional[float] = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -195,7 +198,8 @@ def prepare(image: np.ndarray, spec: Preprocess, inspection: Inspection | None =
     stats = FrameStats(brightness=brightness_level(gray), saturated=float(np.mean(gray >= SATURATED_LEVEL)),
                        outside=outside, sharpness=sharpness, scale=scale[0],
                        **({} if part is None else {"contrast": part.contrast, "part_share": share,
-                                                   "part_area": part.area, "border": part.border}))
+                                                   "part_area": part.area, "border": part.border,
+                                                   "part_x": part.cx / work.shape[1], "part_y": part.cy / work.shape[0]}))
     return Prepared(tensor, _compose(matrix, to_work_map), image.shape[:2], stats)
 
 

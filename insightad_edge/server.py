@@ -1,10 +1,13 @@
 """The HTTP service: `POST /infer` with `{"image": "<base64>"}` answers `{"Anomaly": true|false, ...}`.
 
 This keeps the original deployment's contract (the key is spelled `Anomaly`) and adds fields that do not
-break it. One loaded Detector serves every request; inference runs in worker threads so the event loop
-stays free, at most `workers` at a time, and past `max_queue` waiting requests the answer is 503 with
-Retry-After. A client's mistake gets a 4xx with a JSON reason, never a trace. With an API key set, every
-route but /health wants it (`Authorization: Bearer KEY` or `X-API-Key: KEY`).
+break it; it also takes what clients actually send: a multipart form (`curl -F image=@part.png`), a raw
+`image/*` body, and base64 with line breaks. One loaded Detector serves every request; inference runs in
+worker threads so the event loop stays free, at most `workers` at a time, and past `max_queue` waiting
+requests the answer is 503 with Retry-After. A client's mistake gets a 4xx with a JSON reason, never a
+trace. With an API key set, every route but /health and the page's own file wants it (`Authorization:
+Bearer KEY` or `X-API-Key: KEY`). `/health` carries the drift state, `/metrics` the Prometheus text,
+`/` the operator's page. A station (`watch --http`) serves the same app without /infer.
 """
 from __future__ import annotations
 
@@ -17,16 +20,31 @@ import math
 import socket
 import time
 
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+
 import anyio
+import cv2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
+from .board import Board
 from .config import ServeOptions
-from .detector import Detector
-from .errors import ImageError
+from .detector import ERROR, NOT_INSPECTABLE, Detector
+from .errors import ImageError, NotInspectable
+from .inspections import utc_now
+from .metrics import Metrics
+from .monitor import DriftMonitor
+from .overlay import render_overlay
+from .preprocess import load, to_float
+
+STATIC = Path(__file__).with_name("static")
+ROUTES = ("/infer", "/health", "/model", "/metrics", "/", "/api/last", "/api/summary")
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +89,21 @@ def check_api_key(request: Request, key: str | None) -> None:
                           {"WWW-Authenticate": "Bearer"})
 
 
-def parse_image(body: bytes) -> bytes:
-    """The encoded image bytes from a `{"image": "<base64>"}` body."""
+def parse_image(body: bytes, content_type: str) -> bytes:
+    """The encoded image bytes from a JSON `{"image": "<base64>"}` body, a multipart form's `image` field, or a
+    raw image body."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        if not body:
+            raise ClientError(400, "the request body is empty")
+        return body
+    if kind == "multipart/form-data":
+        return _form_image(body, content_type)
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        raise ClientError(400, 'body is not JSON; send {"image": "<base64 of an encoded image>"}') from None
+        raise ClientError(400, 'body is not JSON; send {"image": "<base64 of an encoded image>"}, a multipart form '
+                               'with an image field, or the image itself as image/*') from None
     if not isinstance(document, dict) or "image" not in document:
         raise ClientError(400, 'JSON body has no "image" key; send {"image": "<base64 of an encoded image>"}')
     if not isinstance(document["image"], str):
@@ -85,7 +112,7 @@ def parse_image(body: bytes) -> bytes:
     if text.startswith("data:") and "," in text:  # tolerate a data URL prefix
         text = text.split(",", 1)[1]
     try:
-        data = base64.b64decode(text, validate=True)
+        data = base64.b64decode("".join(text.split()), validate=True)  # `base64 part.png` wraps its lines
     except (binascii.Error, ValueError):
         raise ClientError(400, '"image" is not valid base64') from None
     if not data:
@@ -93,12 +120,40 @@ def parse_image(body: bytes) -> bytes:
     return data
 
 
-def create_app(detector: Detector, options: ServeOptions) -> FastAPI:
-    """The ASGI app around an already loaded detector (so it is ready as soon as it accepts connections)."""
+def _form_image(body: bytes, content_type: str) -> bytes:
+    """The file in a multipart/form-data body's `image` field (or its only file), read with the standard library."""
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+                                                  + body)
+    parts = [part for part in message.iter_parts() if part.get_content_disposition() == "form-data"]
+    named = [p for p in parts if p.get_param("name", header="content-disposition") == "image"]
+    chosen = named or [p for p in parts if p.get_filename()]
+    if not chosen:
+        raise ClientError(400, "the form has no image field; send it as -F image=@part.png")
+    data = chosen[0].get_payload(decode=True)
+    if not data:
+        raise ClientError(400, "the form's image field is empty")
+    return data
+
+
+def overlay_png(image, result, threshold: float) -> str:
+    """The overlay an operator reads (heat map and threshold contour over the part), base64 PNG."""
+    picture = render_overlay(to_float(image, 1), result.anomaly_map, threshold)
+    return base64.b64encode(cv2.imencode(".png", picture)[1].tobytes()).decode()
+
+
+def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonitor | None = None,
+               board: Board | None = None, metrics: Metrics | None = None, infer: bool = True) -> FastAPI:
+    """The ASGI app around an already loaded detector (so it is ready as soon as it accepts connections).
+
+    A station passes its own monitor, board and metrics (fed by its verdicts) and ``infer=False``.
+    """
     app = FastAPI(title="insightad", version=__version__, docs_url=None, redoc_url=None)
     limiter = anyio.CapacityLimiter(options.workers)
     meta = detector.metadata
     model_id = f"{detector.path.name}@{meta.created or 'unknown'}"
+    monitor = monitor or DriftMonitor(meta)
+    board = board or Board(monitor)
+    metrics = metrics or Metrics(detector)
     recent_ms = [50.0]  # a running estimate of one request's model time, for Retry-After
 
     def admit() -> None:
@@ -107,6 +162,19 @@ def create_app(detector: Detector, options: ServeOptions) -> FastAPI:
             wait_s = math.ceil((waiting + 1) * recent_ms[0] / 1000.0 / options.workers)
             raise ClientError(503, f"{waiting} requests are already waiting; try again shortly",
                               {"Retry-After": str(max(1, wait_s))})
+
+    def record(status: str, score, error, image=None, result=None) -> None:
+        state = monitor.feed(status, score, None if result is None else result.stats)
+        board.add(time_utc=utc_now(), status=status, score=score, threshold=detector.threshold, error=error,
+                  image=image, anomaly_map=None if result is None else result.anomaly_map)
+        metrics.verdict(status, score, {} if result is None else dict(result.timings_ms), state)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.url.path if request.url.path in ROUTES else "other"
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        return response
 
     @app.exception_handler(ClientError)
     async def client_error(_: Request, exc: ClientError):
@@ -125,29 +193,62 @@ def create_app(detector: Detector, options: ServeOptions) -> FastAPI:
         log.exception("unexpected failure while serving a request")
         return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
 
-    @app.post("/infer")
-    async def infer(request: Request):
-        began = time.perf_counter()
-        check_api_key(request, options.api_key)
-        data = parse_image(await read_body(request, options.max_body_bytes, options.client_timeout_s))
-        admit()
-        try:
-            result = await anyio.to_thread.run_sync(detector, data, limiter=limiter)
-        except ImageError as exc:
-            raise ClientError(422, str(exc)) from None
-        recent_ms[0] = 0.9 * recent_ms[0] + 0.1 * sum(result.timings_ms.values())
-        return {"Anomaly": result.anomaly, "score": result.score, "threshold": result.threshold,
-                "model": model_id, "latency_ms": round((time.perf_counter() - began) * 1000.0, 3)}
+    if infer:
+        @app.post("/infer")
+        async def infer_route(request: Request, overlay: int = 0):
+            began = time.perf_counter()
+            check_api_key(request, options.api_key)
+            body = await read_body(request, options.max_body_bytes, options.client_timeout_s)
+            data = parse_image(body, request.headers.get("content-type", "application/json"))
+            admit()
+            try:
+                image = load(data)
+                result = await anyio.to_thread.run_sync(lambda: detector(image, with_map=True), limiter=limiter)
+            except NotInspectable as exc:
+                record(NOT_INSPECTABLE, None, str(exc))
+                raise ClientError(422, str(exc)) from None
+            except ImageError as exc:
+                record(ERROR, None, str(exc))
+                raise ClientError(422, str(exc)) from None
+            record(result.status, result.score, None, image, result)
+            recent_ms[0] = 0.9 * recent_ms[0] + 0.1 * sum(result.timings_ms.values())
+            seconds = time.perf_counter() - began
+            metrics.request_seconds.observe(seconds)
+            answer = {"Anomaly": result.anomaly, "score": result.score, "threshold": result.threshold,
+                      "status": result.status, "model": model_id, "latency_ms": round(seconds * 1000.0, 3)}
+            if overlay:
+                answer["overlay"] = overlay_png(image, result, detector.threshold)
+            return answer
 
     @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
-        return {"status": "ok", "model": model_id}
+        return {"status": "ok", "model": model_id, "drift": monitor.state.as_dict()}
 
     @app.get("/model")
     async def model(request: Request):
         check_api_key(request, options.api_key)
         return json.loads(meta.to_json())
 
+    @app.get("/metrics")
+    async def metrics_route(request: Request):
+        check_api_key(request, options.api_key)
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/api/last")
+    async def last(request: Request):
+        check_api_key(request, options.api_key)
+        return {"model": model_id, "last": await anyio.to_thread.run_sync(board.last)}
+
+    @app.get("/api/summary")
+    async def summary(request: Request):
+        check_api_key(request, options.api_key)
+        return {"model": model_id, "threshold": detector.threshold, **board.summary()}
+
+    @app.get("/")
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
@@ -198,11 +299,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(detector: Detector, options: ServeOptions, sock: socket.socket) -> None:
-    """Serve on an already bound socket until interrupted."""
+def server_for(app: FastAPI, options: ServeOptions):
+    """A uvicorn server for the app, with the client timeout applied."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(detector, options), log_level="info", access_log=False,
+    config = uvicorn.Config(app, log_level="info", access_log=False,
                             http=client_timeout_protocol(options.client_timeout_s),
                             timeout_keep_alive=max(1, int(options.client_timeout_s)))
-    uvicorn.Server(config).run(sockets=[sock])
+    return uvicorn.Server(config)
+
+
+def run(detector: Detector, options: ServeOptions, sock: socket.socket) -> None:
+    """Serve on an already bound socket until interrupted."""
+    server_for(create_app(detector, options), options).run(sockets=[sock])

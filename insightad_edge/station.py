@@ -32,7 +32,8 @@ class Verdict:
     """The station's word on one frame: ``status`` ok / defect / not_inspectable / error, and why.
 
     ``latency_ms`` runs from the frame's reading (``read_at``, a perf_counter time) to its verdict;
-    ``skipped`` counts the live frames dropped before it because the model was busy. ``image`` is the frame as read, ``result`` the Detector's answer.
+    ``skipped`` counts the live frames dropped before it because the model was busy. ``image`` is the frame
+    as read, ``result`` the Detector's answer.
     """
 
     time: str
@@ -103,14 +104,17 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
 
 
 class Station:
-    """The line's loop, top to bottom: source -> Detector -> evidence -> log -> ``emit`` (the CLI prints).
+    """The line's loop, top to bottom: source -> Detector -> drift monitor -> evidence -> log -> ``emit``.
 
-    Sinks are optional: an InspectionLog, an Evidence folder, a callable for each verdict and one for events.
+    Everything after the Detector is optional: a DriftMonitor (its changes of state become events), an
+    InspectionLog, an Evidence folder, a callable for each verdict (the CLI prints) and one for events.
     """
 
-    def __init__(self, detector: Detector, *, log=None, evidence=None, emit: Callable[[Verdict], None] | None = None,
-                 on_event: Callable[[Event], None] | None = None):
-        self.detector, self.log, self.evidence, self.emit, self.on_event = detector, log, evidence, emit, on_event
+    def __init__(self, detector: Detector, *, monitor=None, log=None, evidence=None,
+                 emit: Callable[[Verdict], None] | None = None, on_event: Callable[[Event], None] | None = None):
+        self.detector, self.monitor, self.log, self.evidence = detector, monitor, log, evidence
+        self.emit, self.on_event = emit, on_event
+        self._level = "ok"
 
     def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1) -> Counter:
         """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped)."""
@@ -131,6 +135,12 @@ class Station:
         return counts
 
     def _keep(self, verdict: Verdict) -> None:
+        if self.monitor is not None:
+            state = self.monitor.feed(verdict.status, verdict.score, verdict.result.stats if verdict.result else None)
+            if state.level != self._level:
+                self._level = state.level
+                self._event(Event("drift", verdict.source, f"drift {state.level}"
+                                  + (": " + "; ".join(state.reasons) if state.reasons else ": back within calibration")))
         kept = None
         if self.evidence is not None and self.evidence.wants(verdict.status) and verdict.image is not None:
             kept = self.evidence.keep(verdict.time, verdict.frame, verdict.status, verdict.image,

@@ -1,0 +1,86 @@
+"""What the operator's page shows: the last judged part with its overlay, and the last hour at a glance.
+
+Fed by the server (each /infer) or by a station (each verdict); the page asks for it as JSON. The overlay is
+drawn only when the page asks, and only for the newest part, so feeding costs next to nothing.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import deque
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .monitor import DriftMonitor
+from .overlay import render_overlay
+
+HOUR_S = 3600.0
+PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
+
+
+class Board:
+    """The newest verdict and the statuses of the last hour; thread-safe."""
+
+    def __init__(self, monitor: DriftMonitor):
+        self.monitor = monitor
+        self._lock = threading.Lock()
+        self._hour: deque = deque()
+        self._last: Optional[dict] = None
+        self._picture: Optional[tuple] = None
+        self._overlay: Optional[tuple[int, str]] = None
+        self._count = 0
+
+    def add(self, *, time_utc: str, status: str, score: float | None, threshold: float, error: str | None,
+            image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._count += 1
+            self._hour.append((now, status))
+            while self._hour and now - self._hour[0][0] > HOUR_S:
+                self._hour.popleft()
+            self._last = {"id": self._count, "time": time_utc, "status": status, "score": score,
+                          "threshold": threshold, "anomaly": None if score is None else status == "defect",
+                          "error": error}
+            self._picture = (self._count, image, anomaly_map, threshold)
+
+    def last(self) -> dict | None:
+        """The newest verdict, with its overlay as a PNG data URL (drawn once per part)."""
+        with self._lock:
+            last, picture, overlay = self._last, self._picture, self._overlay
+        if last is None:
+            return None
+        if picture is not None and picture[1] is not None and (overlay is None or overlay[0] != picture[0]):
+            overlay = (picture[0], _data_url(picture[1], picture[2], picture[3]))
+            with self._lock:
+                self._overlay = overlay
+        return {**last, "overlay": overlay[1] if overlay and overlay[0] == last["id"] else None}
+
+    def summary(self) -> dict:
+        """The last hour: parts, defects, defect rate among judged parts, frames without verdict, errors; drift."""
+        with self._lock:
+            statuses = [s for _, s in self._hour]
+        counts = {s: statuses.count(s) for s in ("ok", "defect", "not_inspectable", "error")}
+        judged = counts["ok"] + counts["defect"]
+        return {"last_hour": {"parts": len(statuses), "defects": counts["defect"],
+                              "defect_rate": counts["defect"] / judged if judged else None,
+                              "not_inspectable": counts["not_inspectable"], "errors": counts["error"]},
+                "drift": self.monitor.state.as_dict()}
+
+
+def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str:
+    """The part (and its heat map, when there is one) as a PNG data URL at most PAGE_SIDE wide or high."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    gray = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8
+                                       else 1.0)
+    scale = min(1.0, PAGE_SIDE / max(gray.shape))
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    if anomaly_map is not None:
+        picture = render_overlay(gray, cv2.resize(anomaly_map, size, interpolation=cv2.INTER_AREA), threshold)
+    else:
+        picture = (np.clip(gray, 0, 1) * 255).astype(np.uint8)
+    return "data:image/png;base64," + base64.b64encode(cv2.imencode(".png", picture)[1].tobytes()).decode()

@@ -1,0 +1,52 @@
+"""Prometheus metrics of a server or station, in their own registry (prometheus-client, the [serve] extra)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from .detector import STATUSES, Detector
+from .monitor import LEVELS, DriftState
+
+STAGES = ("decode", "preprocess", "reconstruct", "score")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+SCORE_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0, 8.0)  # times the threshold
+
+
+class Metrics:
+    """Requests by route and status, stage latencies, verdicts by status, scores, drift, and the model."""
+
+    def __init__(self, detector: Detector):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("insightad_requests", "HTTP requests answered, by route and status code",
+                                ("route", "code"), registry=self.registry)
+        self.request_seconds = Histogram("insightad_request_seconds", "Whole /infer requests, seconds",
+                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stage_seconds = Histogram("insightad_stage_seconds", "Time per stage of judging one frame, seconds",
+                                       ("stage",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.verdicts = Counter("insightad_verdicts", "Verdicts by status", ("status",), registry=self.registry)
+        self.scores = Histogram("insightad_score", "Scores of judged parts", registry=self.registry,
+                                buckets=tuple(detector.threshold * b for b in SCORE_BUCKETS))
+        self.drift_level = Gauge("insightad_drift_level", "Drift state: 0 ok, 1 warn, 2 alarm", registry=self.registry)
+        self.drift_statistic = Gauge("insightad_drift_statistic", "The drift monitor's numbers over its window",
+                                     ("name",), registry=self.registry)
+        info = Info("insightad_model", "The model in use", registry=self.registry)
+        info.info({"name": detector.path.name, "sha256": detector.sha256,
+                   "schema": str(detector.metadata.schema_version), "threshold": f"{detector.threshold:.6g}"})
+        for status in STATUSES:
+            self.verdicts.labels(status)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+
+    def verdict(self, status: str, score: float | None, timings_ms: dict, drift: DriftState) -> None:
+        self.verdicts.labels(status).inc()
+        if score is not None:
+            self.scores.observe(score)
+        for stage, milliseconds in timings_ms.items():
+            if stage in STAGES:
+                self.stage_seconds.labels(stage).observe(milliseconds / 1000.0)
+        self.drift_level.set(LEVELS.index(drift.level))
+        for name, value in drift.statistics.items():
+            if isinstance(value, (int, float)):
+                self.drift_statistic.labels(name).set(value)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,72 @@
+// The operator's page: polls the server once a second and shows the last part, its verdict and the last hour.
+// An API key, when the server wants one, comes from the page's address (#key=...) and stays in this browser.
+"use strict";
+
+const keyFromHash = new URLSearchParams(location.hash.slice(1)).get("key");
+if (keyFromHash) localStorage.setItem("insightad-key", keyFromHash);
+const headers = localStorage.getItem("insightad-key") ? {"X-API-Key": localStorage.getItem("insightad-key")} : {};
+const LABELS = {ok: "OK", defect: "DEFECT", not_inspectable: "NO VERDICT", error: "ERROR"};
+const $ = (id) => document.getElementById(id);
+let shown = null;
+
+async function get(path) {
+  const response = await fetch(path, {headers, cache: "no-store"});
+  if (response.status === 401) throw new Error("this server wants an API key: open the page as /#key=YOUR_KEY");
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function number(value, digits = 3) {
+  return value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
+}
+
+function showLast(last, threshold) {
+  if (!last || last.id === shown) return;
+  shown = last.id;
+  const verdict = $("verdict");
+  verdict.textContent = LABELS[last.status] || last.status;
+  verdict.className = `verdict ${last.status}`;
+  verdict.dataset.status = last.status;
+  $("score").textContent = number(last.score);
+  $("threshold").textContent = number(threshold);
+  const share = last.score === null ? 0 : Math.min(last.score / (2 * threshold), 1);
+  $("bar-fill").style.width = `${share * 100}%`;
+  $("bar-fill").className = last.status === "defect" ? "over" : "";
+  $("reason").textContent = last.error || "";
+  if (last.overlay) $("picture").src = last.overlay;
+  $("caption").textContent = `part #${last.id} · ${last.time}`;
+}
+
+function showSummary(summary) {
+  const hour = summary.last_hour;
+  $("parts").textContent = hour.parts;
+  $("defects").textContent = hour.defects;
+  $("rate").textContent = hour.defect_rate === null ? "–" : `${(hour.defect_rate * 100).toFixed(1)} %`;
+  $("uninspectable").textContent = hour.not_inspectable;
+  $("errors").textContent = hour.errors;
+  const drift = summary.drift;
+  $("drift").textContent = drift.level.toUpperCase() + (drift.reference ? "" : " (no reference)");
+  $("drift").className = `drift ${drift.level}`;
+  $("drift-reasons").replaceChildren(...drift.reasons.map((reason) => {
+    const item = document.createElement("li");
+    item.textContent = reason;
+    return item;
+  }));
+}
+
+async function refresh() {
+  try {
+    const [last, summary] = await Promise.all([get("/api/last"), get("/api/summary")]);
+    $("model").textContent = last.model;
+    showLast(last.last, summary.threshold);
+    showSummary(summary);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("problem").hidden = true;
+  } catch (error) {
+    $("problem").textContent = error.message;
+    $("problem").hidden = false;
+  }
+}
+
+refresh();
+setInterval(refresh, 1000);
