@@ -241,3 +241,77 @@ def test_a_busy_port_is_exit_2(model_path):
         done = subprocess.run([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path),
                                "--port", str(port)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "cannot listen" in done.stderr and "Traceback" not in done.stderr
+
+
+def raw_request(url: str, body: bytes, content_type: str, path: str = "/infer") -> tuple[int, dict]:
+    req = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "----insightad-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nline 3\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_what_clients_actually_send_gets_the_same_verdict(server):
+    png = cv2.imencode(".png", part_image(np.random.default_rng(21), 128, defect=True)[0])[1].tobytes()
+    status, original = post(server, json.dumps({"image": base64.b64encode(png).decode()}).encode())
+    assert status == 200
+    wrapped = base64.encodebytes(png).decode()  # what `base64 part.png` prints: lines of 76
+    assert "\n" in wrapped
+    answers = [post(server, json.dumps({"image": wrapped}).encode()),
+               raw_request(server, *multipart("image", "part.png", png)),
+               raw_request(server, png, "image/png"),
+               raw_request(server, png, "application/octet-stream")]
+    for status, answer in answers:
+        assert status == 200, answer
+        assert answer["Anomaly"] == original["Anomaly"] and answer["score"] == original["score"]
+    assert raw_request(server, *multipart("other", "", b""))[0] == 400
+    assert raw_request(server, b"", "image/png")[0] == 400
+
+
+def test_overlay_on_request(server):
+    png = cv2.imencode(".png", part_image(np.random.default_rng(22), 128)[0])[1].tobytes()
+    status, answer = raw_request(server, png, "image/png", path="/infer?overlay=1")
+    assert status == 200
+    overlay = cv2.imdecode(np.frombuffer(base64.b64decode(answer["overlay"]), np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape == (128, 128, 3)
+    assert "overlay" not in raw_request(server, png, "image/png")[1]
+
+
+def test_metrics_parse_and_count_what_was_sent(model_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    process, url = start(model_path)
+    try:
+        rng = np.random.default_rng(23)
+        good = [encoded(part_image(rng, 128)[0]) for _ in range(5)]
+        empty = encoded(np.clip(200 + rng.normal(0, 3, (128, 128)), 0, 255).astype(np.uint8))
+        sent = [request(url + "/infer", body)[0] for body in good + [empty, b"junk"]]
+        assert sent == [200] * 5 + [422, 400]
+        status, headers, text = request(url + "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+        assert samples[("insightad_requests_total", (("code", "200"), ("route", "/infer")))] == 5
+        assert samples[("insightad_requests_total", (("code", "422"), ("route", "/infer")))] == 1
+        assert samples[("insightad_requests_total", (("code", "400"), ("route", "/infer")))] == 1
+        verdicts = {k[1][0][1]: v for k, v in samples.items() if k[0] == "insightad_verdicts_total"}
+        assert verdicts["ok"] + verdicts["defect"] == 5 and verdicts["not_inspectable"] == 1
+        assert samples[("insightad_score_count", ())] == 5
+        assert samples[("insightad_stage_seconds_count", (("stage", "reconstruct"),))] == 5
+        assert samples[("insightad_drift_level", ())] == 0
+        info = next(k for k in samples if k[0] == "insightad_model_info")
+        assert dict(info[1])["sha256"] == __import__("insightad_edge").Detector(model_path).sha256
+        health = json.loads(request(url + "/health")[2])
+        assert health["status"] == "ok" and health["drift"]["level"] == "ok" and health["drift"]["reference"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

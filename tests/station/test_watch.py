@@ -275,3 +275,36 @@ def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
     assert all(v.latency_ms >= 0 for v in verdicts)
     strided = list(insightad_edge.watch(iter(frames), detector=Detector(model_path), stride=2))
     assert [v.frame for v in strided] == ["0", "2", "4"]
+
+
+def test_watch_serves_the_operators_page_health_and_metrics(model_path, tmp_path):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = start_watch(folder, "--model", model_path, "--log", tmp_path / "line.db", "--format", "jsonl",
+                          "--http", f"127.0.0.1:{port}")
+    try:
+        rng = np.random.default_rng(7)
+        time.sleep(1.0)
+        for i in range(3):
+            cv2.imwrite(str(folder / f"p{i}.png"), part_image(rng, 128, defect=i == 2)[0])
+        assert len(lines_until(process, 3)) == 3
+        base = f"http://127.0.0.1:{port}"
+        last = json.loads(urllib.request.urlopen(base + "/api/last", timeout=10).read())["last"]
+        assert last["status"] == "defect" and last["overlay"].startswith("data:image/png;base64,")
+        summary = json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())
+        assert summary["last_hour"]["parts"] == 3 and summary["drift"]["level"] == "ok"
+        assert json.loads(urllib.request.urlopen(base + "/health", timeout=10).read())["drift"]["parts"] == 3
+        text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        counts = {s.labels["status"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                  if s.name == "insightad_verdicts_total"}
+        assert counts["defect"] == 1 and counts["ok"] == 2
+        assert b"<title>insightad" in urllib.request.urlopen(base + "/", timeout=10).read()
+    finally:
+        stop(process)

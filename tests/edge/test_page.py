@@ -1,0 +1,52 @@
+"""The operator's page in a real browser: headless Chromium loads it from a real server on 127.0.0.1."""
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from synthetic import part_image
+from test_server import encoded, request, start
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # kept after the run (ignored by git)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(*args: str) -> str:
+    """Headless Chromium as the CI machine runs it: no sandbox (root), no GPU, no network but loopback."""
+    if CHROMIUM is None:
+        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run installs it)")
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                               "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,900",
+                               "--virtual-time-budget=5000", *args], capture_output=True, text=True, timeout=120)
+    return done.stdout
+
+
+def test_the_page_shows_the_verdict_of_a_request_just_sent(model_path):
+    process, url = start(model_path, env={"INSIGHTAD_API_KEY": "line-7"})
+    try:
+        image = part_image(np.random.default_rng(31), 128, defect=True)[0]
+        status, _, answer = request(url + "/infer", encoded(image), {"X-API-Key": "line-7"})
+        answer = json.loads(answer)
+        assert status == 200 and answer["Anomaly"] is True
+        page = f"{url}/#key=line-7"
+        dom = chromium("--dump-dom", page)
+        assert 'data-status="defect"' in dom and ">DEFECT<" in dom
+        assert f"{answer['score']:.3g}" in dom  # the score as the page prints it (3 significant digits)
+        assert 'src="data:image/png;base64,' in dom  # the overlay of that part
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "operator-page.png"
+        chromium(f"--screenshot={shot}", page)
+        picture = cv2.imread(str(shot))
+        assert picture is not None and picture.shape[:2] == (900, 1280)
+        without_key = chromium("--dump-dom", f"{url}/")
+        assert "wants an API key" in without_key and ">DEFECT<" not in without_key
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
