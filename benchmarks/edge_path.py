@@ -30,7 +30,7 @@ from insightad_edge import Detector  # noqa: E402
 from insightad_edge import preprocess  # noqa: E402
 from insightad_edge.detector import default_model_path, run_pipeline  # noqa: E402
 from insightad_train.data import load_dataset  # noqa: E402  (torch-free module)
-from insightad_train.evaluate import equalise  # noqa: E402  (torch-free module)
+from insightad_train.evaluate import dataset_level, equalise  # noqa: E402  (torch-free module)
 from insightad_train.metrics import auroc  # noqa: E402
 
 
@@ -132,9 +132,11 @@ def quantise(model: Path, detector: Detector, calibration: list[bytes], out: Pat
     return out
 
 
-def equalised_auroc(detector: Detector, samples) -> float:
+def equalised_auroc(detector: Detector, samples, level: float) -> float:
     labels = np.array([s.is_anomalous for s in samples])
-    scores = [detector(equalise(preprocess.decode(s.path), "equalised_scale")).score for s in samples]
+    scores = [detector(equalise(preprocess.decode(s.path), "equalised_scale", level), not_inspectable="report").score
+              for s in samples]
+    scores = [np.inf if s is None else s for s in scores]
     return auroc(labels, np.array(scores))
 
 
@@ -196,8 +198,8 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
                 "reconstruct_p50_ms": int8_latency["reconstruct"]["p50_ms"],
                 "fp32_reconstruct_p50_ms": results["edge"]["reconstruct"]["p50_ms"],
                 "size_mb": int8_path.stat().st_size / 1e6, "fp32_size_mb": model.stat().st_size / 1e6,
-                "equalised_auroc": equalised_auroc(quantised, dataset.test),
-                "fp32_equalised_auroc": equalised_auroc(detector, dataset.test),
+                "equalised_auroc": equalised_auroc(quantised, dataset.test, dataset_level(dataset.train)),
+                "fp32_equalised_auroc": equalised_auroc(detector, dataset.test, dataset_level(dataset.train)),
             }
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,10 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
     click.echo(f"image AUROC on equalised inputs (the honest number) {a[HONEST]:.3f}; "
                f"pixel AUROC {'-' if pixel is None else f'{pixel:.3f}'}; F1 {report['at_threshold'][HONEST]['f1']:.3f} "
                f"(raw inputs {a['raw']:.3f}, brightness alone {report['brightness_baseline_auroc']['raw']:.3f})")
+    if report["from_the_defects"]:
+        f = report["from_the_defects"]
+        click.echo(f"from the defects? AUROC with the defect regions cut out {f['auroc_defects_cut_out']:.3f} "
+                   f"(0.5 if so); map peaks inside the defect on {f['peaks_in_defect']:.0%} of defective images")
     click.echo(f"report: {out / 'report.md'}")
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from insightad_edge import Detector
 from insightad_edge.preprocess import decode
 from insightad_train.data import load_dataset
-from insightad_train.evaluate import HONEST, equalise
+from insightad_train.evaluate import HONEST, dataset_level, equalise
 from insightad_train.metrics import auroc
 
 
@@ -49,12 +49,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--compare", type=Path, help="Another model (e.g. the schema-1 one) judged on the same frames.")
     args = parser.parse_args()
-    samples = load_dataset(args.data).test
+    dataset = load_dataset(args.data)
+    samples, level = dataset.test, dataset_level(dataset.train)
     models = {"model": Detector(args.model)} | ({"compare": Detector(args.compare)} if args.compare else {})
     labels = np.array([s.is_anomalous for s in samples])
     rows = {}
     for sample in samples:
-        for shape, frame in shapes(equalise(decode(sample.path), HONEST)).items():
+        for shape, frame in shapes(equalise(decode(sample.path), HONEST, level)).items():
             for name, detector in models.items():
                 rows.setdefault((name, shape), []).append(detector(frame, not_inspectable="report"))
     print("| model | frames | good flagged | good not inspectable | defects caught | defects not inspectable "
