@@ -16,7 +16,7 @@ from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
 
-from .config import ARCHS, AUGMENT_PRESETS, FIT_DEFAULTS
+from .config import ARCHS, AUGMENT_PRESETS, COLOURS, FIT_DEFAULTS
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -68,6 +68,8 @@ def main(verbose: bool) -> None:
         help="light: small pose jitter, no mirror; seed: the original ±40° rotation, ±20% shift/shear/zoom, flips.")
 @option("align", type=click.Choice(("auto",) + ALIGN_METHODS), help="Pose normalisation; auto decides from the images.")
 @option("photometric", type=click.Choice(PHOTOMETRIC_METHODS), help="Brightness normalisation carried in the model.")
+@option("colour", type=click.Choice(COLOURS),
+        help="gray or colour (BGR) input; auto: colour when the images' colour carries what gray loses.")
 @option("holdout", type=click.FloatRange(0, 0.5, min_open=True),
         help="Share of good images held back to calibrate the threshold (at least 10 images).")
 @option("threshold_quantile", type=click.FloatRange(0.5, 1.0))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 ARCHS = ("seed", "bottleneck")
 AUGMENT_PRESETS = ("light", "seed", "none")
+COLOURS = ("auto", "gray", "colour")
 EXTENDABLE = ("epochs",)  # a finished or interrupted run may be continued with more of these
 
 
@@ -32,6 +33,7 @@ class FitConfig:
     augment: str = "light"
     align: str = "auto"
     photometric: str = "median_scale"
+    colour: str = "auto"
     holdout: float = 0.1
     threshold_quantile: float = 0.99
     pixel_stats: bool = True

@@ -133,7 +133,7 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> Preprocess:
     """Measure the training frames (kept at their aspect) and choose the preprocessing; say what was chosen."""
     sizes, analysis = [], []
     for path in paths:
-        frame = decode(path)
+        frame = decode(path, channels=3)
         sizes.append(frame.shape[:2])
         scale = ANALYSIS_SIZE / min(frame.shape[:2])
         analysis.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
@@ -142,7 +142,29 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> Preprocess:
         log.warning("training frames differ in size; the model's reference is the most common, %dx%d",
                     frame_size[1], frame_size[0])
         analysis = [a for a, size in zip(analysis, sizes) if size == frame_size]
-    return derive_preprocess(analysis, config.image_size, frame_size, config.align, config.photometric)
+    channels = choose_channels(analysis, config.colour)
+    gray = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in analysis]
+    return derive_preprocess(gray, config.image_size, frame_size, config.align, config.photometric, channels)
+
+
+COLOURFUL = 0.10  # chroma spread over gray spread above which colour carries what gray loses
+
+
+def choose_channels(frames: list[np.ndarray], colour: str) -> int:
+    """3 (colour) or 1 (gray): asked for, or, with ``auto``, colour when the frames' chroma varies by more
+    than COLOURFUL of their gray level's variation (gray images stored as RGB have none)."""
+    if colour != "auto":
+        return 3 if colour == "colour" else 1
+    ratios = []
+    for frame in frames:
+        b, g, r = cv2.split(frame)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        ratios.append(float(np.hypot(np.std(b - g), np.std(r - g)) / (np.std(gray) + 1e-6)))
+    ratio = float(np.median(ratios))
+    channels = 3 if ratio > COLOURFUL else 1
+    log.info("colour chosen from the training images: %s (chroma spread %.2f of the gray spread; colour above %.2f)",
+             "colour" if channels == 3 else "gray", ratio, COLOURFUL)
+    return channels
 
 
 def learning_rate(config: FitConfig, epoch: int) -> float:

@@ -69,3 +69,37 @@ def embed(image: np.ndarray, rng: np.random.Generator, height: int, width: int, 
     w = min(image.shape[1] - src_x, width - dst_x)
     frame[dst_y:dst_y + h, dst_x:dst_x + w] = image[src_y:src_y + h, src_x:src_x + w]
     return frame
+
+
+PART_BGR = (40, 60, 200)      # a red part: gray level 99.6 (OpenCV's 0.114 B + 0.587 G + 0.299 R)
+DEFECT_BGR = (200, 110, 40)   # a blue stain of the same gray level: only colour tells it apart
+
+
+def colour_part_image(rng: np.random.Generator, size: int = 96, defect: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A BGR uint8 image of a red disc with a white band on a dark background, and its defect mask; the
+    defect is a stain that differs from the part in hue only."""
+    image = np.full((size, size, 3), 30, np.float32) + rng.normal(0, 2, (size, size, 3)).astype(np.float32)
+    centre = (int(size / 2 + rng.uniform(-3, 3)), int(size / 2 + rng.uniform(-3, 3)))
+    cv2.circle(image, centre, int(size * 0.32), PART_BGR, -1)
+    cv2.rectangle(image, (centre[0] - int(size * 0.3), centre[1] - 3), (centre[0] + int(size * 0.3), centre[1] + 3),
+                  (220, 220, 220), -1)
+    mask = np.zeros((size, size), np.uint8)
+    if defect:
+        spot = (centre[0] + int(rng.uniform(-0.15, 0.15) * size), centre[1] + int(rng.choice([-1, 1]) * 0.17 * size))
+        cv2.circle(mask, spot, max(3, size // 12), 255, -1)
+        image[mask > 0] = DEFECT_BGR
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def write_colour_mvtec(root: Path, rng: np.random.Generator, n_train: int = 36, n_test: int = 8, size: int = 64) -> Path:
+    """An MVTec-layout folder of colour parts whose only defect is a change of hue."""
+    for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),
+                                  ("test/stain", n_test, True)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, mask = colour_part_image(rng, size, defect)
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
+            if defect:
+                (root / "ground_truth/stain").mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "ground_truth/stain" / f"{i:03d}_mask.png"), mask)
+    return root

@@ -1,0 +1,36 @@
+"""Colour end to end: a defect that differs only in hue is invisible to a gray model and plain to a colour one."""
+import json
+
+import cv2
+import numpy as np
+from click.testing import CliRunner
+
+from insightad_edge import Detector
+from insightad_train.cli import main as train
+from synthetic import DEFECT_BGR, PART_BGR, colour_part_image, write_colour_mvtec
+
+
+def test_the_stain_has_the_parts_gray_level():
+    gray = [cv2.cvtColor(np.uint8([[c]]), cv2.COLOR_BGR2GRAY)[0, 0] for c in (PART_BGR, DEFECT_BGR)]
+    assert abs(int(gray[0]) - int(gray[1])) <= 1
+
+
+def test_colour_is_chosen_by_the_data_and_finds_a_hue_only_defect(tmp_path):
+    data = write_colour_mvtec(tmp_path / "parts", np.random.default_rng(0))
+    aurocs = {}
+    for colour in ("gray", "auto"):
+        run = tmp_path / colour
+        fit = CliRunner().invoke(train, ["fit", "--data", str(data), "--out", str(run), "--epochs", "8",
+                                         "--image-size", "48", "--batch-size", "6", "--colour", colour, "--device", "cpu"])
+        assert fit.exit_code == 0, fit.output
+        export = CliRunner().invoke(train, ["export", str(run), "--out", str(tmp_path / f"{colour}.onnx")])
+        assert export.exit_code == 0, export.output
+        report = tmp_path / f"{colour}-report"
+        assert CliRunner().invoke(train, ["evaluate", str(tmp_path / f"{colour}.onnx"), "--data", str(data),
+                                          "--out", str(report)]).exit_code == 0
+        aurocs[colour] = json.loads((report / "report.json").read_text())["image_auroc"]["equalised_scale"]
+    detector = Detector(tmp_path / "auto.onnx")
+    assert detector.metadata.preprocess.channels == 3 and Detector(tmp_path / "gray.onnx").metadata.preprocess.channels == 1
+    stained = colour_part_image(np.random.default_rng(5), 64, defect=True)[0]
+    assert detector(stained).status in ("ok", "defect")  # a BGR frame straight from OpenCV
+    assert aurocs["auto"] >= 0.9 and aurocs["gray"] <= 0.75, aurocs
