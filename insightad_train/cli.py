@@ -5,6 +5,7 @@ Every option's default and choices come from ``FitConfig`` and the modules that 
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -94,6 +95,8 @@ def fit(data: Path, out: Path, device: str, time_budget: float | None, **options
     if metadata is None:
         click.echo(f"stopped at the time budget; run the same command again to resume {out}", err=True)
         sys.exit(EXIT_FAILED)
+    for key, why in json.loads((out / "choices.json").read_text()).items():
+        click.echo(f"chose {key}: {why}", err=True)
     p, t = metadata.preprocess, metadata.threshold
     click.echo(f"trained {out}: input {p.input_size[1]}x{p.input_size[0]}, pose {p.align}, threshold {t.value:.6g} "
                f"({t.method} on {t.n_good} held-back good images)")

@@ -96,7 +96,11 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
     log.info("%d good images: %d to train on, %d held back to calibrate", len(dataset.train), len(train_paths),
              len(holdout_paths))
     state = load_checkpoint(run, config)
-    spec = section_from_dict(Preprocess, state["preprocess"]) if state else choose_preprocess(config, train_paths)
+    if state is None:
+        spec, choices = choose_preprocess(config, train_paths)
+        (run / "choices.json").write_text(json.dumps(choices, indent=1))
+    else:
+        spec = section_from_dict(Preprocess, state["preprocess"])
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     log.info("preprocessing: %s", spec)
     works = [to_work(decode(p, spec.channels), spec) for p in train_paths]
@@ -129,8 +133,8 @@ def load_checkpoint(run: Path, config: FitConfig) -> dict | None:
     return state
 
 
-def choose_preprocess(config: FitConfig, paths: list[Path]) -> Preprocess:
-    """Measure the training frames (kept at their aspect) and choose the preprocessing; say what was chosen."""
+def choose_preprocess(config: FitConfig, paths: list[Path]) -> tuple[Preprocess, dict]:
+    """Measure the training frames (kept at their aspect) and choose the preprocessing; and what was chosen, why."""
     sizes, analysis = [], []
     for path in paths:
         frame = decode(path, channels=3)
@@ -142,29 +146,32 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> Preprocess:
         log.warning("training frames differ in size; the model's reference is the most common, %dx%d",
                     frame_size[1], frame_size[0])
         analysis = [a for a, size in zip(analysis, sizes) if size == frame_size]
-    channels = choose_channels(analysis, config.colour)
+    channels, colour_why = choose_channels(analysis, config.colour)
     gray = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in analysis]
-    return derive_preprocess(gray, config.image_size, frame_size, config.align, config.photometric, channels)
+    spec, align_why = derive_preprocess(gray, config.image_size, frame_size, config.align, config.photometric, channels)
+    choices = {"colour": f"{'colour' if channels == 3 else 'gray'}: {colour_why}",
+               "align": f"{spec.align}: {align_why}",
+               "frame": f"{frame_size[1]}x{frame_size[0]} frames -> {spec.input_size[1]}x{spec.input_size[0]} input"}
+    for key, value in choices.items():
+        log.info("%s: %s", key, value)
+    return spec, choices
 
 
 COLOURFUL = 0.10  # chroma spread over gray spread above which colour carries what gray loses
 
 
-def choose_channels(frames: list[np.ndarray], colour: str) -> int:
-    """3 (colour) or 1 (gray): asked for, or, with ``auto``, colour when the frames' chroma varies by more
-    than COLOURFUL of their gray level's variation (gray images stored as RGB have none)."""
+def choose_channels(frames: list[np.ndarray], colour: str) -> tuple[int, str]:
+    """3 (colour) or 1 (gray), and why: asked for, or, with ``auto``, colour when the frames' chroma varies by
+    more than COLOURFUL of their gray level's variation (gray images stored as RGB have none)."""
     if colour != "auto":
-        return 3 if colour == "colour" else 1
+        return (3 if colour == "colour" else 1), "asked for"
     ratios = []
     for frame in frames:
         b, g, r = cv2.split(frame)
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         ratios.append(float(np.hypot(np.std(b - g), np.std(r - g)) / (np.std(gray) + 1e-6)))
     ratio = float(np.median(ratios))
-    channels = 3 if ratio > COLOURFUL else 1
-    log.info("colour chosen from the training images: %s (chroma spread %.2f of the gray spread; colour above %.2f)",
-             "colour" if channels == 3 else "gray", ratio, COLOURFUL)
-    return channels
+    return (3 if ratio > COLOURFUL else 1), f"chroma spread {ratio:.2f} of the gray spread (colour above {COLOURFUL})"
 
 
 def learning_rate(config: FitConfig, epoch: int) -> float:

@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 from insightad_edge.metadata import CROP_MAX, Preprocess
-from insightad_edge.preprocess import brightness_level, find_part, foreground, normalise_brightness, part_axes
+from insightad_edge.errors import NotInspectable
+from insightad_edge.preprocess import (brightness_level, find_part, foreground, normalise_brightness, part_axes,
+                                       prepare_work)
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,13 @@ def input_shape(pixels: int, aspect: float) -> tuple[int, int]:
 
 
 def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tuple[int, int], align: str = "auto",
-                      photometric: str = "median_scale", channels: int = 1) -> Preprocess:
+                      photometric: str = "median_scale", channels: int = 1) -> tuple[Preprocess, str]:
     """Measure the training images (gray, resized keeping their aspect to one short side) and return the
-    preprocessing they call for. The working size is chosen so the crop is resampled to the input at about 1:1.
+    preprocessing they call for, and why that alignment. The working size is chosen so the crop is resampled
+    to the input at about 1:1.
     """
-    analysis = min(images[0].shape[:2])
-    height, width = images[0].shape[:2]
-    whole = (width / analysis, height / analysis)  # the whole frame, in working sizes
+    height, width = frame_size
+    whole = (width / min(frame_size), height / min(frame_size))  # the whole frame, in working sizes
     base = Preprocess(input_size=input_shape(image_size * image_size, whole[0] / whole[1]), work_size=image_size,
                       photometric=photometric, channels=channels, frame_size=tuple(frame_size), crop=whole)
     if photometric != "none":
@@ -49,19 +51,19 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tup
         base = replace(base, photometric_target=min(max(target, 0.05), 1.0))
     normalised = [normalise_brightness(w, base) for w in images]
     dark = _foreground_is_dark(normalised)
-    stats = [_part_stats(w, dark) for w in normalised]
-    inside = [s for s in stats if s is not None]
+    why = "asked for"
     if align == "auto":
-        if len(inside) < OBJECT_SHARE * len(stats):
-            align = "none"
-        else:
-            ratio = float(np.median([s[2] for s in inside]))
-            align = "center_rotate" if ratio > ELONGATED else "center"
-        log.info("pose alignment chosen from the training images: %s", align)
+        align, why = choose_alignment(normalised, dark, base, image_size)
     if align == "none":
         in_h, in_w = base.input_size
         return replace(base, foreground_dark=dark, align="none",
-                       work_size=_round16(max(in_w / whole[0], in_h / whole[1])))
+                       work_size=_round16(max(in_w / whole[0], in_h / whole[1]))), why
+    return aligned(normalised, dark, align, base, image_size), why
+
+
+def aligned(normalised: list[np.ndarray], dark: bool, align: str, base: Preprocess, image_size: int) -> Preprocess:
+    """The crop around the aligned part that holds every training part with a margin, and its input shape."""
+    analysis = min(normalised[0].shape[:2])
     bounds = np.array([_bounds(w, dark, align) for w in normalised])  # u_min, u_max, v_min, v_max
     centre = np.median((bounds[:, 0::2] + bounds[:, 1::2]) / 2.0, axis=0)
     half = np.maximum(bounds[:, 1::2].max(axis=0) - centre, centre - bounds[:, 0::2].min(axis=0))
@@ -70,6 +72,79 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tup
     return replace(base, foreground_dark=dark, align=align, crop=(float(crop_w), float(crop_h)),
                    crop_offset=(float(centre[0] / analysis), float(centre[1] / analysis)), input_size=(in_h, in_w),
                    work_size=_round16(max(in_w / crop_w, in_h / crop_h)))
+
+
+def choose_alignment(normalised: list[np.ndarray], dark: bool, base: Preprocess, image_size: int) -> tuple[str, str]:
+    """none, center or center_rotate, and why; every step is checked on the training images themselves.
+
+    Objects only (a part clear of the frame's edge in 90% of the images), segmented clearly (one blob that
+    stands out, in 90% of them), held whole by the crop; then each alignment must make the training images
+    agree better (less pixel-wise spread) than the simpler one by 10%, rotation only for elongated parts.
+    """
+    stats = [_part_stats(w, dark) for w in normalised]
+    inside = [s for s in stats if s is not None]
+    if len(inside) < OBJECT_SHARE * len(stats):
+        return "none", f"the part fills the frame or touches its edge in {1 - len(inside) / len(stats):.0%} of the images"
+    clear = [_clear_part(w, dark) for w in normalised]
+    if np.mean(clear) < OBJECT_SHARE:
+        return "none", (f"no single clear part in {1 - np.mean(clear):.0%} of the images: the segmentation is not "
+                        "reliable enough to align on")
+    ratio = float(np.median([s[2] for s in inside]))
+    modes = ["center"] + (["center_rotate"] if ratio > ELONGATED else [])
+    specs = {mode: aligned(normalised, dark, mode, base, image_size) for mode in modes}
+    specs["none"] = replace(specs[modes[-1]], align="none")
+    spread = {mode: agreement(normalised, spec) for mode, spec in specs.items()}
+    chosen = "none"
+    for mode in modes:
+        if spread[mode] < spread[chosen] / AGREEMENT_GAIN:
+            chosen = mode
+    if chosen != "none":
+        held = np.mean([_held_whole(w, dark, specs[chosen]) for w in normalised])
+        if held < OBJECT_SHARE:
+            return "none", f"a crop around the aligned part would cut it in {1 - held:.0%} of the images"
+    numbers = ", ".join(f"{mode} {value:.3f}" for mode, value in spread.items())
+    return chosen, f"axis ratio {ratio:.2f}; pixel spread across the training images {numbers}"
+
+
+AGREEMENT_GAIN = 1.1   # an alignment must cut the pixel spread by this factor to be worth its risk
+MIN_CONTRAST = 0.6     # Otsu separability below which "the part" is noise (screw: 0.75-0.83; noise: 0.64)
+AGREEMENT_PIXELS = 48 * 48
+
+
+def agreement(normalised: list[np.ndarray], spec: Preprocess, count: int = 48) -> float:
+    """How much the training images still differ pixel by pixel once preprocessed with ``spec``: per-pixel
+    variance across images over total variance (0: identical, about 1: unrelated)."""
+    analysis = min(normalised[0].shape[:2])
+    small = replace(spec, work_size=analysis, photometric="none",
+                    input_size=input_shape(AGREEMENT_PIXELS, spec.crop[0] / spec.crop[1]))
+    step = max(1, len(normalised) // count)
+    inputs = []
+    for image in normalised[::step]:
+        try:
+            inputs.append(prepare_work(image, small)[0])
+        except NotInspectable:
+            continue
+    stack = np.stack(inputs).astype(np.float64)
+    return float(stack.var(axis=0).mean() / max(stack.var(), 1e-12))
+
+
+def _clear_part(image: np.ndarray, dark: bool) -> bool:
+    """One blob that stands out from its background: what alignment can trust."""
+    try:
+        part = find_part(image, dark)
+    except NotInspectable:
+        return False
+    return part.contrast >= MIN_CONTRAST and part.blob.sum() >= 0.9 * part.mask.sum()
+
+
+def _held_whole(image: np.ndarray, dark: bool, spec: Preprocess) -> bool:
+    """Whether the crop holds (97% of) everything segmented in this image."""
+    _, matrix = prepare_work(image, replace(spec, work_size=min(image.shape[:2]), photometric="none"))
+    mask = foreground(image, dark)[1]
+    out_h, out_w = spec.input_size
+    inside = cv2.warpAffine(mask, matrix, (out_w, out_h), flags=cv2.INTER_NEAREST).sum()
+    scale = abs(np.linalg.det(matrix[:, :2]))  # input pixels per working pixel
+    return inside >= 0.97 * mask.sum() * scale
 
 
 def _foreground_is_dark(images: list[np.ndarray]) -> bool:

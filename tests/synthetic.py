@@ -103,3 +103,39 @@ def write_colour_mvtec(root: Path, rng: np.random.Generator, n_train: int = 36, 
                 (root / "ground_truth/stain").mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(root / "ground_truth/stain" / f"{i:03d}_mask.png"), mask)
     return root
+
+
+def tread_part_image(rng: np.random.Generator, width: int = 72, height: int = 96,
+                     defect: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A gray uint8 portrait frame: a black part with a bright tread whose stripes shift from shot to shot (it
+    turns about its own axis), on a dark noisy background; the defect is a small bright cut on the part."""
+    image = np.full((height, width), 24, np.float32) + rng.normal(0, 4, (height, width)).astype(np.float32)
+    left, right, top, bottom = int(width * 0.3), int(width * 0.7), int(height * 0.12), int(height * 0.88)
+    image[top:bottom, left:right] = 12
+    phase = rng.uniform(0, 10)
+    for y in np.arange(top - 10 + phase, bottom, 10.0):
+        y0, y1 = int(max(top, y)), int(min(bottom, y + 4))
+        if y1 > y0:
+            image[y0:y1, left + 3:right - 3] = 70
+    image += rng.normal(0, 2, image.shape).astype(np.float32)
+    mask = np.zeros((height, width), np.uint8)
+    if defect:
+        cx = int(rng.uniform(left + 4, right - 4))
+        cy = int(rng.uniform(top + 4, bottom - 4))
+        cv2.circle(mask, (cx, cy), 3, 255, -1)
+        image[mask > 0] = 160
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def write_tread_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 10) -> Path:
+    """An MVTec-layout folder of the turning tread part."""
+    for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),
+                                  ("test/cut", n_test, True)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, mask = tread_part_image(rng, defect=defect)
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
+            if defect:
+                (root / "ground_truth/cut").mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "ground_truth/cut" / f"{i:03d}_mask.png"), mask)
+    return root

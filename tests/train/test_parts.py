@@ -88,12 +88,12 @@ def test_auroc_and_f1():
 def test_preprocessing_is_chosen_from_the_images():
     rng = np.random.default_rng(0)
     objects = [part_image(rng, 128)[0].astype(np.float32) / 255 for _ in range(8)]
-    spec = derive_preprocess(objects, 64, (128, 128))
+    spec, _ = derive_preprocess(objects, 64, (128, 128))
     assert spec.align == "center_rotate" and spec.foreground_dark
     assert spec.input_size[1] > spec.input_size[0]  # an elongated part gets a wide input
     assert spec.photometric_target == pytest.approx(200 / 255, abs=0.02)
     texture = [rng.uniform(0.3, 0.7, (128, 128)).astype(np.float32) for _ in range(8)]
-    assert derive_preprocess(texture, 64, (128, 128)).align == "none"
+    assert derive_preprocess(texture, 64, (128, 128))[0].align == "none"
 
 
 def test_input_shape_keeps_area_and_aspect():

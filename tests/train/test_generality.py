@@ -1,0 +1,46 @@
+"""The default recipe on parts it was never tuned on: it checks its own choices on the training images."""
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from insightad_edge import Detector
+from insightad_train.cli import main as train
+from synthetic import embed, part_image, tread_part_image, write_tread_mvtec
+
+TINY = ["--epochs", "6", "--image-size", "64", "--batch-size", "8", "--device", "cpu"]
+
+
+def fit_and_evaluate(data, tmp_path, *extra):
+    run = tmp_path / "run"
+    done = CliRunner().invoke(train, ["-v", "fit", "--data", str(data), "--out", str(run), *TINY, *extra])
+    assert done.exit_code == 0, done.output
+    assert CliRunner().invoke(train, ["export", str(run), "--out", str(tmp_path / "m.onnx")]).exit_code == 0
+    assert CliRunner().invoke(train, ["evaluate", str(tmp_path / "m.onnx"), "--data", str(data),
+                                      "--out", str(tmp_path / "report")]).exit_code == 0
+    return done, json.loads((tmp_path / "report" / "report.json").read_text()), Detector(tmp_path / "m.onnx")
+
+
+def test_a_turning_tread_is_not_aligned_on_noise(tmp_path):
+    """The tread's stripes split the part into many blobs: alignment would follow them, so none is chosen,
+    and the model sees the whole portrait frame, its aspect kept."""
+    data = write_tread_mvtec(tmp_path / "tread", np.random.default_rng(0))
+    done, report, detector = fit_and_evaluate(data, tmp_path)
+    spec = detector.metadata.preprocess
+    assert spec.align == "none" and "no single clear part" in done.stderr
+    assert spec.frame_size == (96, 72) and spec.crop == (1.0, 96 / 72)
+    assert spec.input_size[0] > spec.input_size[1]  # a portrait input for a portrait frame
+    assert report["image_auroc"]["equalised_scale"] >= 0.7, report["image_auroc"]
+
+
+def test_an_elongated_part_is_rotated_only_because_it_helps(tmp_path):
+    from synthetic import write_mvtec
+
+    data = write_mvtec(tmp_path / "parts", np.random.default_rng(1), size=96)
+    done, report, detector = fit_and_evaluate(data, tmp_path)
+    assert detector.metadata.preprocess.align == "center_rotate"
+    assert "pixel spread across the training images" in done.stderr
+    assert report["image_auroc"]["equalised_scale"] >= 0.9, report["image_auroc"]
+    rng = np.random.default_rng(2)
+    wide = embed(part_image(rng, 96)[0], rng, 96, 160)  # the same camera, a wider view
+    assert detector(wide).status == "ok"
