@@ -54,7 +54,8 @@ def main(verbose: bool) -> None:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--data", type=EXISTING_DIR, required=True, help="MVTec-layout category folder, or a folder of good images.")
 @click.option("--out", type=DIR, required=True, help="Run folder: config, checkpoints, model, metadata.")
-@option("arch", type=click.Choice(ARCHS))
+@option("arch", type=click.Choice(("auto",) + ARCHS),
+        help="auto: fit the candidates (patchknn, bottleneck) and keep the best on synthetic defects.")
 @option("width", type=click.FloatRange(0.125, 4.0),
         help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64.")
 @option("epochs", type=click.IntRange(min=1), help="More epochs on an existing run folder continue it.")
@@ -97,6 +98,15 @@ def fit(data: Path, out: Path, device: str, time_budget: float | None, **options
         sys.exit(EXIT_FAILED)
     for key, why in json.loads((out / "choices.json").read_text()).items():
         click.echo(f"chose {key}: {why}", err=True)
+    if (out / "search.json").is_file() and config.arch == "auto":
+        from .search import table
+
+        for line in table(out):
+            click.echo(line, err=True)
+    validation = json.loads((out / "validation.json").read_text())
+    click.echo(f"synthetic defects on the {validation['n_good']} held-back images: AUROC {validation['auroc']:.3f} "
+               f"({', '.join(f'{k} {v:.2f}' for k, v in validation['by_kind'].items())}); the threshold catches "
+               f"{validation['caught_at_threshold']:.0%}", err=True)
     p, t = metadata.preprocess, metadata.threshold
     click.echo(f"trained {out}: input {p.input_size[1]}x{p.input_size[0]}, pose {p.align}, threshold {t.value:.6g} "
                f"({t.method} on {t.n_good} held-back good images)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-ARCHS = ("seed", "bottleneck")
+ARCHS = ("seed", "bottleneck", "patchknn")
 AUGMENT_PRESETS = ("light", "seed", "none")
 COLOURS = ("auto", "gray", "colour")
 EXTENDABLE = ("epochs",)  # a finished or interrupted run may be continued with more of these
@@ -21,8 +21,9 @@ class FitConfig:
     """
 
     data: str
-    arch: str = "bottleneck"
+    arch: str = "auto"
     width: float = 0.5
+    place: float = 1.0
     image_size: int = 256
     epochs: int = 60
     batch_size: int = 16

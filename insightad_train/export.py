@@ -18,7 +18,7 @@ from insightad_edge.metadata import METADATA_KEY, ModelMetadata
 from .calibrate import score_paths
 from .fit import TorchInfer, load_run
 
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = 1e-4  # of the threshold (at least 1e-4 absolute): far below anything that could flip a verdict
 OPSET = 17
 
 
@@ -33,7 +33,7 @@ class ExportReport:
     def summary(self) -> str:
         return (f"exported {self.path} ({self.size_bytes / 1e6:.2f} MB) in {self.seconds:.1f} s; "
                 f"edge vs torch score difference {self.max_score_difference:.2e} on {self.parity_images} images "
-                f"(tolerance {PARITY_TOLERANCE:g})")
+                f"(tolerance {PARITY_TOLERANCE:g} of the threshold)")
 
 
 def write_onnx(mapper: torch.nn.Module, metadata: ModelMetadata, out: Path) -> None:
@@ -70,9 +70,10 @@ def export(run: Path, out: Path, parity_paths: list[Path] | None = None) -> Expo
     torch_scores = score_paths(parity_paths, metadata, TorchInfer(model))
     edge_scores = score_paths(parity_paths, edge.metadata, edge.infer)
     difference = float(np.max(np.abs(torch_scores - edge_scores)))
-    if not difference <= PARITY_TOLERANCE:
+    tolerance = PARITY_TOLERANCE * max(1.0, abs(metadata.threshold.value))
+    if not difference <= tolerance:
         out.unlink()
-        raise ModelError(f"exported model disagrees with torch by {difference:.3g} > {PARITY_TOLERANCE:g}; removed {out}")
+        raise ModelError(f"exported model disagrees with torch by {difference:.3g} > {tolerance:.3g}; removed {out}")
     return ExportReport(out, out.stat().st_size, time.monotonic() - began, difference, len(parity_paths))
 
 

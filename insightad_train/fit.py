@@ -25,6 +25,7 @@ from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_fr
 from insightad_edge.preprocess import decode, prepare_work, to_work
 
 from . import augment as augmentation
+from .anomalies import synthetic_validation
 from .calibrate import MIN_HOLDOUT, measure
 from .config import EXTENDABLE, FitConfig
 from .data import fingerprint, load_dataset
@@ -70,9 +71,14 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
     return [p for p in paths if p not in set(held)], held
 
 
+def build_scorer(config: FitConfig, spec: Preprocess) -> torch.nn.Module:
+    """The configured model for this preprocessing (a patch's place counts only where parts are aligned)."""
+    return build_model(config.arch, spec.input_size, spec.channels, config.width,
+                       place=config.place if spec.align != "none" else 0.0)
+
+
 def build_mapper(config: FitConfig, spec: Preprocess) -> AnomalyMapper:
-    autoencoder = build_model(config.arch, spec.input_size, spec.channels, config.width)
-    return AnomalyMapper(autoencoder, spec.input_size, pre_sigma=config.error_blur_sigma)
+    return AnomalyMapper(build_scorer(config, spec), spec.input_size, pre_sigma=config.error_blur_sigma)
 
 
 def load_run(run: Path, device: str = "cpu") -> tuple[AnomalyMapper, ModelMetadata]:
@@ -88,7 +94,14 @@ def load_run(run: Path, device: str = "cpu") -> tuple[AnomalyMapper, ModelMetada
 
 def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: float | None = None,
         progress: bool = True) -> ModelMetadata | None:
-    """Train, resume or extend a run; the metadata with its calibrated threshold, or None if the time budget ran out."""
+    """Train, resume or extend a run; the metadata with its calibrated threshold, or None if the time budget ran out.
+
+    ``arch`` "auto" fits the candidate recipes and keeps the best on synthetic defects (``search.py``).
+    """
+    if config.arch == "auto":
+        from .search import search
+
+        return search(config, run, fit, device=device, time_budget_s=time_budget_s, progress=progress)
     run.mkdir(parents=True, exist_ok=True)
     torch_device = select_device(device)
     dataset = load_dataset(Path(config.data))
@@ -109,6 +122,8 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
         return None
     mapper = finish_mapper(config, spec, model, works, torch_device)
     metadata = describe(config, spec, dataset, TorchInfer(mapper, torch_device), holdout_paths)
+    validation = synthetic_validation(metadata, TorchInfer(mapper, torch_device), holdout_paths, config.seed)
+    (run / "validation.json").write_text(json.dumps(validation, indent=1))
     torch.save(mapper.cpu().state_dict(), run / "model.pt")
     (run / "metadata.json").write_text(metadata.to_json())
     (run / "holdout.json").write_text(json.dumps([str(p) for p in holdout_paths], indent=1))
@@ -184,7 +199,14 @@ def train(config: FitConfig, spec: Preprocess, works: list[np.ndarray], state: d
     """The training epochs (from the checkpoint's, if any); the autoencoder, or None when the budget ran out."""
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    model = build_model(config.arch, spec.input_size, spec.channels, config.width).to(device)
+    model = build_scorer(config, spec).to(device)
+    if config.arch == "patchknn":  # no epochs: a PCA and a memory bank of the good images' patches
+        began = time.monotonic()
+        model.fit_on(torch.from_numpy(np.stack([prepare_work(work, spec)[0] for work in works])).to(device),
+                     seed=config.seed)
+        (run / "history.json").write_text(json.dumps([{"bank_from_images": len(works),
+                                                       "seconds": time.monotonic() - began}], indent=1))
+        return model.eval()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history, start = [], 0
     if state is not None:
@@ -237,18 +259,24 @@ def finish_mapper(config: FitConfig, spec: Preprocess, model, works, device) -> 
     mapper = build_mapper(config, spec)
     mapper.autoencoder.load_state_dict(model.state_dict())
     mapper = mapper.to(device).eval()
-    if config.pixel_stats:
+    if standardised(config):
         inputs = np.stack([prepare_work(work, spec)[0] for work in works])
         mapper.standardise_on(torch.from_numpy(inputs[i:i + config.batch_size]).to(device)
                               for i in range(0, len(inputs), config.batch_size))
     return mapper
 
 
+def standardised(config: FitConfig) -> bool:
+    """Per-pixel standardisation evens out an autoencoder's always-hard pixels; a patch scorer's distances are
+    already relative to the good patches (and its own training patches would bias the statistics to zero)."""
+    return config.pixel_stats and config.arch != "patchknn"
+
+
 def describe(config: FitConfig, spec: Preprocess, dataset, infer, holdout: list[Path]) -> ModelMetadata:
     """The model's contract: preprocessing, score, threshold, inspection limits and drift reference."""
     metadata = ModelMetadata(
         preprocess=spec, score=Score(blur_sigma=config.blur_sigma, border=config.score_border,
-                                     pixel_standardised=config.pixel_stats),
+                                     pixel_standardised=standardised(config)),
         arch=config.arch, category=dataset.category, data_fingerprint=fingerprint(dataset.train),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         package_version=__version__)

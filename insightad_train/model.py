@@ -58,14 +58,99 @@ class BottleneckAutoencoder(nn.Module):
         return self.decoder(z.view(-1, *self.grid))
 
 
-def build_model(arch: str, input_size: tuple[int, int], channels: int = 1, width: float = 1.0) -> nn.Module:
-    """The named architecture for inputs of (height, width), both multiples of 16; ``width`` is for bottleneck."""
+class PatchKNN(nn.Module):
+    """How far each local patch is from its nearest patch in the good images: the distance map itself.
+
+    No gradient training: ``fit_on`` learns a PCA of the good images' patches (applied as one convolution)
+    and keeps a memory bank of their projections, thinned by greedy k-centre selection. Each patch is
+    described by its PCA coordinates, the part of it the PCA cannot express (what no good patch has), and,
+    for aligned parts, its place (weighted by ``place``), so a thread is compared with threads where threads
+    are. It copes with parts whose texture shifts between shots, which an autoencoder cannot redraw.
+    """
+
+    def __init__(self, input_size: tuple[int, int], channels: int = 1, patch: int = 7, stride: int = 2,
+                 dims: int = 24, bank: int = 2048, place: float = 0.0):
+        super().__init__()
+        self.stride, self.patch, self.place_weight = stride, patch, place
+        grid = (input_size[0] // stride, input_size[1] // stride)
+        self.project = nn.Conv2d(channels, dims, patch, padding=patch // 2)
+        self.register_buffer("patch_mean", torch.zeros(1, channels, patch, patch))
+        self.register_buffer("bank", torch.zeros(bank, dims + 3))
+        ys, xs = torch.meshgrid(torch.linspace(0, 1, grid[0]), torch.linspace(0, 1, grid[1]), indexing="ij")
+        self.register_buffer("place", torch.stack([xs, ys])[None])
+        self.register_buffer("place_scale", torch.zeros(1))
+        self.register_buffer("unit", torch.ones(1))  # features in units of their spread: distances near 1
+        self.input_size = tuple(input_size)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, dims + 3, h / stride, w / stride): PCA coordinates, residual, place."""
+        pooled = F.avg_pool2d(x, self.stride)
+        coords = self.project(pooled)
+        pad = self.patch // 2
+        centred_sq = (F.conv2d(pooled * pooled, torch.ones_like(self.patch_mean), padding=pad)
+                      - 2 * F.conv2d(pooled, self.patch_mean, padding=pad) + (self.patch_mean ** 2).sum())
+        residual = torch.sqrt(torch.clamp(centred_sq - (coords ** 2).sum(dim=1, keepdim=True), min=0.0))
+        place = (self.place * self.place_scale).expand(x.shape[0], -1, -1, -1)
+        return torch.cat([coords * self.unit, residual * self.unit, place], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The distance map (batch, 1, h, w): squared distance of each patch to its nearest good patch."""
+        f = self.features(x)
+        distance = ((f ** 2).sum(dim=1, keepdim=True) - 2 * F.conv2d(f, self.bank[:, :, None, None])
+                    + (self.bank ** 2).sum(dim=1)[None, :, None, None])
+        nearest = torch.clamp(distance.min(dim=1, keepdim=True).values, min=0.0)
+        return F.interpolate(nearest, size=self.input_size, mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def fit_on(self, inputs: torch.Tensor, seed: int = 0, candidates: int = 30000) -> None:
+        """Learn the PCA and fill the memory bank from good images' inputs (n, channels, h, w)."""
+        generator = torch.Generator().manual_seed(seed)
+        pooled = F.avg_pool2d(inputs, self.stride)
+        patches = F.unfold(pooled, self.patch, padding=self.patch // 2).transpose(1, 2).reshape(-1, pooled.shape[1]
+                                                                                                * self.patch ** 2)
+        sample = patches[torch.randperm(len(patches), generator=generator)[:candidates]]
+        mean = sample.mean(dim=0)
+        _, _, vh = torch.linalg.svd(sample - mean, full_matrices=False)
+        basis = vh[:self.project.out_channels]
+        self.project.weight.copy_(basis.reshape(self.project.weight.shape))
+        self.project.bias.copy_(-(basis @ mean))
+        self.patch_mean.copy_(mean.reshape(self.patch_mean.shape))
+        self.place_scale.fill_(0.0)
+        coords = torch.cat([self.features(batch) for batch in inputs.split(16)])
+        self.unit.fill_(1.0 / max(float(coords[:, :-2].std(dim=(0, 2, 3)).norm()), 1e-6))
+        self.place_scale.fill_(self.place_weight)
+        every = torch.cat([self.features(batch) for batch in inputs.split(16)])
+        every = every.permute(0, 2, 3, 1).reshape(-1, every.shape[1])
+        pool = every[torch.randperm(len(every), generator=generator)[:candidates]]
+        self.bank.copy_(k_centres(pool, len(self.bank), generator))
+
+
+def k_centres(points: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` points chosen greedily, each the farthest from those chosen before: covers rare patches too."""
+    if len(points) <= count:
+        return torch.cat([points, points[torch.randint(len(points), (count - len(points),), generator=generator)]])
+    chosen = [int(torch.randint(len(points), (1,), generator=generator))]
+    nearest = ((points - points[chosen[0]]) ** 2).sum(dim=1)
+    for _ in range(count - 1):
+        index = int(torch.argmax(nearest))
+        chosen.append(index)
+        nearest = torch.minimum(nearest, ((points - points[index]) ** 2).sum(dim=1))
+    return points[chosen]
+
+
+def build_model(arch: str, input_size: tuple[int, int], channels: int = 1, width: float = 1.0,
+                place: float = 0.0) -> nn.Module:
+    """The named architecture for inputs of (height, width), both multiples of 16; ``width`` is for bottleneck,
+    ``place`` (the weight of a patch's position) for patchknn."""
     if input_size[0] % 16 or input_size[1] % 16:
         raise ValueError(f"input size {input_size} must be multiples of 16")
     if arch == "seed":
         return SeedAutoencoder(channels)
     if arch == "bottleneck":
         return BottleneckAutoencoder(tuple(input_size), channels, width=width)
+    if arch == "patchknn":  # about 64 x 64 patch positions whatever the input size
+        stride = max(2, round(math.sqrt(input_size[0] * input_size[1]) / 64))
+        return PatchKNN(tuple(input_size), channels, stride=stride, place=place)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
 
 
@@ -96,9 +181,13 @@ class AnomalyMapper(nn.Module):
         self.register_buffer("scale", torch.ones(1, 1, *input_size))
 
     def error(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The blurred squared error before standardisation, and the reconstruction."""
-        reconstruction = self.autoencoder(x)
-        error = torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True)
+        """The blurred squared error before standardisation, and the reconstruction (a patch scorer has none:
+        its distance map is the error, and the input stands in for the reconstruction)."""
+        if isinstance(self.autoencoder, PatchKNN):
+            error, reconstruction = self.autoencoder(x), x
+        else:
+            reconstruction = self.autoencoder(x)
+            error = torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True)
         if self.pad:
             error = F.conv2d(F.pad(error, (self.pad,) * 4, mode="reflect"), self.kernel)
         return error, reconstruction

@@ -140,11 +140,10 @@ def _clear_part(image: np.ndarray, dark: bool) -> bool:
 def _held_whole(image: np.ndarray, dark: bool, spec: Preprocess) -> bool:
     """Whether the crop holds (97% of) everything segmented in this image."""
     _, matrix = prepare_work(image, replace(spec, work_size=min(image.shape[:2]), photometric="none"))
-    mask = foreground(image, dark)[1]
+    ys, xs = np.nonzero(foreground(image, dark)[1])
+    u, v = matrix @ np.vstack([xs, ys, np.ones_like(xs)]).astype(np.float64)
     out_h, out_w = spec.input_size
-    inside = cv2.warpAffine(mask, matrix, (out_w, out_h), flags=cv2.INTER_NEAREST).sum()
-    scale = abs(np.linalg.det(matrix[:, :2]))  # input pixels per working pixel
-    return inside >= 0.97 * mask.sum() * scale
+    return bool(np.mean((u >= 0) & (u < out_w) & (v >= 0) & (v < out_h)) >= 0.97)
 
 
 def _foreground_is_dark(images: list[np.ndarray]) -> bool:

@@ -1,0 +1,109 @@
+"""`fit --arch auto`: train a few candidate recipes and keep the one that separates synthetic defects best.
+
+No test label is used: each candidate is fitted like any run (in RUN/candidates/NAME), its threshold
+calibrated on the held-back good images, then scored on synthetic defects made from those same images
+(``anomalies.py``). A candidate whose edge path is too slow for a line (over ``PATH_MS`` for a frame, or
+``MODEL_MS`` for the model alone, timed here through onnxruntime) is not admissible. The table is saved
+as RUN/search.json and printed; the chosen candidate's files are copied to RUN, so `export` and
+`evaluate` read RUN as any other run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from insightad_edge.detector import Detector, run_pipeline
+from insightad_edge.metadata import ModelMetadata
+from insightad_edge.preprocess import decode, prepare
+
+from .config import FitConfig
+
+log = logging.getLogger(__name__)
+CANDIDATES = ("patchknn", "bottleneck")  # fast first: a budget that runs out still leaves a model
+PATH_MS, MODEL_MS = 25.0, 10.0           # what a line can wait for one frame on the edge PC
+RUN_FILES = ("config.json", "model.pt", "metadata.json", "holdout.json", "validation.json", "choices.json",
+             "history.json")
+
+
+def search(config: FitConfig, run: Path, fit_one, **fit_options) -> ModelMetadata | None:
+    """Fit every candidate, time and compare them, keep the best admissible one in RUN."""
+    rows = []
+    for arch in CANDIDATES:
+        folder = run / "candidates" / arch
+        metadata = _finished(folder, dataclasses.replace(config, arch=arch))
+        if metadata is None:
+            metadata = fit_one(dataclasses.replace(config, arch=arch), folder, **fit_options)
+        if metadata is None:  # the time budget ran out inside this candidate
+            return None
+        rows.append({"arch": arch, **_measure(folder, metadata)})
+    admissible = [r for r in rows if r["admissible"]] or rows
+    best = max(admissible, key=lambda r: (round(r["synthetic_auroc"], 3), -r["path_ms"]))
+    for row in rows:
+        row["chosen"] = row is best
+    (run / "search.json").write_text(json.dumps(rows, indent=1))
+    for name in RUN_FILES:
+        shutil.copy2(run / "candidates" / best["arch"] / name, run / name)
+    log.info("kept %s: synthetic-defect AUROC %.3f", best["arch"], best["synthetic_auroc"])
+    return ModelMetadata.from_json((run / "metadata.json").read_text())
+
+
+def table(run: Path) -> list[str]:
+    """The search's table as lines of text."""
+    rows = json.loads((run / "search.json").read_text())
+    lines = ["candidate    synthetic AUROC  caught at threshold  model ms  path ms  admissible",]
+    for r in rows:
+        lines.append(f"{r['arch']:<12} {r['synthetic_auroc']:>15.3f}  {r['caught_at_threshold']:>19.0%}  "
+                     f"{r['model_ms']:>8.1f}  {r['path_ms']:>7.1f}  {'yes' if r['admissible'] else 'no'}"
+                     + ("  <- kept" if r["chosen"] else ""))
+    return lines
+
+
+def _finished(folder: Path, config: FitConfig) -> ModelMetadata | None:
+    """A candidate already fitted with this configuration (a rerun of the same command skips it)."""
+    try:
+        same = json.loads((folder / "config.json").read_text()) == dataclasses.asdict(config)
+        return ModelMetadata.from_json((folder / "metadata.json").read_text()) if same and (
+            folder / "validation.json").is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _measure(folder: Path, metadata: ModelMetadata) -> dict:
+    """The candidate's synthetic-defect AUROC and its edge times (exported to ONNX and run by onnxruntime)."""
+    from .export import export
+
+    validation = json.loads((folder / "validation.json").read_text())
+    model = folder / "model.onnx"
+    export(folder, model)
+    detector = Detector(model)
+    holdout = [Path(p) for p in json.loads((folder / "holdout.json").read_text())][:4]
+    blobs = [p.read_bytes() for p in holdout]
+    inputs = prepare(decode(blobs[0], metadata.preprocess.channels), metadata.preprocess).input[None]
+    model_ms = _median_ms(lambda: detector.infer(inputs), 20)
+    paths = []
+    for _ in range(5):
+        for blob in blobs:
+            began = time.perf_counter()
+            run_pipeline([blob], detector.metadata, detector.threshold, detector.infer, not_inspectable="report")
+            paths.append((time.perf_counter() - began) * 1000.0)
+    path_ms = statistics.median(paths)
+    return {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
+            "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
+            "admissible": bool(model_ms <= MODEL_MS and path_ms <= PATH_MS)}
+
+
+def _median_ms(call, repeats: int) -> float:
+    call()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - began) * 1000.0)
+    return float(np.median(times))
