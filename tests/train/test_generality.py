@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from insightad_edge import Detector
 from insightad_train.cli import main as train
-from synthetic import embed, part_image, tread_part_image, write_tread_mvtec
+from synthetic import embed, part_image, write_tread_mvtec
 
 TINY = ["--epochs", "6", "--image-size", "64", "--batch-size", "8", "--device", "cpu"]
 
