@@ -30,7 +30,8 @@ def test_a_turning_tread_is_not_aligned_on_noise(tmp_path):
     assert spec.align == "none" and "no single clear part" in done.stderr
     assert spec.frame_size == (96, 72) and spec.crop == (1.0, 96 / 72)
     assert spec.input_size[0] > spec.input_size[1]  # a portrait input for a portrait frame
-    assert report["image_auroc"]["equalised_scale"] >= 0.7, report["image_auroc"]
+    assert detector.metadata.arch == "patchknn"  # an autoencoder cannot redraw a tread at random phase (AUROC 0.48)
+    assert report["image_auroc"]["equalised_scale"] >= 0.95, report["image_auroc"]  # 1.00 measured
 
 
 def test_an_elongated_part_is_rotated_only_because_it_helps(tmp_path):
@@ -40,7 +41,7 @@ def test_an_elongated_part_is_rotated_only_because_it_helps(tmp_path):
     done, report, detector = fit_and_evaluate(data, tmp_path)
     assert detector.metadata.preprocess.align == "center_rotate"
     assert "pixel spread across the training images" in done.stderr
-    assert report["image_auroc"]["equalised_scale"] >= 0.9, report["image_auroc"]
+    assert report["image_auroc"]["equalised_scale"] >= 0.95, report["image_auroc"]  # 1.00 measured
     rng = np.random.default_rng(2)
     wide = embed(part_image(rng, 96)[0], rng, 96, 160)  # the same camera, a wider view
     assert detector(wide).status == "ok"
