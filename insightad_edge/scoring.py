@@ -26,8 +26,14 @@ def smooth_maps(raw: np.ndarray, spec: Score) -> np.ndarray:
 
 
 def image_scores(maps: np.ndarray, spec: Score) -> np.ndarray:
-    """One score per map: its largest value, so one local defect is enough to flag a part."""
-    return maps.reshape(len(maps), -1).max(axis=1).astype(np.float64)
+    """One score per smoothed map, by the model's score method."""
+    return SCORE_METHODS[spec.method](maps).astype(np.float64)
+
+
+SCORE_METHODS = {
+    # the largest value of the blurred map: one local defect is enough to flag a part
+    "blurred_map_max": lambda maps: maps.reshape(len(maps), -1).max(axis=1),
+}
 
 
 def map_to_image(amap: np.ndarray, transform: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:

@@ -58,6 +58,8 @@ def main(verbose: bool) -> None:
         help="auto: fit the candidates (patchknn, bottleneck) and keep the best on synthetic defects.")
 @option("width", type=click.FloatRange(0.125, 4.0),
         help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64.")
+@option("place", type=click.FloatRange(min=0),
+        help="patchknn: how much a patch's place in the aligned part counts against its look (0: not at all).")
 @option("epochs", type=click.IntRange(min=1), help="More epochs on an existing run folder continue it.")
 @option("image_size", type=click.IntRange(min=32),
         help="Input pixels = size x size; aligned parts get the same area with their own aspect.")

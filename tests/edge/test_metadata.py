@@ -127,3 +127,9 @@ def test_cli_and_server_refuse_a_broken_model_with_exit_3(tmp_path, path, value)
     served = subprocess.run([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model), "--port", "0"],
                             capture_output=True, text=True, timeout=60)
     assert served.returncode == 3 and "model metadata field" in served.stderr and "Traceback" not in served.stderr
+
+
+def test_every_score_method_the_contract_allows_is_implemented():
+    from insightad_edge import metadata, scoring
+
+    assert set(metadata.SCORE_METHODS) == set(scoring.SCORE_METHODS)

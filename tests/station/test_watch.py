@@ -308,3 +308,20 @@ def test_watch_serves_the_operators_page_health_and_metrics(model_path, tmp_path
         assert b"<title>insightad" in urllib.request.urlopen(base + "/", timeout=10).read()
     finally:
         stop(process)
+
+
+def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
+    rng = np.random.default_rng(8)
+    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
+    for i in range(100):
+        frame = part_image(rng, 128)[0]
+        writer.write(frame if i < 40 else (frame * 0.6).astype(np.uint8))  # the lamp loses 40% after part 40
+    writer.release()
+    log = tmp_path / "line.db"
+    done = CliRunner().invoke(main, ["watch", str(tmp_path / "line.avi"), "--model", str(model_path), "--log",
+                                     str(log), "--format", "jsonl"])
+    assert done.exit_code == 0, done.output
+    with sqlite3.connect(log) as connection:
+        drift = connection.execute("SELECT message FROM events WHERE kind = 'drift' ORDER BY id").fetchall()
+    assert drift and drift[-1][0].startswith("drift alarm") and "darker than any training image" in drift[-1][0]
+    assert "drift: drift alarm" in done.stderr

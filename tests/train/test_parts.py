@@ -125,3 +125,12 @@ def test_equalised_copies_share_one_median():
         for mode in ("equalised_scale", "equalised_shift"):
             assert np.median(equalise(image, mode, 0.3)) == pytest.approx(0.3, abs=2e-3)  # a dark category stays dark
         assert equalise(image, "raw", 0.3) is image
+
+
+def test_every_fit_setting_is_an_option_with_the_configs_default():
+    from insightad_train.cli import fit
+    from insightad_train.config import FIT_DEFAULTS
+
+    options = {p.name: p.default for p in fit.params}
+    assert set(FIT_DEFAULTS) <= set(options)
+    assert all(options[name] == value for name, value in FIT_DEFAULTS.items())
