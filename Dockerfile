@@ -5,14 +5,17 @@
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
+LABEL insightad.stage=build
 COPY deploy/wheels/ /tmp/wheels/
 COPY pyproject.toml README.md /src/
 COPY insightad_edge /src/insightad_edge
 COPY insightad_train /src/insightad_train
 COPY exported /src/exported
+# offline (deploy/build_image.sh): insightad and everything it needs as wheels; else from source and the index
 RUN python3 -m venv /opt/insightad \
- && if ls /tmp/wheels/*.whl >/dev/null 2>&1; then offline="--no-index --find-links /tmp/wheels"; fi \
- && /opt/insightad/bin/pip install --no-cache-dir --no-compile ${offline:-} "/src[serve]"
+ && if ls /tmp/wheels/insightad-*.whl >/dev/null 2>&1; then \
+      /opt/insightad/bin/pip install --no-cache-dir --no-compile --no-index --find-links /tmp/wheels "insightad[serve]"; \
+    else /opt/insightad/bin/pip install --no-cache-dir --no-compile "/src[serve]"; fi
 
 FROM ${BASE}
 COPY --from=build /opt/insightad /opt/insightad

@@ -22,10 +22,18 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 
+# wheels for the image's Python, whatever the host runs: ask the base image for its version and platform
+read -r pyver platform < <(docker run --rm --network none "$BASE" python3 -c \
+  'import sys, sysconfig; print(f"{sys.version_info[0]}.{sys.version_info[1]}", sysconfig.get_platform().replace("-", "_"))')
 rm -f deploy/wheels/*.whl
-python3 -m pip wheel --quiet --wheel-dir deploy/wheels ".[serve]" hatchling
+python3 -m pip wheel --quiet --no-deps --wheel-dir deploy/wheels .      # insightad itself: pure Python
+python3 -m pip download --quiet --only-binary=:all: --python-version "$pyver" --implementation cp \
+  --platform "manylinux2014_${platform#linux_}" --platform "manylinux_2_28_${platform#linux_}" \
+  --platform "manylinux_2_17_${platform#linux_}" --platform "${platform}" --dest deploy/wheels \
+  "$(ls deploy/wheels/insightad-*.whl)[serve]"
 
 docker build --network "$NETWORK" --build-arg BASE="$BASE" -t "$IMAGE" .
+docker image prune --force --filter label=insightad.stage=build >/dev/null   # the build stage, untagged
 docker image ls "$IMAGE"
 
 # smoke test: run it, wait for health, ask one question, stop it
