@@ -51,9 +51,10 @@ def run_station(detector: Detector, video: Path, folder: Path, sinks: str) -> di
                       emit=lambda v: latencies.append((time.perf_counter() - v.read_at) * 1000.0))
     began = time.perf_counter()
     counts = station.run(video)
+    for sink in (evidence, log):  # everything written: the evidence writer may still be busy
+        if sink is not None:
+            sink.close()
     seconds = time.perf_counter() - began
-    if log is not None:
-        log.close()
     return {"frames": sum(counts.values()) - counts["skipped"], "fps": len(latencies) / seconds,
             "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95))}
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .monitor import DriftMonitor
 from .overlay import render_overlay
+from .preprocess import to_float
 
 HOUR_S = 3600.0
 PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
@@ -72,10 +73,7 @@ class Board:
 
 def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str:
     """The part (and its heat map, when there is one) as a PNG data URL at most PAGE_SIDE wide or high."""
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    gray = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8
-                                       else 1.0)
+    gray = to_float(image, 1)
     scale = min(1.0, PAGE_SIDE / max(gray.shape))
     size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
     gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

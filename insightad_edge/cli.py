@@ -316,10 +316,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     finally:
-        if inspection_log is not None:
-            inspection_log.close()
-        if page is not None:
-            page.close()
+        for sink in (evidence, inspection_log, page):
+            if sink is not None:
+                sink.close()
     click.echo(f"watch stopped: {summary_line(counts)}", err=True)
 
 

@@ -1,55 +1,68 @@
 """Evidence: the frames behind the verdicts, kept as lossless PNGs with their overlays, within a disk budget.
 
 Files go to ``FOLDER/YYYY-MM-DD/HHMMSS.mmm_<frame>_<status>.png`` (and ``..._overlay.png``); the log row's
-``evidence`` column holds that path relative to FOLDER. When the folder passes its budget, the oldest days
-go first (then the oldest files of the day), so a full disk never stops inspection.
+``evidence`` column holds that path relative to FOLDER. A writer thread encodes and writes them, so a slow
+disk never holds up the line; when the folder passes its budget, the oldest days go first (then the oldest
+files of the day), so a full disk never stops inspection.
 """
 from __future__ import annotations
 
 import logging
+import queue
 import re
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .overlay import render_overlay
+from .preprocess import to_float
 
 log = logging.getLogger(__name__)
 
 
 class Evidence:
-    """Writes evidence files and keeps FOLDER under ``max_bytes`` (None: no limit)."""
+    """Keeps evidence files in FOLDER under ``max_bytes`` (None: no limit); ``close`` waits for the writes."""
 
     def __init__(self, folder: Path, *, max_bytes: int | None = None, save_all: bool = False):
         self.folder, self.max_bytes, self.save_all = Path(folder), max_bytes, save_all
         self.folder.mkdir(parents=True, exist_ok=True)
         self._total = sum(p.stat().st_size for p in self.folder.rglob("*.png"))
+        self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
+        self._thread = threading.Thread(target=self._write, name="evidence", daemon=True)
+        self._thread.start()
 
     def wants(self, status: str) -> bool:
         """Which verdicts are kept: defects and frames without a verdict, or every frame with ``save_all``."""
         return self.save_all or status in ("defect", "not_inspectable")
 
     def keep(self, time: str, frame: str, status: str, image: np.ndarray, anomaly_map: np.ndarray | None,
-             threshold: float) -> str | None:
-        """Save the frame (and its overlay when there is a map); the frame's path relative to the folder."""
-        day = self.folder / time[:10]
-        day.mkdir(exist_ok=True)
-        stem = f"{time[11:23].replace(':', '')}_{_safe(frame)}_{status}"
-        written = []
-        if not cv2.imwrite(str(day / f"{stem}.png"), image):
-            log.error("could not write evidence %s", day / f"{stem}.png")
-            return None
-        written.append(day / f"{stem}.png")
-        if anomaly_map is not None:
-            gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4
-                                                             else cv2.COLOR_BGR2GRAY)
-            gray = gray.astype(np.float32) / (65535.0 if gray.dtype == np.uint16 else 255.0)
-            if cv2.imwrite(str(day / f"{stem}_overlay.png"), render_overlay(gray, anomaly_map, threshold)):
-                written.append(day / f"{stem}_overlay.png")
-        self._total += sum(p.stat().st_size for p in written)
-        self._enforce_budget()
-        return written[0].relative_to(self.folder).as_posix()
+             threshold: float) -> str:
+        """Queue the frame (and its overlay when there is a map) for writing; its path relative to the folder."""
+        relative = f"{time[:10]}/{time[11:23].replace(':', '')}_{_safe(frame)}_{status}.png"
+        self._queue.put((relative, image, anomaly_map, threshold))
+        return relative
+
+    def close(self) -> None:
+        """Write everything queued, then stop the writer."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _write(self) -> None:
+        while (item := self._queue.get()) is not None:
+            relative, image, anomaly_map, threshold = item
+            target = self.folder / relative
+            target.parent.mkdir(exist_ok=True)
+            written = [target] if cv2.imwrite(str(target), image) else []
+            if not written:
+                log.error("could not write evidence %s", target)
+            elif anomaly_map is not None:
+                overlay = target.with_name(target.stem + "_overlay.png")
+                if cv2.imwrite(str(overlay), render_overlay(to_float(image, 1), anomaly_map, threshold)):
+                    written.append(overlay)
+            self._total += sum(p.stat().st_size for p in written)
+            self._enforce_budget()
 
     def _enforce_budget(self) -> None:
         if self.max_bytes is None or self._total <= self.max_bytes:
