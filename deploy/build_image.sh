@@ -46,15 +46,21 @@ fi
 trap 'docker stop "$name" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$PORT/health" && break; sleep 1; done
 echo
-# one request from inside the container, which has numpy and OpenCV: a 1024x1024 frame with a dark bar
+# one request from inside the container, which has numpy and OpenCV: a 1024x1024 frame with a dark bar, which
+# the screw model judges or (no screw in it) refuses as not inspectable: either way a JSON answer, no error
 inner_port=$([ "$NETWORK" = host ] && echo "$PORT" || echo 8080)
 docker exec -i "$name" python3 - "$inner_port" <<'PY'
-import base64, json, sys, urllib.request
+import base64, json, sys, urllib.error, urllib.request
 import numpy as np, cv2
 image = np.full((1024, 1024), 200, np.uint8)
 cv2.line(image, (200, 500), (800, 520), 60, 60)
 body = json.dumps({"image": base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()}).encode()
 request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/infer", data=body)
-print(urllib.request.urlopen(request, timeout=30).read().decode())
+try:
+    answer = urllib.request.urlopen(request, timeout=30)
+except urllib.error.HTTPError as refused:
+    answer = refused
+print(answer.status, answer.read().decode())
+sys.exit(0 if answer.status in (200, 422) else 1)
 PY
 docker inspect --format '{{.Config.User}} {{json .Config.ExposedPorts}} {{.Config.Healthcheck.Test}}' "$IMAGE"
