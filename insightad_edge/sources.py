@@ -218,7 +218,7 @@ class LatestFrameReader:
         return None
 
     def _note(self, kind: str, message: str) -> None:
-        log.warning("%s: %s", self.name, message) if kind == "lost" else log.info("%s: %s", self.name, message)
+        log.log(logging.WARNING if kind == "lost" else logging.INFO, "%s: %s", self.name, message)
         with self._lock:
             self._events.append(Event(kind, self.name, message))
             self._lock.notify_all()

@@ -119,7 +119,7 @@ def test_schema_1_refuses_schema_2_sections_and_colour():
 @pytest.mark.parametrize("path, value", [("threshold", DELETE), ("preprocess.work_size", "big"),
                                          ("threshold.value", float("nan"))])
 def test_cli_and_server_refuse_a_broken_model_with_exit_3(tmp_path, path, value):
-    model = write_model(tmp_path / "broken.onnx", VALID, raw_json=mutated(path, value).replace("NaN", "NaN"))
+    model = write_model(tmp_path / "broken.onnx", VALID, raw_json=mutated(path, value))
     for args in (["info", str(model)], ["score", str(tmp_path), "--model", str(model)]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 3, result.output
