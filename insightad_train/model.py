@@ -69,7 +69,7 @@ class PatchKNN(nn.Module):
     """
 
     def __init__(self, input_size: tuple[int, int], channels: int = 1, patch: int = 7, stride: int = 2,
-                 dims: int = 24, bank: int = 2048, place: float = 0.0):
+                 dims: int = 24, bank: int = 1024, place: float = 0.0):
         super().__init__()
         self.stride, self.patch, self.place_weight = stride, patch, place
         grid = (input_size[0] // stride, input_size[1] // stride)
