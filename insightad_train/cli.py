@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from insightad_edge import __version__
+from insightad_edge.cli import writable_file
 from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
@@ -21,6 +22,8 @@ from .config import ARCHS, AUGMENT_PRESETS, COLOURS, FIT_DEFAULTS
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
 def _require_torch() -> None:
     try:
         import torch  # noqa: F401
@@ -152,7 +155,7 @@ def export(run: Path, out: Path, parity_images: Path | None) -> None:
     from .data import list_images
     from .export import export as run_export
 
-    _check_folder(out)
+    writable_file(out, "--out")
     try:
         report = run_export(run, out, list_images(parity_images)[:8] if parity_images else None)
     except (ValueError, InsightadError) as exc:
@@ -172,16 +175,11 @@ def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> No
     _require_torch()
     from .export import upgrade as run_upgrade
 
-    _check_folder(out)
+    writable_file(out, "--out")
     try:
         click.echo(run_upgrade(model, data, out, holdout, seed))
     except (ValueError, InsightadError) as exc:
         _fail(exc)
-
-
-def _check_folder(out: Path) -> None:
-    if not out.parent.is_dir():
-        raise click.BadParameter(f"folder {out.parent} does not exist", param_hint="--out")
 
 
 @main.command()
