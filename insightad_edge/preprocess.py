@@ -313,12 +313,6 @@ def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None, whole_
                 border=float(edge.mean()), mask=mask, blob=blob)
 
 
-def part_pose(work: np.ndarray, dark: bool) -> tuple[float, float, float]:
-    """Centroid (x, y) and principal-axis angle of the part, the heavier end pointing to -x."""
-    part = find_part(work, dark)
-    return part.cx, part.cy, part.angle
-
-
 def part_axes(align: str, work_shape: tuple[int, ...], part: Part | None) -> tuple[float, float, float]:
     """Origin (x, y) and angle of the frame the crop is measured in: the part's centroid and, for
     ``center_rotate``, its principal axis; the working image's centre without a part."""

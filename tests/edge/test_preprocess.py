@@ -6,7 +6,7 @@ import pytest
 
 from insightad_edge.errors import ImageError
 from insightad_edge.metadata import Preprocess
-from insightad_edge.preprocess import decode, part_pose, prepare
+from insightad_edge.preprocess import decode, find_part, prepare
 from synthetic import part_image
 
 ALIGNED = Preprocess(input_size=(32, 64), work_size=64, photometric_target=0.75, align="center_rotate", crop=(0.8, 0.4))
@@ -76,7 +76,7 @@ def test_pose_puts_the_heavy_end_left_whatever_the_angle(rng):
     inputs = []
     for angle in (0.3, 1.9, 3.5, 5.2):
         image, _ = part_image(np.random.default_rng(7), 128, angle=angle)
-        _, _, found = part_pose(decode(image), dark=True)
+        found = find_part(decode(image), dark=True).angle
         difference = (found - angle + math.pi) % (2 * math.pi) - math.pi
         assert abs(difference) < 0.1, (angle, found)
         inputs.append(prepare(decode(image), ALIGNED).input)
