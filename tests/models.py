@@ -93,3 +93,21 @@ def make_onnx_model(path: Path, metadata=None, with_metadata: bool = True, size:
     rng = np.random.default_rng(99)
     frames = [part_image(rng, size)[0] for _ in range(40)]
     return calibrated(path, base, frames) if with_metadata else write_model(path, base, with_metadata=False)
+
+
+def as_schema_1(source: Path, target: Path) -> Path:
+    """The same graph with its metadata written as insightad 0.1 would have (schema 1: no frame size,
+    inspection limits or drift reference)."""
+    import onnx
+    from onnx import helper
+
+    from insightad_edge.metadata import METADATA_KEY, ModelMetadata
+
+    model = onnx.load(str(source))
+    meta = ModelMetadata.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    old = dataclasses.replace(meta, schema_version=1, inspection=None, calibration=None,
+                              preprocess=dataclasses.replace(meta.preprocess, frame_size=None))
+    del model.metadata_props[:]
+    helper.set_model_props(model, {METADATA_KEY: old.to_json()})
+    onnx.save(model, str(target))
+    return target

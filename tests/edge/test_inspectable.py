@@ -49,21 +49,9 @@ def test_frames_of_any_shape_score_like_the_original(model_path, name):
 
 def test_the_schema_1_geometry_rejects_good_parts_in_other_shapes(model_path, tmp_path):
     """Why schema 2 exists: the same model read as schema 1 squashes a 16:9 frame and calls a good part bad."""
-    import onnx
+    from models import as_schema_1
 
-    from models import write_model  # noqa: F401  (same graph, schema-1 metadata)
-    from insightad_edge.metadata import METADATA_KEY
-
-    model = onnx.load(str(model_path))
-    doc = json.loads(model.metadata_props[0].value)
-    for key in ("inspection", "calibration"):
-        del doc[key]
-    del doc["preprocess"]["frame_size"]
-    doc["schema_version"] = 1
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(doc)})
-    onnx.save(model, str(tmp_path / "v1.onnx"))
-    v1, v2 = Detector(tmp_path / "v1.onnx"), Detector(model_path)
+    v1, v2 = Detector(as_schema_1(model_path, tmp_path / "v1.onnx")), Detector(model_path)
     flagged = 0
     for seed in range(6):
         rng = np.random.default_rng(seed)

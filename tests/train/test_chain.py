@@ -159,21 +159,11 @@ def test_augment_command_is_reproducible(mvtec, tmp_path):
 
 def test_upgrade_turns_a_schema_1_model_into_schema_2_with_the_same_scores(trained, mvtec, tmp_path):
     """A model exported by insightad 0.1 (schema 1) gains inspection limits and a drift reference, nothing else."""
-    import onnx
-
-    from insightad_edge.metadata import METADATA_KEY
+    from models import as_schema_1
 
     current = tmp_path / "current.onnx"
     assert invoke(train, "export", trained, "--out", current).exit_code == 0
-    graph = onnx.load(str(current))
-    doc = json.loads(graph.metadata_props[0].value)
-    for key in ("inspection", "calibration"):
-        del doc[key]
-    del doc["preprocess"]["frame_size"]
-    doc["schema_version"] = 1
-    del graph.metadata_props[:]
-    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(doc)})
-    onnx.save(graph, str(tmp_path / "old.onnx"))
+    as_schema_1(current, tmp_path / "old.onnx")
     done = invoke(train, "upgrade", tmp_path / "old.onnx", "--data", mvtec, "--out", tmp_path / "new.onnx")
     assert done.exit_code == 0, done.output
     old, new = Detector(tmp_path / "old.onnx"), Detector(tmp_path / "new.onnx")
