@@ -18,7 +18,7 @@ from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
 
-from .config import ARCHS, AUGMENT_PRESETS, COLOURS, FIT_DEFAULTS
+from .config import ARCHS, AUGMENT_PRESETS, CANDIDATES, COLOURS, FIT_DEFAULTS
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -58,7 +58,8 @@ def main(verbose: bool) -> None:
 @click.option("--data", type=EXISTING_DIR, required=True, help="MVTec-layout category folder, or a folder of good images.")
 @click.option("--out", type=DIR, required=True, help="Run folder: config, checkpoints, model, metadata.")
 @option("arch", type=click.Choice(("auto",) + ARCHS),
-        help="auto: fit the candidates (patchknn, bottleneck) and keep the best on synthetic defects.")
+        help=f"auto: fit the candidates ({', '.join(CANDIDATES)}) fast enough for a line and keep the best on "
+             "synthetic defects.")
 @option("width", type=click.FloatRange(0.125, 4.0),
         help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64.")
 @option("place", type=click.FloatRange(min=0),

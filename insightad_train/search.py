@@ -3,9 +3,11 @@
 No test label is used: each candidate is fitted like any run (in RUN/candidates/NAME), its threshold
 calibrated on the held-back good images, then scored on synthetic defects made from those same images
 (``anomalies.py``). A candidate whose edge path is too slow for a line (over ``PATH_MS`` for a frame, or
-``MODEL_MS`` for the model alone, timed here through onnxruntime, fastest of repeated runs) is not admissible. The table is saved
-as RUN/search.json and printed; the chosen candidate's files are copied to RUN, so `export` and
-`evaluate` read RUN as any other run.
+``MODEL_MS`` for the model alone, timed here through onnxruntime, fastest of repeated runs) is not
+admissible. A model's speed does not depend on its weights, so a candidate whose untrained graph is already
+too slow is not trained at all: it costs the search seconds, not a training run. The table is saved as
+RUN/search.json and printed; the chosen candidate's files are copied to RUN, so `export` and `evaluate`
+read RUN as any other run.
 """
 from __future__ import annotations
 
@@ -23,10 +25,9 @@ from insightad_edge.detector import Detector, run_pipeline
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode, prepare
 
-from .config import FitConfig
+from .config import CANDIDATES, FitConfig
 
 log = logging.getLogger(__name__)
-CANDIDATES = ("patchknn", "bottleneck")  # fast first: a budget that runs out still leaves a model
 PATH_MS, MODEL_MS = 25.0, 10.0           # what a line can wait for one frame on the edge PC
 RUN_FILES = ("config.json", "model.pt", "metadata.json", "holdout.json", "validation.json", "choices.json",
              "history.json")
@@ -34,16 +35,24 @@ RUN_FILES = ("config.json", "model.pt", "metadata.json", "holdout.json", "valida
 
 def search(config: FitConfig, run: Path, fit_one, **fit_options) -> ModelMetadata | None:
     """Fit every candidate, time and compare them, keep the best admissible one in RUN."""
-    rows = []
+    rows, first = [], None
     for arch in CANDIDATES:
-        folder = run / "candidates" / arch
-        metadata = _finished(folder, dataclasses.replace(config, arch=arch))
+        folder, candidate = run / "candidates" / arch, dataclasses.replace(config, arch=arch)
+        metadata = _finished(folder, candidate)
+        if metadata is None and first is not None:  # the preprocessing is the same for every candidate
+            model_ms = _untrained_model_ms(candidate, dataclasses.replace(first, arch=arch), run / "candidates")
+            if model_ms > MODEL_MS:
+                log.info("%s not trained: its model stage alone takes %.1f ms (at most %.0f)", arch, model_ms, MODEL_MS)
+                rows.append({"arch": arch, "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None,
+                             "model_ms": model_ms, "path_ms": None, "admissible": False})
+                continue
         if metadata is None:
-            metadata = fit_one(dataclasses.replace(config, arch=arch), folder, **fit_options)
+            metadata = fit_one(candidate, folder, **fit_options)
         if metadata is None:  # the time budget ran out inside this candidate
             return None
+        first = first or metadata
         rows.append({"arch": arch, **_measure(folder, metadata)})
-    admissible = [r for r in rows if r["admissible"]] or rows
+    admissible = [r for r in rows if r["admissible"]] or [r for r in rows if r["synthetic_auroc"] is not None]
     best = max(admissible, key=lambda r: (round(r["synthetic_auroc"], 3), -r["path_ms"]))
     for row in rows:
         row["chosen"] = row is best
@@ -59,6 +68,10 @@ def table(run: Path) -> list[str]:
     rows = json.loads((run / "search.json").read_text())
     lines = ["candidate    synthetic AUROC  caught at threshold  model ms  path ms  admissible",]
     for r in rows:
+        if r["synthetic_auroc"] is None:
+            lines.append(f"{r['arch']:<12} {'–':>15}  {'–':>19}  {r['model_ms']:>8.1f}  {'–':>7}  no (too slow: "
+                         "not trained)")
+            continue
         lines.append(f"{r['arch']:<12} {r['synthetic_auroc']:>15.3f}  {r['caught_at_threshold']:>19.0%}  "
                      f"{r['model_ms']:>8.1f}  {r['path_ms']:>7.1f}  {'yes' if r['admissible'] else 'no'}"
                      + ("  <- kept" if r["chosen"] else ""))
@@ -92,6 +105,20 @@ def _measure(folder: Path, metadata: ModelMetadata) -> dict:
     return {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
             "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
             "admissible": bool(model_ms <= MODEL_MS and path_ms <= PATH_MS)}
+
+
+def _untrained_model_ms(config: FitConfig, metadata: ModelMetadata, scratch: Path) -> float:
+    """The model stage's time of the candidate's graph with its initial weights (as fast as the trained one)."""
+    from .export import write_onnx
+    from .fit import build_mapper
+
+    model = scratch / f"{config.arch}-untrained.onnx"
+    write_onnx(build_mapper(config, metadata.preprocess), metadata, model)
+    detector = Detector(model)
+    model.unlink()
+    spec = metadata.preprocess
+    inputs = np.zeros((1, spec.channels, *spec.input_size), np.float32)
+    return _fastest_ms(lambda: detector.infer(inputs), 20)
 
 
 def _fastest_ms(call, repeats: int) -> float:
