@@ -53,12 +53,16 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     """The metadata with its threshold, inspection limits and drift reference (schema 2).
 
     Threshold: Youden's J on a validation split with defects when the data has one, else a quantile of the
-    held-back good images' scores. Limits and reference: the edge's own frame statistics of every good image.
+    held-back good images' scores (with a validation split of good images only, as MVTec LOCO and 3D-AD ship,
+    those count as held back too: never trained on). Limits and reference: the edge's own frame statistics of
+    every good image.
     """
     base = dataclasses.replace(metadata, inspection=None, calibration=None)
-    holdout_scores = score_paths(holdout, base, infer)
     good_val = [s.path for s in validation if not s.is_anomalous]
     bad_val = [s.path for s in validation if s.is_anomalous]
+    if good_val and not bad_val:
+        holdout, good_val = list(holdout) + good_val, []
+    holdout_scores = score_paths(holdout, base, infer)
     if good_val and bad_val:
         threshold = youden_threshold(score_paths(good_val, base, infer), score_paths(bad_val, base, infer))
     else:

@@ -1,9 +1,18 @@
-"""Find images in an MVTec-AD-layout folder (or a plain folder of good images) and fingerprint them."""
+"""Find images in an MVTec-layout folder (or a plain folder of good images) and fingerprint them.
+
+Three layouts of the MVTec family are read as they come: MVTec AD (``test/<type>/*.png``, masks
+``ground_truth/<type>/<name>_mask.png``), MVTec 3D-AD (colour images in ``rgb/`` next to ``gt/`` masks of the
+same name, depth in ``xyz/`` ignored) and MVTec LOCO (``ground_truth/<type>/<name>/`` holds one mask per
+anomaly). A ``validation`` split is read like ``test``.
+"""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from insightad_edge.errors import DataError
 from insightad_edge.preprocess import IMAGE_SUFFIXES
@@ -13,7 +22,8 @@ GOOD = "good"
 
 @dataclass(frozen=True)
 class Sample:
-    """One test image, its defect type (``good`` for none) and its ground-truth mask if any."""
+    """One test image, its defect type (``good`` for none) and its ground-truth mask (a file, or a folder of
+    masks whose union it is) if any."""
 
     path: Path
     defect: str
@@ -42,25 +52,47 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The images of one split folder: in ``rgb/`` where MVTec 3D-AD keeps them, else in the folder itself."""
+    return list_images(folder / "rgb" if (folder / "rgb").is_dir() else folder)
+
+
+def _mask_of(image: Path, defect_dir: Path, masks: Path) -> Path | None:
+    candidates = (masks / defect_dir.name / f"{image.stem}_mask.png",  # MVTec AD
+                  defect_dir / "gt" / image.name,                       # MVTec 3D-AD
+                  masks / defect_dir.name / image.stem)                 # MVTec LOCO: a folder of masks
+    return next((c for c in candidates if c.is_file() or (c.is_dir() and list_images(c))), None)
+
+
 def _labelled(split: Path, masks: Path) -> tuple[Sample, ...]:
     if not split.is_dir():
         return ()
     samples = []
     for defect_dir in sorted(d for d in split.iterdir() if d.is_dir()):
-        for image in list_images(defect_dir):
-            mask = masks / defect_dir.name / f"{image.stem}_mask.png"
-            samples.append(Sample(image, defect_dir.name, mask if mask.is_file() else None))
+        samples += [Sample(image, defect_dir.name, _mask_of(image, defect_dir, masks)) for image in images_in(defect_dir)]
     return tuple(samples)
 
 
+def read_mask(mask: Path) -> np.ndarray:
+    """The defect region (bool, the image's size): a mask file's nonzero pixels, or the union of a folder's."""
+    files = list_images(mask) if mask.is_dir() else [mask]
+    region = None
+    for file in files:
+        pixels = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+        if pixels is None:
+            raise DataError(f"ground-truth mask {file} is not a readable image")
+        region = pixels > 0 if region is None else region | (pixels > 0)
+    return region
+
+
 def load_dataset(root: Path) -> Dataset:
-    """Read ``root`` as MVTec AD (train/good, test/<type>, ground_truth/<type>) or as a plain folder of good images."""
+    """Read ``root`` as an MVTec layout (train/good, test/<type>, masks) or as a plain folder of good images."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
     train_dir = root / "train" / GOOD
     if train_dir.is_dir():
-        train = list_images(train_dir)
+        train = images_in(train_dir)
         test = _labelled(root / "test", root / "ground_truth")
         validation = _labelled(root / "validation", root / "ground_truth_validation")
     else:

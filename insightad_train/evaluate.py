@@ -21,7 +21,7 @@ from insightad_edge.errors import DataError
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode
 
-from .data import GOOD, load_dataset
+from .data import GOOD, load_dataset, read_mask
 from .metrics import auroc, precision_recall_f1, roc_curve
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
                 amap = cv2.resize(result.anomaly_map, (PIXEL_SIZE, PIXEL_SIZE), interpolation=cv2.INTER_AREA)
                 mask = np.zeros_like(amap, bool)
                 if sample.mask is not None:
-                    mask = cv2.resize(cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE), (PIXEL_SIZE, PIXEL_SIZE),
-                                      interpolation=cv2.INTER_NEAREST) > 127
+                    mask = cv2.resize(read_mask(sample.mask).astype(np.uint8), (PIXEL_SIZE, PIXEL_SIZE),
+                                      interpolation=cv2.INTER_NEAREST) > 0
                 pixel_labels.append(mask.ravel())
                 pixel_scores.append(amap.ravel())
                 evidence.append(_defect_evidence(amap, mask, sample))

@@ -1,0 +1,77 @@
+"""The MVTec family's other layouts (3D-AD, LOCO) are read as they come, masks and good-only validation included."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from insightad_edge.metadata import ModelMetadata
+from insightad_train.cli import main as train
+from insightad_train.data import load_dataset, read_mask
+from synthetic import write_mvtec
+
+
+def as_3d_ad(mvtec, root):
+    """MVTec 3D-AD: <split>/<type>/rgb/*.png with masks in <split>/<type>/gt/, depth in xyz/ (left empty here)."""
+    for split in ("train", "test"):
+        for type_dir in sorted((mvtec / split).iterdir()):
+            target = root / split / type_dir.name
+            shutil.copytree(type_dir, target / "rgb")
+            (target / "xyz").mkdir()
+            masks = mvtec / "ground_truth" / type_dir.name
+            if masks.is_dir():
+                (target / "gt").mkdir()
+                for mask in masks.iterdir():
+                    shutil.copy(mask, target / "gt" / mask.name.replace("_mask", ""))
+    shutil.copytree(root / "train" / "good", root / "validation" / "good")  # 3D-AD ships good-only validation
+    return root
+
+
+def as_loco(mvtec, root):
+    """MVTec LOCO: test/<type>/*.png, ground_truth/<type>/<name>/000.png, 001.png ... one mask per anomaly."""
+    shutil.copytree(mvtec / "train", root / "train")
+    shutil.copytree(mvtec / "test", root / "test")
+    for mask in (mvtec / "ground_truth" / "scratch").iterdir():
+        folder = root / "ground_truth" / "scratch" / mask.name.replace("_mask.png", "")
+        folder.mkdir(parents=True)
+        pixels = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+        top, bottom = pixels.copy(), pixels.copy()
+        top[pixels.shape[0] // 2:], bottom[:pixels.shape[0] // 2] = 0, 0
+        cv2.imwrite(str(folder / "000.png"), top)
+        cv2.imwrite(str(folder / "001.png"), bottom)
+    return root
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    base = tmp_path_factory.mktemp("layouts")
+    mvtec = write_mvtec(base / "mvtec", np.random.default_rng(3))
+    return {"mvtec": mvtec, "3d-ad": as_3d_ad(mvtec, base / "3d"), "loco": as_loco(mvtec, base / "loco")}
+
+
+@pytest.mark.parametrize("layout", ["3d-ad", "loco"])
+def test_the_same_images_and_masks_as_the_mvtec_ad_layout(layouts, layout):
+    reference, other = load_dataset(layouts["mvtec"]), load_dataset(layouts[layout])
+    assert [p.name for p in other.train] == [p.name for p in reference.train]
+    assert [(s.path.name, s.defect) for s in other.test] == [(s.path.name, s.defect) for s in reference.test]
+    for mine, theirs in zip(other.test, reference.test):
+        assert (mine.mask is None) == (theirs.mask is None)
+        if mine.mask is not None:  # LOCO: the union of the two half masks is the whole mask
+            assert np.array_equal(read_mask(mine.mask), read_mask(theirs.mask)) and read_mask(mine.mask).any()
+
+
+def test_fit_and_evaluate_on_a_3d_ad_folder_use_its_good_validation_images_to_calibrate(layouts, tmp_path):
+    data, run = layouts["3d-ad"], tmp_path / "run"
+    tiny = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu", "--arch", "bottleneck"]
+    fitted = CliRunner().invoke(train, ["fit", "--data", str(data), "--out", str(run), *tiny], catch_exceptions=False)
+    assert fitted.exit_code == 0, fitted.output
+    metadata = ModelMetadata.from_json((run / "metadata.json").read_text())
+    held_back = len(json.loads((run / "holdout.json").read_text()))
+    assert metadata.threshold.n_good == held_back + len(load_dataset(data).validation)
+    evaluated = CliRunner().invoke(train, ["evaluate", str(run), "--data", str(data), "--out", str(tmp_path / "r")],
+                                   catch_exceptions=False)
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["pixel_auroc"] is not None and report["from_the_defects"]["peaks_in_defect"] is not None
