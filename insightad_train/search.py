@@ -25,7 +25,7 @@ from insightad_edge.detector import Detector, run_pipeline
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode, prepare
 
-from .config import CANDIDATES, FitConfig
+from .config import CANDIDATES, UNALIGNED, FitConfig
 
 log = logging.getLogger(__name__)
 PATH_MS, MODEL_MS = 25.0, 10.0           # what a line can wait for one frame on the edge PC
@@ -34,45 +34,55 @@ RUN_FILES = ("config.json", "model.pt", "metadata.json", "holdout.json", "valida
 
 
 def search(config: FitConfig, run: Path, fit_one, **fit_options) -> ModelMetadata | None:
-    """Fit every candidate, time and compare them, keep the best admissible one in RUN."""
+    """Fit every candidate, time and compare them, keep the best admissible one in RUN.
+
+    When the parts were aligned, a patch scorer on the whole unaligned frame is one more candidate (a minute's
+    fit): should the alignment's self-checks have passed on a part they misread, the synthetic defects show it.
+    """
     rows, first = [], None
-    for arch in CANDIDATES:
-        folder, candidate = run / "candidates" / arch, dataclasses.replace(config, arch=arch)
+    queue = [(arch, dataclasses.replace(config, arch=arch)) for arch in CANDIDATES]
+    while queue:
+        name, candidate = queue.pop(0)
+        folder = run / "candidates" / name
         metadata = _finished(folder, candidate)
-        if metadata is None and first is not None:  # the preprocessing is the same for every candidate
-            model_ms = _untrained_model_ms(candidate, dataclasses.replace(first, arch=arch), run / "candidates")
+        if metadata is None and first is not None and candidate.align == config.align:  # same preprocessing
+            model_ms = _untrained_model_ms(candidate, dataclasses.replace(first, arch=candidate.arch), run / "candidates")
             if model_ms > MODEL_MS:
-                log.info("%s not trained: its model stage alone takes %.1f ms (at most %.0f)", arch, model_ms, MODEL_MS)
-                rows.append({"arch": arch, "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None,
+                log.info("%s not trained: its model stage alone takes %.1f ms (at most %.0f)", name, model_ms, MODEL_MS)
+                rows.append({"recipe": name, "arch": candidate.arch, "align": first.preprocess.align,
+                             "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None,
                              "model_ms": model_ms, "path_ms": None, "admissible": False})
                 continue
         if metadata is None:
             metadata = fit_one(candidate, folder, **fit_options)
         if metadata is None:  # the time budget ran out inside this candidate
             return None
+        if first is None and config.align == "auto" and metadata.preprocess.align != "none":
+            queue.append((f"{UNALIGNED}-unaligned", dataclasses.replace(config, arch=UNALIGNED, align="none")))
         first = first or metadata
-        rows.append({"arch": arch, **_measure(folder, metadata)})
+        rows.append({"recipe": name, "arch": candidate.arch, "align": metadata.preprocess.align,
+                     **_measure(folder, metadata)})
     admissible = [r for r in rows if r["admissible"]] or [r for r in rows if r["synthetic_auroc"] is not None]
     best = max(admissible, key=lambda r: (round(r["synthetic_auroc"], 3), -r["path_ms"]))
     for row in rows:
         row["chosen"] = row is best
     (run / "search.json").write_text(json.dumps(rows, indent=1))
     for name in RUN_FILES:
-        shutil.copy2(run / "candidates" / best["arch"] / name, run / name)
-    log.info("kept %s: synthetic-defect AUROC %.3f", best["arch"], best["synthetic_auroc"])
+        shutil.copy2(run / "candidates" / best["recipe"] / name, run / name)
+    log.info("kept %s: synthetic-defect AUROC %.3f", best["recipe"], best["synthetic_auroc"])
     return ModelMetadata.from_json((run / "metadata.json").read_text())
 
 
 def table(run: Path) -> list[str]:
     """The search's table as lines of text."""
     rows = json.loads((run / "search.json").read_text())
-    lines = ["candidate    synthetic AUROC  caught at threshold  model ms  path ms  admissible",]
+    lines = ["candidate           pose           synthetic AUROC  caught at threshold  model ms  path ms  admissible"]
     for r in rows:
         if r["synthetic_auroc"] is None:
-            lines.append(f"{r['arch']:<12} {'–':>15}  {'–':>19}  {r['model_ms']:>8.1f}  {'–':>7}  no (too slow: "
-                         "not trained)")
+            lines.append(f"{r['recipe']:<19} {r['align']:<14} {'–':>15}  {'–':>19}  {r['model_ms']:>8.1f}  {'–':>7}  "
+                         "no (too slow: not trained)")
             continue
-        lines.append(f"{r['arch']:<12} {r['synthetic_auroc']:>15.3f}  {r['caught_at_threshold']:>19.0%}  "
+        lines.append(f"{r['recipe']:<19} {r['align']:<14} {r['synthetic_auroc']:>15.3f}  {r['caught_at_threshold']:>19.0%}  "
                      f"{r['model_ms']:>8.1f}  {r['path_ms']:>7.1f}  {'yes' if r['admissible'] else 'no'}"
                      + ("  <- kept" if r["chosen"] else ""))
     return lines

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from insightad_edge.metadata import ModelMetadata
 from insightad_train import search
 from insightad_train.cli import main as train
-from insightad_train.config import CANDIDATES
+from insightad_train.config import CANDIDATES, UNALIGNED
 
 TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu"]
 
@@ -17,9 +17,18 @@ def fit_auto(mvtec, run):
     return json.loads((run / "search.json").read_text()), result.output
 
 
+def recipes(rows):
+    """The candidates a search must have tried: every architecture, and the patch scorer on the whole frame
+    when the parts were aligned."""
+    aligned = rows[0]["align"] != "none"
+    return list(CANDIDATES) + ([f"{UNALIGNED}-unaligned"] if aligned else [])
+
+
 def test_auto_tables_every_candidate_and_keeps_the_best_admissible(mvtec, tmp_path):
     rows, output = fit_auto(mvtec, tmp_path / "run")
-    assert [r["arch"] for r in rows] == list(CANDIDATES)
+    assert rows[0]["align"] != "none"  # the widget is aligned: the unaligned patch scorer is tried too
+    assert [r["recipe"] for r in rows] == recipes(rows)
+    assert rows[-1]["align"] == "none" and rows[-1]["arch"] == UNALIGNED
     kept = [r for r in rows if r["chosen"]]
     assert len(kept) == 1
     admissible = [r for r in rows if r["admissible"]]
@@ -28,19 +37,24 @@ def test_auto_tables_every_candidate_and_keeps_the_best_admissible(mvtec, tmp_pa
         assert 0.0 <= row["synthetic_auroc"] <= 1.0 and row["model_ms"] > 0 and row["path_ms"] >= row["model_ms"]
     metadata = ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text())
     assert metadata.arch == kept[0]["arch"]
-    for arch in CANDIDATES:  # the table is printed, one line per candidate
-        assert any(line.startswith(arch) for line in output.splitlines())
+    for recipe in recipes(rows):  # the table is printed, one line per candidate
+        assert any(line.startswith(recipe) for line in output.splitlines())
 
 
 def test_a_candidate_too_slow_for_the_line_is_listed_but_not_trained(mvtec, tmp_path, monkeypatch):
     """With a model-stage limit no graph can meet, only the first candidate (whose preprocessing the others share)
-    is trained; the others are timed untrained and listed as too slow, and a model is still kept."""
+    and the unaligned one (other preprocessing: timed once trained) are trained; the others are timed untrained
+    and listed as too slow, and a model is still kept."""
     monkeypatch.setattr(search, "MODEL_MS", 0.0)
     rows, output = fit_auto(mvtec, tmp_path / "run")
-    first, *others = rows
-    assert first["arch"] == CANDIDATES[0] and first["chosen"] and first["synthetic_auroc"] is not None
-    for row in others:
-        assert row["synthetic_auroc"] is None and not row["admissible"] and row["model_ms"] > 0
-        assert not (tmp_path / "run" / "candidates" / row["arch"] / "model.pt").exists()
+    trained = [r for r in rows if r["synthetic_auroc"] is not None]
+    assert [r["recipe"] for r in trained] == [CANDIDATES[0], f"{UNALIGNED}-unaligned"]
+    for row in rows:
+        assert not row["admissible"] and row["model_ms"] > 0
+        if row not in trained:
+            assert row["synthetic_auroc"] is None
+            assert not (tmp_path / "run" / "candidates" / row["recipe"] / "model.pt").exists()
+    kept = next(r for r in rows if r["chosen"])
+    assert kept in trained and kept["synthetic_auroc"] == max(r["synthetic_auroc"] for r in trained)
     assert "too slow: not trained" in output
-    assert ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text()).arch == CANDIDATES[0]
+    assert ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text()).arch == kept["arch"]
