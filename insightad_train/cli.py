@@ -18,7 +18,7 @@ from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
 
-from .config import ARCHS, AUGMENT_PRESETS, CANDIDATES, COLOURS, FIT_DEFAULTS
+from .config import ARCHS, AUGMENT_PRESETS, CANDIDATES, COLOURS, FIT_DEFAULTS, SEARCH_MINUTES
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -86,7 +86,9 @@ def main(verbose: bool) -> None:
 @option("blur_sigma", type=click.FloatRange(min=0), help="Gaussian blur (input pixels) of the map before its max.")
 @option("score_border", type=click.IntRange(min=0), help="Input pixels at the map's edge left out of the score.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
-@click.option("--time-budget", type=click.FloatRange(min=0), help="Stop after the epoch that passes this many minutes.")
+@click.option("--time-budget", type=click.FloatRange(min=0),
+              help=f"Stop after the epoch that passes this many minutes; --arch auto (within {SEARCH_MINUTES:g} minutes "
+                   "unless told) starts no candidate that would outlast it.")
 def fit(data: Path, out: Path, device: str, time_budget: float | None, **options) -> None:
     """Train an autoencoder on the good images in DATA; resumes or extends the run in OUT."""
     _require_torch()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 ARCHS = ("seed", "bottleneck", "patchknn")
 CANDIDATES = ("patchknn", "bottleneck", "seed")  # what --arch auto tries, fast first: a spent budget leaves a model
 UNALIGNED = "patchknn"  # tried on the whole frame too when the parts were aligned
+SEARCH_MINUTES = 30.0   # --arch auto starts no candidate whose training would end after this, unless told otherwise
 AUGMENT_PRESETS = ("light", "seed", "none")
 COLOURS = ("auto", "gray", "colour")
 EXTENDABLE = ("epochs",)  # a finished or interrupted run may be continued with more of these

@@ -25,7 +25,7 @@ from insightad_edge.detector import Detector, run_pipeline
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode, prepare
 
-from .config import CANDIDATES, UNALIGNED, FitConfig
+from .config import CANDIDATES, SEARCH_MINUTES, UNALIGNED, FitConfig
 
 log = logging.getLogger(__name__)
 PATH_MS, MODEL_MS = 25.0, 10.0           # what a line can wait for one frame on the edge PC
@@ -33,37 +33,57 @@ RUN_FILES = ("config.json", "model.pt", "metadata.json", "holdout.json", "valida
              "history.json")
 
 
-def search(config: FitConfig, run: Path, fit_one, **fit_options) -> ModelMetadata | None:
-    """Fit every candidate, time and compare them, keep the best admissible one in RUN.
+def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = None,
+           **fit_options) -> ModelMetadata | None:
+    """Fit every candidate that fits the time budget, time and compare them, keep the best admissible one in RUN.
 
     When the parts were aligned, a patch scorer on the whole unaligned frame is one more candidate (a minute's
     fit): should the alignment's self-checks have passed on a part they misread, the synthetic defects show it.
+    A candidate is not started when its training would outlast what is left of the budget (SEARCH_MINUTES
+    unless told otherwise); the same command run again trains it with a fresh budget, keeping those finished.
     """
-    rows, first = [], None
+    budget = SEARCH_MINUTES * 60.0 if time_budget_s is None else time_budget_s
+    began, rows, first = time.monotonic(), [], None
     queue = [(arch, dataclasses.replace(config, arch=arch)) for arch in CANDIDATES]
     while queue:
         name, candidate = queue.pop(0)
         folder = run / "candidates" / name
+        row = {"recipe": name, "arch": candidate.arch, "align": first.preprocess.align if first else None,
+               "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None, "model_ms": None,
+               "path_ms": None, "admissible": False, "not_trained": None}
         metadata = _finished(folder, candidate)
-        if metadata is None and first is not None and candidate.align == config.align:  # same preprocessing
-            model_ms = _untrained_model_ms(candidate, dataclasses.replace(first, arch=candidate.arch), run / "candidates")
-            if model_ms > MODEL_MS:
-                log.info("%s not trained: its model stage alone takes %.1f ms (at most %.0f)", name, model_ms, MODEL_MS)
-                rows.append({"recipe": name, "arch": candidate.arch, "align": first.preprocess.align,
-                             "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None,
-                             "model_ms": model_ms, "path_ms": None, "admissible": False})
+        left = budget - (time.monotonic() - began)
+        if metadata is None and first is not None:
+            same_preprocessing = candidate.align == config.align
+            if same_preprocessing:
+                row["model_ms"] = _untrained_model_ms(candidate, dataclasses.replace(first, arch=candidate.arch),
+                                                      run / "candidates")
+            needed = _training_seconds(candidate, first.preprocess, folder) if same_preprocessing else 0.0
+            if same_preprocessing and row["model_ms"] > MODEL_MS:
+                row["not_trained"] = f"too slow: its model stage takes {row['model_ms']:.1f} ms"
+            elif left <= 0:
+                row["not_trained"] = f"the {budget / 60:g} min time budget is spent: run again to train it"
+            elif needed > left:
+                row["not_trained"] = (f"its training needs about {needed / 60:.0f} min, {left / 60:.0f} of the "
+                                      f"{budget / 60:g} min time budget left: run again to train it")
+            if row["not_trained"]:
+                log.info("%s not trained: %s", name, row["not_trained"])
+                rows.append(row)
                 continue
         if metadata is None:
-            metadata = fit_one(candidate, folder, **fit_options)
-        if metadata is None:  # the time budget ran out inside this candidate
-            return None
+            metadata = fit_one(candidate, folder, time_budget_s=max(left, 0.0), **fit_options)
+        if metadata is None:  # stopped inside this candidate's epochs: its checkpoint waits for the next run
+            rows.append({**row, "not_trained": "stopped by the time budget: run again to go on"})
+            continue
         if first is None and config.align == "auto" and metadata.preprocess.align != "none":
             queue.append((f"{UNALIGNED}-unaligned", dataclasses.replace(config, arch=UNALIGNED, align="none")))
         first = first or metadata
-        rows.append({"recipe": name, "arch": candidate.arch, "align": metadata.preprocess.align,
-                     **_measure(folder, metadata)})
-    admissible = [r for r in rows if r["admissible"]] or [r for r in rows if r["synthetic_auroc"] is not None]
-    best = max(admissible, key=lambda r: (round(r["synthetic_auroc"], 3), -r["path_ms"]))
+        rows.append({**row, "align": metadata.preprocess.align, **_measure(folder, metadata)})
+    trained = [r for r in rows if r["synthetic_auroc"] is not None]
+    if not trained:
+        return None
+    best = max([r for r in trained if r["admissible"]] or trained,
+               key=lambda r: (round(r["synthetic_auroc"], 3), -r["path_ms"]))
     for row in rows:
         row["chosen"] = row is best
     (run / "search.json").write_text(json.dumps(rows, indent=1))
@@ -79,8 +99,9 @@ def table(run: Path) -> list[str]:
     lines = ["candidate           pose           synthetic AUROC  caught at threshold  model ms  path ms  admissible"]
     for r in rows:
         if r["synthetic_auroc"] is None:
-            lines.append(f"{r['recipe']:<19} {r['align']:<14} {'–':>15}  {'–':>19}  {r['model_ms']:>8.1f}  {'–':>7}  "
-                         "no (too slow: not trained)")
+            model_ms = "–" if r["model_ms"] is None else f"{r['model_ms']:.1f}"
+            lines.append(f"{r['recipe']:<19} {r['align'] or '–':<14} {'–':>15}  {'–':>19}  {model_ms:>8}  {'–':>7}  "
+                         f"no ({r['not_trained']})")
             continue
         lines.append(f"{r['recipe']:<19} {r['align']:<14} {r['synthetic_auroc']:>15.3f}  {r['caught_at_threshold']:>19.0%}  "
                      f"{r['model_ms']:>8.1f}  {r['path_ms']:>7.1f}  {'yes' if r['admissible'] else 'no'}"
@@ -115,6 +136,21 @@ def _measure(folder: Path, metadata: ModelMetadata) -> dict:
     return {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
             "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
             "admissible": bool(model_ms <= MODEL_MS and path_ms <= PATH_MS)}
+
+
+def _training_seconds(config: FitConfig, spec, folder: Path) -> float:
+    """About how long the candidate's remaining epochs take (a patch scorer has none)."""
+    from .data import load_dataset
+    from .fit import epoch_seconds, split_holdout
+
+    try:
+        done = len(json.loads((folder / "history.json").read_text()))
+    except (OSError, ValueError):
+        done = 0
+    if done >= config.epochs:
+        return 0.0
+    train, _ = split_holdout(load_dataset(Path(config.data)).train, config.holdout, config.seed)
+    return (config.epochs - done) * epoch_seconds(config, spec, len(train))
 
 
 def _untrained_model_ms(config: FitConfig, metadata: ModelMetadata, scratch: Path) -> float:

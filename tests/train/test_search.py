@@ -11,8 +11,9 @@ from insightad_train.config import CANDIDATES, UNALIGNED
 TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu"]
 
 
-def fit_auto(mvtec, run):
-    result = CliRunner().invoke(train, ["fit", "--data", str(mvtec), "--out", str(run), *TINY], catch_exceptions=False)
+def fit_auto(mvtec, run, *options):
+    result = CliRunner().invoke(train, ["fit", "--data", str(mvtec), "--out", str(run), *TINY, *options],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads((run / "search.json").read_text()), result.output
 
@@ -56,5 +57,23 @@ def test_a_candidate_too_slow_for_the_line_is_listed_but_not_trained(mvtec, tmp_
             assert not (tmp_path / "run" / "candidates" / row["recipe"] / "model.pt").exists()
     kept = next(r for r in rows if r["chosen"])
     assert kept in trained and kept["synthetic_auroc"] == max(r["synthetic_auroc"] for r in trained)
-    assert "too slow: not trained" in output
+    assert "no (too slow: its model stage takes" in output
     assert ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text()).arch == kept["arch"]
+
+
+def test_a_spent_time_budget_keeps_what_was_trained_and_the_same_command_goes_on(mvtec, tmp_path):
+    """A budget spent by the first candidate leaves the others untrained but listed, a model kept; run again,
+    the finished candidate is reused and the others are trained."""
+    run = tmp_path / "run"
+    rows, output = fit_auto(mvtec, run, "--time-budget", "0.001")
+    assert rows[0]["synthetic_auroc"] is not None and rows[0]["chosen"]
+    for row in rows[1:]:
+        assert row["synthetic_auroc"] is None and "budget is spent: run again" in row["not_trained"]
+        assert not (run / "candidates" / row["recipe"] / "model.pt").exists()
+    assert "run again to train it" in output
+    first_model = (run / "candidates" / CANDIDATES[0] / "model.pt").stat().st_mtime_ns
+
+    rows, _ = fit_auto(mvtec, run)
+    assert [r["recipe"] for r in rows] == recipes(rows)
+    assert all(r["synthetic_auroc"] is not None for r in rows)
+    assert (run / "candidates" / CANDIDATES[0] / "model.pt").stat().st_mtime_ns == first_model  # reused, not refitted
