@@ -96,9 +96,10 @@ class PatchKNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The distance map (batch, 1, h, w): squared distance of each patch to its nearest good patch."""
         f = self.features(x)
-        distance = ((f ** 2).sum(dim=1, keepdim=True) - 2 * F.conv2d(f, self.bank[:, :, None, None])
-                    + (self.bank ** 2).sum(dim=1)[None, :, None, None])
-        nearest = torch.clamp(distance.min(dim=1, keepdim=True).values, min=0.0)
+        height, width = f.shape[-2:]
+        patches = f.flatten(2).transpose(1, 2)  # (batch, places, dims): the minimum then runs along memory
+        distance = ((patches ** 2).sum(dim=2, keepdim=True) - 2 * patches @ self.bank.T + (self.bank ** 2).sum(dim=1))
+        nearest = torch.clamp(distance.min(dim=2).values, min=0.0).reshape(-1, 1, height, width)
         return F.interpolate(nearest, size=self.input_size, mode="bilinear", align_corners=False)
 
     @torch.no_grad()
