@@ -54,18 +54,7 @@ def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = 
         metadata = _finished(folder, candidate)
         left = budget - (time.monotonic() - began)
         if metadata is None and first is not None:
-            same_preprocessing = candidate.align == config.align
-            if same_preprocessing:
-                row["model_ms"] = _untrained_model_ms(candidate, dataclasses.replace(first, arch=candidate.arch),
-                                                      run / "candidates")
-            needed = _training_seconds(candidate, first.preprocess, folder) if same_preprocessing else 0.0
-            if same_preprocessing and row["model_ms"] > MODEL_MS:
-                row["not_trained"] = f"too slow: its model stage takes {row['model_ms']:.1f} ms"
-            elif left <= 0:
-                row["not_trained"] = f"the {budget / 60:g} min time budget is spent: run again to train it"
-            elif needed > left:
-                row["not_trained"] = (f"its training needs about {needed / 60:.0f} min, {left / 60:.0f} of the "
-                                      f"{budget / 60:g} min time budget left: run again to train it")
+            row["model_ms"], row["not_trained"] = _precheck(candidate, config, first, folder, left, budget)
             if row["not_trained"]:
                 log.info("%s not trained: %s", name, row["not_trained"])
                 rows.append(row)
@@ -136,6 +125,25 @@ def _measure(folder: Path, metadata: ModelMetadata) -> dict:
     return {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
             "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
             "admissible": bool(model_ms <= MODEL_MS and path_ms <= PATH_MS)}
+
+
+def _precheck(candidate: FitConfig, config: FitConfig, first: ModelMetadata, folder: Path, left: float,
+              budget: float) -> tuple[float | None, str | None]:
+    """The candidate's untrained model-stage time (when it shares the first candidate's preprocessing) and why
+    it should not be started, if it should not: too slow for the line whatever its weights, or a training that
+    would outlast what is left of the budget."""
+    same_preprocessing = candidate.align == config.align
+    model_ms = _untrained_model_ms(candidate, dataclasses.replace(first, arch=candidate.arch),
+                                   folder.parent) if same_preprocessing else None
+    if model_ms is not None and model_ms > MODEL_MS:
+        return model_ms, f"too slow: its model stage takes {model_ms:.1f} ms"
+    if left <= 0:
+        return model_ms, f"the {budget / 60:g} min time budget is spent: run again to train it"
+    needed = _training_seconds(candidate, first.preprocess, folder) if same_preprocessing else 0.0
+    if needed > left:
+        return model_ms, (f"its training needs about {needed / 60:.0f} min, {left / 60:.0f} of the {budget / 60:g} "
+                          "min time budget left: run again to train it")
+    return model_ms, None
 
 
 def _training_seconds(config: FitConfig, spec, folder: Path) -> float:
