@@ -60,7 +60,7 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     base = dataclasses.replace(metadata, inspection=None, calibration=None)
     good_val = [s.path for s in validation if not s.is_anomalous]
     bad_val = [s.path for s in validation if s.is_anomalous]
-    if good_val and not bad_val:
+    if not bad_val:  # good validation images alone are held back too
         holdout, good_val = list(holdout) + good_val, []
     holdout_scores = score_paths(holdout, base, infer)
     if good_val and bad_val:

@@ -244,14 +244,19 @@ def train_epoch(model, optimiser, loss_fn, works, spec, ranges, config: FitConfi
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
     for batch in bar:
         inputs = np.stack([prepare_work(augmentation.augment(works[i], rng, ranges), spec)[0] for i in batch])
-        x = torch.from_numpy(inputs).to(device)
-        loss = loss_fn(model(x), x)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        total += loss.item() * len(batch)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        loss = train_step(model, optimiser, loss_fn, torch.from_numpy(inputs).to(device))
+        total += loss * len(batch)
+        bar.set_postfix(loss=f"{loss:.4f}")
     return {"epoch": epoch + 1, "loss": total / len(works), "seconds": time.monotonic() - t0}
+
+
+def train_step(model, optimiser, loss_fn, x: torch.Tensor) -> float:
+    """One gradient step of the autoencoder redrawing ``x``; the batch's loss."""
+    loss = loss_fn(model(x), x)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.item()
 
 
 def epoch_seconds(config: FitConfig, spec: Preprocess, n_images: int, device: str = "cpu") -> float:
@@ -266,10 +271,7 @@ def epoch_seconds(config: FitConfig, spec: Preprocess, n_images: int, device: st
     steps = []
     for _ in range(3):
         began = time.monotonic()
-        loss = loss_fn(model(x), x)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        train_step(model, optimiser, loss_fn, x)
         steps.append(time.monotonic() - began)
     return min(steps) * -(-n_images // config.batch_size)
 
@@ -308,5 +310,3 @@ def _save_atomic(state: dict, path: Path) -> None:
     partial = path.with_suffix(".partial")
     torch.save(state, partial)
     os.replace(partial, path)
-
-

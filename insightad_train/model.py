@@ -10,7 +10,6 @@ from torch import nn
 from .config import ARCHS
 
 
-
 def _down(cin: int, cout: int, act: nn.Module) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), act)
 
