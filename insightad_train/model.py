@@ -188,8 +188,9 @@ class AnomalyMapper(nn.Module):
         else:
             reconstruction = self.autoencoder(x)
             error = torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True)
-        if self.pad:
-            error = F.conv2d(F.pad(error, (self.pad,) * 4, mode="reflect"), self.kernel)
+        if self.pad:  # the Gaussian is separable: a row pass then a column pass, 2k multiplies a pixel, not k^2
+            padded = F.pad(error, (self.pad,) * 4, mode="reflect")
+            error = F.conv2d(F.conv2d(padded, self.kernel.sum(dim=2, keepdim=True)), self.kernel.sum(dim=3, keepdim=True))
         return error, reconstruction
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
