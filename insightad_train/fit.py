@@ -173,15 +173,18 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> tuple[Preprocess,
 
 
 COLOURFUL = 0.10  # chroma spread over gray spread above which colour carries what gray loses
+CHROMA_SIGMA = 4.0  # blur (pixels of the analysis copies) that leaves a scene's colours and removes sensor noise
 
 
 def choose_channels(frames: list[np.ndarray], colour: str) -> tuple[int, str]:
     """3 (colour) or 1 (gray), and why: asked for, or, with ``auto``, colour when the frames' chroma varies by
-    more than COLOURFUL of their gray level's variation (gray images stored as RGB have none)."""
+    more than COLOURFUL of their gray level's variation (gray images stored as RGB have none). Both are
+    measured on blurred copies: a dark frame's per-channel sensor noise is chroma too, but not colour."""
     if colour != "auto":
         return (3 if colour == "colour" else 1), "asked for"
     ratios = []
     for frame in frames:
+        frame = cv2.GaussianBlur(frame, (0, 0), CHROMA_SIGMA)
         b, g, r = cv2.split(frame)
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         ratios.append(float(np.hypot(np.std(b - g), np.std(r - g)) / (np.std(gray) + 1e-6)))

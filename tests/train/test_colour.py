@@ -34,3 +34,21 @@ def test_colour_is_chosen_by_the_data_and_finds_a_hue_only_defect(tmp_path):
     stained = colour_part_image(np.random.default_rng(5), 64, defect=True)[0]
     assert detector(stained).status in ("ok", "defect")  # a BGR frame straight from OpenCV
     assert aurocs["auto"] >= 0.9 and aurocs["gray"] <= 0.75, aurocs
+
+
+def test_sensor_noise_in_a_dark_gray_scene_is_not_colour():
+    """Per-channel noise is chroma, but not colour: a dark gray scene stays gray, a colour part stays colour."""
+    from insightad_train.fit import choose_channels
+
+    rng = np.random.default_rng(0)
+
+    def dark_scene() -> np.ndarray:  # a dark part on a dark background (gray levels 5 and 19), noise 2 levels a channel
+        scene = np.full((256, 256), 19.0)
+        cv2.circle(scene, (128 + int(rng.integers(-20, 20)), 128), 45, 5.0, -1)
+        return np.clip((scene[..., None] + rng.normal(0, 2, (256, 256, 3))) / 255, 0, 1).astype(np.float32)
+
+    def colour_part() -> np.ndarray:
+        return cv2.resize(colour_part_image(rng, 64)[0], (256, 256), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+
+    assert choose_channels([dark_scene() for _ in range(12)], "auto")[0] == 1
+    assert choose_channels([colour_part() for _ in range(12)], "auto")[0] == 3
