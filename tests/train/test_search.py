@@ -58,6 +58,8 @@ def test_a_candidate_too_slow_for_the_line_is_listed_but_not_trained(mvtec, tmp_
     kept = next(r for r in rows if r["chosen"])
     assert kept in trained and kept["synthetic_auroc"] == max(r["synthetic_auroc"] for r in trained)
     assert "no (too slow: its model stage takes" in output
+    assert all(r["too_slow"].startswith("model ") for r in trained) and "no (model " in output
+    assert "no candidate is fast enough for a line" in output
     assert ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text()).arch == kept["arch"]
 
 
@@ -77,3 +79,9 @@ def test_a_spent_time_budget_keeps_what_was_trained_and_the_same_command_goes_on
     assert [r["recipe"] for r in rows] == recipes(rows)
     assert all(r["synthetic_auroc"] is not None for r in rows)
     assert (run / "candidates" / CANDIDATES[0] / "model.pt").stat().st_mtime_ns == first_model  # reused, not refitted
+
+
+def test_the_path_limit_is_per_1024x1024_frame_and_grows_with_larger_frames():
+    assert search.path_limit_ms((1024, 1024)) == search.PATH_MS
+    assert search.path_limit_ms((600, 800)) == search.PATH_MS  # a small frame gets no less time
+    assert abs(search.path_limit_ms((1365, 1024)) - search.PATH_MS * 1365 / 1024) < 1e-9
