@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 ELONGATED = 1.5   # principal-axis ratio above which the angle is well defined
 MARGIN = 1.1      # room around the largest part seen in training
 OBJECT_SHARE = 0.9  # share of images whose part stays clear of the frame to call the category "objects"
+RANGE_FLOOR = 0.5   # where a dark scene's bright end is raised to: an autoencoder learns little from a tenth of
+                    # the range (the screw at a tenth of its light: AUROC 0.81; at half, same noise ratio: 0.95)
 
 
 def _round16(value: float) -> int:
@@ -47,8 +49,7 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tup
     base = Preprocess(input_size=input_shape(image_size * image_size, whole[0] / whole[1]), work_size=image_size,
                       photometric=photometric, channels=channels, frame_size=tuple(frame_size), crop=whole)
     if photometric != "none":
-        target = float(np.median([brightness_level(w) for w in images]))
-        base = replace(base, photometric_target=min(max(target, 0.05), 1.0))
+        base = replace(base, photometric_target=brightness_target(images))
     normalised = [normalise_brightness(w, base) for w in images]
     dark = _foreground_is_dark(normalised)
     why = "asked for"
@@ -59,6 +60,15 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tup
         return replace(base, foreground_dark=dark, align="none",
                        work_size=_round16(max(in_w / whole[0], in_h / whole[1]))), why
     return aligned(normalised, dark, align, base, image_size), why
+
+
+def brightness_target(images: list[np.ndarray]) -> float:
+    """The median gray level every image is scaled to: the images' own, raised for a dark scene until its
+    bright end (99.5th percentile) reaches RANGE_FLOOR, so the model sees contrast in numbers it can learn from."""
+    levels = [max(brightness_level(w), 1e-6) for w in images]
+    target = float(np.median(levels))
+    top = target * float(np.median([np.percentile(w, 99.5) / level for w, level in zip(images, levels)]))
+    return min(max(target * max(1.0, RANGE_FLOOR / max(top, 1e-6)), 0.05), 1.0)
 
 
 def aligned(normalised: list[np.ndarray], dark: bool, align: str, base: Preprocess, image_size: int) -> Preprocess:

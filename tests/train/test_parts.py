@@ -9,7 +9,7 @@ from insightad_train.calibrate import quantile_threshold, youden_threshold
 from insightad_train.loss import HybridLoss
 from insightad_train.metrics import auroc, precision_recall_f1
 from insightad_train.model import BottleneckAutoencoder, SeedAutoencoder, build_model
-from insightad_train.preprocessing import derive_preprocess, input_shape
+from insightad_train.preprocessing import RANGE_FLOOR, derive_preprocess, input_shape
 from synthetic import part_image
 
 
@@ -94,6 +94,20 @@ def test_preprocessing_is_chosen_from_the_images():
     assert spec.photometric_target == pytest.approx(200 / 255, abs=0.02)
     texture = [rng.uniform(0.3, 0.7, (128, 128)).astype(np.float32) for _ in range(8)]
     assert derive_preprocess(texture, 64, (128, 128))[0].align == "none"
+
+
+def test_a_dark_scene_is_stretched_so_the_model_sees_its_contrast():
+    """The same parts at a tenth of the light: the same choices, but the target lifts the bright end to RANGE_FLOOR,
+    where the bright scene keeps its own median."""
+    rng = np.random.default_rng(0)
+    bright = [part_image(rng, 128)[0].astype(np.float32) / 255 for _ in range(8)]
+    dark = [image * 0.1 for image in bright]
+    bright_spec, dark_spec = derive_preprocess(bright, 64, (128, 128))[0], derive_preprocess(dark, 64, (128, 128))[0]
+    assert bright_spec.photometric_target == pytest.approx(np.median([np.median(i) for i in bright]), abs=0.01)
+    top = np.median([np.percentile(i, 99.5) / np.median(i[::4, ::4]) for i in dark]) * dark_spec.photometric_target
+    assert top == pytest.approx(RANGE_FLOOR, abs=0.01)
+    assert (dark_spec.align, dark_spec.input_size) == (bright_spec.align, bright_spec.input_size)
+    assert dark_spec.crop == pytest.approx(bright_spec.crop, rel=0.01)  # the segmentation sees 8-bit levels
 
 
 def test_input_shape_keeps_area_and_aspect():
