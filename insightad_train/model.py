@@ -176,7 +176,10 @@ class AnomalyMapper(nn.Module):
         self.autoencoder = autoencoder
         kernel = gaussian_kernel(pre_sigma) if pre_sigma > 0 else torch.ones(1, 1, 1, 1)
         self.pad = kernel.shape[-1] // 2
-        self.register_buffer("kernel", kernel)
+        self.register_buffer("kernel", kernel)  # kept in trained runs' state; the graph uses its two factors:
+        # the Gaussian is separable, so a row pass then a column pass (2k multiplies a pixel, not k^2)
+        self.register_buffer("row", kernel.sum(dim=2, keepdim=True), persistent=False)
+        self.register_buffer("column", kernel.sum(dim=3, keepdim=True), persistent=False)
         self.register_buffer("mean", torch.zeros(1, 1, *input_size))
         self.register_buffer("scale", torch.ones(1, 1, *input_size))
 
@@ -188,9 +191,8 @@ class AnomalyMapper(nn.Module):
         else:
             reconstruction = self.autoencoder(x)
             error = torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True)
-        if self.pad:  # the Gaussian is separable: a row pass then a column pass, 2k multiplies a pixel, not k^2
-            padded = F.pad(error, (self.pad,) * 4, mode="reflect")
-            error = F.conv2d(F.conv2d(padded, self.kernel.sum(dim=2, keepdim=True)), self.kernel.sum(dim=3, keepdim=True))
+        if self.pad:
+            error = F.conv2d(F.conv2d(F.pad(error, (self.pad,) * 4, mode="reflect"), self.row), self.column)
         return error, reconstruction
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
