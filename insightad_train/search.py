@@ -128,7 +128,9 @@ def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None =
     holdout = [Path(p) for p in json.loads((folder / "holdout.json").read_text())][:4]
     blobs = [p.read_bytes() for p in holdout]
     inputs = prepare(decode(blobs[0], metadata.preprocess.channels), metadata.preprocess).input[None]
-    model_ms = min(_fastest_ms(lambda: detector.infer(inputs), 20), np.inf if untrained_ms is None else untrained_ms)
+    model_ms = _fastest_ms(lambda: detector.infer(inputs), 20)
+    if untrained_ms is not None:
+        model_ms = min(model_ms, untrained_ms)
     path_ms = statistics.median(_fastest_ms(lambda blob=blob: run_pipeline(
         [blob], detector.metadata, detector.threshold, detector.infer, not_inspectable="report"), 5) for blob in blobs)
     height, width = metadata.preprocess.frame_size
