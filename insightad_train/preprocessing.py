@@ -88,7 +88,7 @@ def choose_alignment(normalised: list[np.ndarray], dark: bool, base: Preprocess,
     """none, center or center_rotate, and why; every step is checked on the training images themselves.
 
     Objects only (a part clear of the frame's edge in 90% of the images), segmented clearly (one blob that
-    stands out, in 90% of them), held whole by the crop; then each alignment must make the training images
+    stands out, in 90% of them) and whole (not a bright piece of a dimmer part), held whole by the crop; then each alignment must make the training images
     agree better (less pixel-wise spread) than the simpler one by 10%, rotation only for elongated parts.
     """
     stats = [_part_stats(w, dark) for w in normalised]
@@ -99,6 +99,11 @@ def choose_alignment(normalised: list[np.ndarray], dark: bool, base: Preprocess,
     if np.mean(clear) < OBJECT_SHARE:
         return "none", (f"no single clear part in {1 - np.mean(clear):.0%} of the images: the segmentation is not "
                         "reliable enough to align on")
+    whole = [_found_whole(w, dark) for w in normalised]
+    if np.mean(whole) < OBJECT_SHARE:
+        return "none", (f"the segmented part is a piece of what stands out from the background in "
+                        f"{1 - np.mean(whole):.0%} of the images (a bright piece of a dimmer part): a crop around it "
+                        "would cut the rest away")
     ratio = float(np.median([s[2] for s in inside]))
     modes = ["center"] + (["center_rotate"] if ratio > ELONGATED else [])
     specs = {mode: aligned(normalised, dark, mode, base, image_size) for mode in modes}
@@ -119,6 +124,10 @@ def choose_alignment(normalised: list[np.ndarray], dark: bool, base: Preprocess,
 AGREEMENT_GAIN = 1.1   # an alignment must cut the pixel spread by this factor to be worth its risk
 MIN_CONTRAST = 0.6     # Otsu separability below which "the part" is noise (screw: 0.75-0.83; noise: 0.64)
 AGREEMENT_PIXELS = 48 * 48
+BACKGROUND_SIGMAS = 12.0  # how far beyond the background's level, in its noise, a pixel must lie to show something
+BACKGROUND_STEP = 0.05    # ... and at least this far, in brightness-normalised gray levels
+WHOLE_SHARE = 0.4         # the segmented part's least share of what shows around it (screw: 0.66 or more in 9 of 10
+                          # images; a bright band over a third of a dim body: 0.24)
 
 
 def agreement(normalised: list[np.ndarray], spec: Preprocess, count: int = 48) -> float:
@@ -145,6 +154,25 @@ def _clear_part(image: np.ndarray, dark: bool) -> bool:
     except NotInspectable:
         return False
     return part.contrast >= MIN_CONTRAST and part.blob.sum() >= 0.9 * part.mask.sum()
+
+
+def _found_whole(image: np.ndarray, dark: bool) -> bool:
+    """Whether the segmentation found the whole part and not a bright piece of it (a tread on black rubber): a
+    background model (the frame edge's level and noise) must find little more, in the regions the part touches."""
+    try:
+        part = find_part(image, dark)
+    except NotInspectable:
+        return False
+    smooth = cv2.GaussianBlur(image, (0, 0), 2.0)
+    border = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
+    level = float(np.median(border))
+    noise = 1.4826 * float(np.median(np.abs(border - level)))
+    rise = (level - smooth) if dark else (smooth - level)
+    shown = (rise > max(BACKGROUND_SIGMAS * noise, BACKGROUND_STEP)).astype(np.uint8)
+    _, labels = cv2.connectedComponents(cv2.morphologyEx(shown, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
+    touched = np.unique(labels[part.blob > 0])
+    around = np.isin(labels, touched[touched > 0]).sum()
+    return bool(part.blob.sum() >= WHOLE_SHARE * around)
 
 
 def _held_whole(image: np.ndarray, dark: bool, spec: Preprocess) -> bool:

@@ -127,6 +127,19 @@ def tread_part_image(rng: np.random.Generator, width: int = 72, height: int = 96
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
+def banded_part_image(rng: np.random.Generator, body: float, width: int = 150, height: int = 200) -> np.ndarray:
+    """A gray float portrait frame: a part of gray level ``body`` (the dark background is 18) whose middle third
+    carries a bright band of fine stripes, one blob to a threshold; the part moves a little from shot to shot."""
+    image = np.full((height, width), 18, np.float32) + rng.normal(0, 3, (height, width)).astype(np.float32)
+    dx, dy = rng.integers(-12, 13, 2)
+    left, right, top, bottom = int(width * 0.33) + dx, int(width * 0.67) + dx, int(height * 0.17) + dy, int(height * 0.83) + dy
+    image[top:bottom, left:right] += body - 18
+    third = (bottom - top) // 3
+    for y in np.arange(top + third + rng.uniform(0, 4), bottom - third, 4.0):
+        image[int(y):int(y) + 2, left + 4:right - 4] = 90
+    return np.clip(image, 0, 255) / 255.0
+
+
 def write_tread_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 10) -> Path:
     """An MVTec-layout folder of the turning tread part."""
     for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),

@@ -10,7 +10,7 @@ from insightad_train.loss import HybridLoss
 from insightad_train.metrics import auroc, precision_recall_f1
 from insightad_train.model import BottleneckAutoencoder, SeedAutoencoder, build_model
 from insightad_train.preprocessing import RANGE_FLOOR, derive_preprocess, input_shape
-from synthetic import part_image
+from synthetic import banded_part_image, part_image
 
 
 @pytest.mark.parametrize("arch", ["seed", "bottleneck"])
@@ -94,6 +94,18 @@ def test_preprocessing_is_chosen_from_the_images():
     assert spec.photometric_target == pytest.approx(200 / 255, abs=0.02)
     texture = [rng.uniform(0.3, 0.7, (128, 128)).astype(np.float32) for _ in range(8)]
     assert derive_preprocess(texture, 64, (128, 128))[0].align == "none"
+
+
+def test_a_bright_piece_of_a_dimmer_part_is_not_aligned_on():
+    """A bright band over the middle third of a dim part is one clear blob to Otsu's threshold; centring on it
+    would make the crops agree, but they would hold only the band. The background model sees the whole part."""
+    rng = np.random.default_rng(0)
+    dim_part = [banded_part_image(rng, body=34).astype(np.float32) for _ in range(24)]
+    spec, why = derive_preprocess(dim_part, 64, (200, 150))
+    assert spec.align == "none" and "a piece of what stands out from the background" in why, why
+    assert spec.crop == (1.0, 200 / 150)
+    band_alone = [banded_part_image(rng, body=18).astype(np.float32) for _ in range(24)]
+    assert derive_preprocess(band_alone, 64, (200, 150))[0].align == "center"  # the band is then the whole part
 
 
 def test_a_dark_scene_is_stretched_so_the_model_sees_its_contrast():
