@@ -127,9 +127,11 @@ def tread_part_image(rng: np.random.Generator, width: int = 72, height: int = 96
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def banded_part_image(rng: np.random.Generator, body: float, width: int = 150, height: int = 200) -> np.ndarray:
-    """A gray float portrait frame: a part of gray level ``body`` (the dark background is 18) whose middle third
-    carries a bright band of fine stripes, one blob to a threshold; the part moves a little from shot to shot."""
+def banded_part_image(rng: np.random.Generator, body: float, width: int = 150, height: int = 200,
+                      defect: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A gray uint8 portrait frame: a part of gray level ``body`` (the dark background is 18) whose middle third
+    carries a bright band of fine stripes, one blob to a threshold; the part moves a little from shot to shot.
+    The defect is a bright cut on the part's plain thirds, outside the band."""
     image = np.full((height, width), 18, np.float32) + rng.normal(0, 3, (height, width)).astype(np.float32)
     dx, dy = rng.integers(-12, 13, 2)
     left, right, top, bottom = int(width * 0.33) + dx, int(width * 0.67) + dx, int(height * 0.17) + dy, int(height * 0.83) + dy
@@ -137,7 +139,26 @@ def banded_part_image(rng: np.random.Generator, body: float, width: int = 150, h
     third = (bottom - top) // 3
     for y in np.arange(top + third + rng.uniform(0, 4), bottom - third, 4.0):
         image[int(y):int(y) + 2, left + 4:right - 4] = 90
-    return np.clip(image, 0, 255) / 255.0
+    mask = np.zeros((height, width), np.uint8)
+    if defect:
+        cy = int(rng.uniform(top + 6, top + third - 6) if rng.random() < 0.5 else rng.uniform(bottom - third + 6, bottom - 6))
+        cv2.circle(mask, (int(rng.uniform(left + 8, right - 8)), cy), 4, 255, -1)
+        image[mask > 0] = 120
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def write_banded_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 10) -> Path:
+    """An MVTec-layout folder of the part with a bright band over the middle of a dim body."""
+    for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),
+                                  ("test/cut", n_test, True)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, mask = banded_part_image(rng, body=34, defect=defect)
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
+            if defect:
+                (root / "ground_truth/cut").mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "ground_truth/cut" / f"{i:03d}_mask.png"), mask)
+    return root
 
 
 def write_tread_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 10) -> Path:

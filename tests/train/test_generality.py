@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from insightad_edge import Detector
 from insightad_train.cli import main as train
-from synthetic import embed, part_image, write_tread_mvtec
+from synthetic import embed, part_image, write_banded_mvtec, write_tread_mvtec
 
 TINY = ["--epochs", "6", "--image-size", "64", "--batch-size", "8", "--device", "cpu"]
 
@@ -33,6 +33,19 @@ def test_a_turning_tread_is_not_aligned_on_noise(tmp_path):
     assert spec.input_size[0] > spec.input_size[1]  # a portrait input for a portrait frame
     assert detector.metadata.arch == "patchknn"  # an autoencoder cannot redraw a tread at random phase (AUROC 0.48)
     assert report["image_auroc"]["equalised_scale"] >= 0.95, report["image_auroc"]  # 1.00 measured
+
+
+def test_a_bright_band_on_a_dim_part_keeps_the_whole_part_in_view(tmp_path):
+    """The first held-out category's failure: the band is one clear blob, and centring on it makes the crops
+    agree, but a crop around it leaves out the part's plain thirds, where the cuts are. The background model
+    sees the whole part, so the model sees the whole frame; forced to centre, the crop is blind to the cuts."""
+    data = write_banded_mvtec(tmp_path / "banded", np.random.default_rng(0))
+    done, report, detector = fit_and_evaluate(data, tmp_path / "auto")
+    assert detector.metadata.preprocess.align == "none" and "a piece of what stands out" in done.stderr
+    assert report["image_auroc"]["equalised_scale"] >= 0.95, report["image_auroc"]  # 1.00 measured
+    done, report, detector = fit_and_evaluate(data, tmp_path / "centred", "--align", "center")
+    assert max(detector.metadata.preprocess.crop) < 0.5  # the band alone: a third of the part
+    assert report["image_auroc"]["equalised_scale"] < 0.75, report["image_auroc"]  # 0.53 measured
 
 
 def test_an_elongated_part_is_rotated_only_because_it_helps(tmp_path):

@@ -100,11 +100,11 @@ def test_a_bright_piece_of_a_dimmer_part_is_not_aligned_on():
     """A bright band over the middle third of a dim part is one clear blob to Otsu's threshold; centring on it
     would make the crops agree, but they would hold only the band. The background model sees the whole part."""
     rng = np.random.default_rng(0)
-    dim_part = [banded_part_image(rng, body=34).astype(np.float32) for _ in range(24)]
+    dim_part = [banded_part_image(rng, body=34)[0].astype(np.float32) / 255 for _ in range(24)]
     spec, why = derive_preprocess(dim_part, 64, (200, 150))
     assert spec.align == "none" and "a piece of what stands out from the background" in why, why
     assert spec.crop == (1.0, 200 / 150)
-    band_alone = [banded_part_image(rng, body=18).astype(np.float32) for _ in range(24)]
+    band_alone = [banded_part_image(rng, body=18)[0].astype(np.float32) / 255 for _ in range(24)]
     assert derive_preprocess(band_alone, 64, (200, 150))[0].align == "center"  # the band is then the whole part
 
 
