@@ -92,6 +92,19 @@ def test_a_spent_time_budget_keeps_what_was_trained_and_the_same_command_goes_on
     assert (run / "candidates" / CANDIDATES[0] / "model.pt").stat().st_mtime_ns == first_model  # reused, not refitted
 
 
+def test_a_candidate_within_the_validations_resolution_is_called_a_close_call(tmp_path):
+    """0.604 against 0.600 (the bottle imitation's) is no ranking; 0.816 against 0.762 (the screw's) is."""
+    def row(recipe, auroc, chosen):
+        return {"recipe": recipe, "align": "none", "synthetic_auroc": auroc, "caught_at_threshold": 0.4,
+                "model_ms": 3.0, "path_ms": 17.0, "admissible": True, "chosen": chosen}
+
+    for kept, other, called in ((0.604, 0.600, True), (0.816, 0.762, False)):
+        rows = [row("patchknn", other, False), row("bottleneck", kept, True)]
+        (tmp_path / "search.json").write_text(json.dumps(rows))
+        lines = search.table(tmp_path)
+        assert any(line.startswith("a close call: patchknn within 0.03") for line in lines) == called, lines
+
+
 def test_the_path_limit_is_per_1024x1024_frame_and_grows_with_larger_frames():
     assert search.path_limit_ms((1024, 1024)) == search.PATH_MS
     assert search.path_limit_ms((600, 800)) == search.PATH_MS  # a small frame gets no less time
