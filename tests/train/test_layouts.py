@@ -75,3 +75,19 @@ def test_fit_and_evaluate_on_a_3d_ad_folder_use_its_good_validation_images_to_ca
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["pixel_auroc"] is not None and report["from_the_defects"]["peaks_in_defect"] is not None
+
+
+def test_a_defective_part_filed_among_the_good_ones_is_named_when_it_sets_the_threshold(tmp_path, caplog):
+    """A scratched part among the good validation images scores far above every good one; the 99th percentile
+    of a few dozen scores is their largest, so it alone would set the threshold: fit names it."""
+    data = write_mvtec(tmp_path / "data", np.random.default_rng(5))
+    (data / "validation" / "good").mkdir(parents=True)
+    for image in sorted((data / "train" / "good").iterdir())[:12]:
+        shutil.copy(image, data / "validation" / "good" / image.name)
+    shutil.copy(sorted((data / "test" / "scratch").iterdir())[0], data / "validation" / "good" / "filed_as_good.png")
+    tiny = ["--image-size", "64", "--device", "cpu", "--arch", "patchknn"]
+    fitted = CliRunner().invoke(train, ["fit", "--data", str(data), "--out", str(tmp_path / "run"), *tiny])
+    assert fitted.exit_code == 0, fitted.output
+    assert "filed_as_good.png scores" in caplog.text and "sets the threshold" in caplog.text, caplog.text
+    metadata = ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text())
+    assert metadata.threshold.value > sorted(metadata.calibration.score)[-2]  # it did: above every other held-back score
