@@ -88,8 +88,9 @@ def choose_alignment(normalised: list[np.ndarray], dark: bool, base: Preprocess,
     """none, center or center_rotate, and why; every step is checked on the training images themselves.
 
     Objects only (a part clear of the frame's edge in 90% of the images), segmented clearly (one blob that
-    stands out, in 90% of them) and whole (not a bright piece of a dimmer part), held whole by the crop; then each alignment must make the training images
-    agree better (less pixel-wise spread) than the simpler one by 10%, rotation only for elongated parts.
+    stands out, in 90% of them) and whole (not a bright piece of a dimmer part), held whole by the crop; then
+    each alignment must make the training images agree better (less pixel-wise spread) than the simpler one by
+    10%, rotation only for elongated parts.
     """
     stats = [_part_stats(w, dark) for w in normalised]
     inside = [s for s in stats if s is not None]
