@@ -178,6 +178,10 @@ class ModelMetadata:
         if self.threshold.method == "quantile" and self.threshold.n_good < MIN_CALIBRATION_IMAGES:
             found.append(f"threshold calibrated on only {self.threshold.n_good} held-back good images "
                          f"(fewer than {MIN_CALIBRATION_IMAGES}): its false-reject rate is a rough guess")
+        ratio = None if self.calibration is None else lone_top(self.calibration.score, self.threshold)
+        if ratio is not None:
+            found.append(f"the threshold rests on one held-back good image alone, which scores {ratio:.1f} times "
+                         "the next highest: a defective part filed as good would set it so (fit named the image)")
         if self.schema_version < SCHEMA_VERSION:
             found.append(f"schema {self.schema_version} model: no inspectability check and no drift reference; "
                          "re-export it to get both")
@@ -185,6 +189,18 @@ class ModelMetadata:
 
 
 MIN_CALIBRATION_IMAGES = 30
+LONE_TOP = 1.5  # a held-back score this many times the next highest sets a quantile threshold alone
+
+
+def lone_top(scores, threshold: Threshold) -> float | None:
+    """The largest held-back score over the next highest when a quantile threshold rests on it alone (a high
+    quantile of a few dozen scores is their largest), else None: a defective part filed as good sets it so."""
+    if threshold.method != "quantile" or len(scores) < 2:
+        return None
+    second, top = sorted(scores)[-2:]
+    if second <= 0 or top <= LONE_TOP * second or threshold.value <= second:
+        return None
+    return top / second
 V2_ONLY_TOP = ("inspection", "calibration")
 
 

@@ -9,14 +9,13 @@ import numpy as np
 
 from insightad_edge.detector import run_pipeline
 from insightad_edge.inspectability import limits_from
-from insightad_edge.metadata import MIN_CALIBRATION_IMAGES, Calibration, ModelMetadata, Threshold
+from insightad_edge.metadata import MIN_CALIBRATION_IMAGES, Calibration, ModelMetadata, Threshold, lone_top
 from insightad_edge.preprocess import decode, prepare
 
 from .metrics import roc_curve
 
 log = logging.getLogger(__name__)
 MIN_HOLDOUT = 10  # a quantile of fewer held-back scores is just their maximum: the false-reject rate is unknown
-LONE_TOP = 1.5    # a held-back score this many times the next highest is one image setting the threshold alone
 
 
 def quantile_threshold(good_scores: np.ndarray, quantile: float) -> Threshold:
@@ -36,20 +35,6 @@ def youden_threshold(good_scores: np.ndarray, defect_scores: np.ndarray) -> Thre
     # the ROC threshold t means "score >= t is anomalous"; the edge flags score > threshold, so step just below t
     value = float(np.nextafter(thresholds[best], -np.inf))
     return Threshold(value=value, method="youden", quantile=None, n_good=len(good_scores), n_defect=len(defect_scores))
-
-
-def lone_top(paths: list[Path], scores: np.ndarray, threshold: Threshold) -> str | None:
-    """What to say when one held-back good image scores far above all others and the threshold rests on it (a
-    high quantile of a few dozen scores is their largest): a defective part filed as good would set it so."""
-    if len(scores) < 2:
-        return None
-    order = np.argsort(scores)
-    top, second = float(scores[order[-1]]), float(scores[order[-2]])
-    if second <= 0 or top <= LONE_TOP * second or threshold.value <= second:
-        return None
-    return (f"held-back good image {paths[order[-1]]} scores {top:.3g}, {top / second:.1f} times the next highest "
-            f"({second:.3g}), and sets the threshold ({threshold.value:.3g}) alone: if it shows a defect, take it out "
-            "of the good images and fit again; if it is a good part, more good images like it teach the model its kind")
 
 
 def score_paths(paths, metadata: ModelMetadata, infer, batch_size: int = 8) -> np.ndarray:
@@ -82,9 +67,13 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
         threshold = youden_threshold(score_paths(good_val, base, infer), score_paths(bad_val, base, infer))
     else:
         threshold = quantile_threshold(holdout_scores, quantile)
-        warning = lone_top(list(holdout), holdout_scores, threshold)
-        if warning:
-            log.warning("%s: %s", metadata.arch, warning)
+        ratio = lone_top(holdout_scores, threshold)
+        if ratio is not None:
+            top = int(np.argmax(holdout_scores))
+            log.warning("%s: held-back good image %s sets the threshold alone, scoring %.3g, %.1f times the next "
+                        "highest: if it shows a defect, take it out of the good images and fit again; if it is a "
+                        "good part, more good images like it teach the model its kind",
+                        metadata.arch, holdout[top], holdout_scores[top], ratio)
     if len(holdout) < MIN_CALIBRATION_IMAGES:
         log.warning("the threshold rests on %d held-back good images (fewer than %d): its false-reject rate is a "
                     "rough guess; more good images make it firm", len(holdout), MIN_CALIBRATION_IMAGES)
