@@ -158,12 +158,17 @@ def _clear_part(image: np.ndarray, dark: bool) -> bool:
 
 
 def _found_whole(image: np.ndarray, dark: bool) -> bool:
-    """Whether the segmentation found the whole part and not a bright piece of it (a tread on black rubber): a
-    background model (the frame edge's level and noise) must find little more, in the regions the part touches."""
+    """Whether the segmentation found the whole part and not a bright piece of it (a tread on black rubber)."""
     try:
-        part = find_part(image, dark)
+        return whole_share(image, dark) >= WHOLE_SHARE
     except NotInspectable:
         return False
+
+
+def whole_share(image: np.ndarray, dark: bool) -> float:
+    """The segmented part's share of what a background model (the frame edge's level and noise) finds in the
+    regions the part touches: near 1 when the segmentation found the whole part, low for a bright piece of it."""
+    part = find_part(image, dark)
     smooth = cv2.GaussianBlur(image, (0, 0), 2.0)
     border = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
     level = float(np.median(border))
@@ -173,7 +178,7 @@ def _found_whole(image: np.ndarray, dark: bool) -> bool:
     _, labels = cv2.connectedComponents(cv2.morphologyEx(shown, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
     touched = np.unique(labels[part.blob > 0])
     around = np.isin(labels, touched[touched > 0]).sum()
-    return bool(part.blob.sum() >= WHOLE_SHARE * around)
+    return float(part.blob.sum() / around) if around else 1.0
 
 
 def _held_whole(image: np.ndarray, dark: bool, spec: Preprocess) -> bool:
