@@ -128,7 +128,7 @@ AGREEMENT_PIXELS = 48 * 48
 BACKGROUND_SIGMAS = 12.0  # how far beyond the background's level, in its noise, a pixel must lie to show something
 BACKGROUND_STEP = 0.05    # ... and at least this far, in brightness-normalised gray levels
 WHOLE_SHARE = 0.4         # the segmented part's least share of what shows around it (screw: 0.66 or more in 9 of 10
-                          # images; a bright band over a third of a dim body: 0.24)
+                          # images; a bright band over a third of a dim body: 0.29)
 
 
 def agreement(normalised: list[np.ndarray], spec: Preprocess, count: int = 48) -> float:
