@@ -190,6 +190,7 @@ class ModelMetadata:
 
 MIN_CALIBRATION_IMAGES = 30
 LONE_TOP = 1.5  # a held-back score this many times the next highest sets a quantile threshold alone
+V2_ONLY_TOP = ("inspection", "calibration")
 
 
 def lone_top(scores, threshold: Threshold) -> float | None:
@@ -201,7 +202,6 @@ def lone_top(scores, threshold: Threshold) -> float | None:
     if second <= 0 or top <= LONE_TOP * second or threshold.value <= second:
         return None
     return top / second
-V2_ONLY_TOP = ("inspection", "calibration")
 
 
 # --- strict reading -----------------------------------------------------------------------------

@@ -148,14 +148,19 @@ def load_checkpoint(run: Path, config: FitConfig) -> dict | None:
     return state
 
 
+def analysis_copy(frame: np.ndarray) -> np.ndarray:
+    """The frame at ANALYSIS_SIZE on its short side, aspect kept: what every preprocessing choice measures."""
+    scale = ANALYSIS_SIZE / min(frame.shape[:2])
+    return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 def choose_preprocess(config: FitConfig, paths: list[Path]) -> tuple[Preprocess, dict]:
     """Measure the training frames (kept at their aspect) and choose the preprocessing; and what was chosen, why."""
     sizes, analysis = [], []
     for path in paths:
         frame = decode(path, channels=3)
         sizes.append(frame.shape[:2])
-        scale = ANALYSIS_SIZE / min(frame.shape[:2])
-        analysis.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+        analysis.append(analysis_copy(frame))
     frame_size = max(set(sizes), key=sizes.count)
     if sizes.count(frame_size) < len(sizes):
         log.warning("training frames differ in size; the model's reference is the most common, %dx%d",

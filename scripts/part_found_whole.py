@@ -19,14 +19,12 @@ import numpy as np
 from insightad_edge.errors import NotInspectable
 from insightad_edge.preprocess import decode, normalise_brightness
 from insightad_train.data import load_dataset
-from insightad_train.fit import ANALYSIS_SIZE
+from insightad_train.fit import analysis_copy
 from insightad_train.preprocessing import WHOLE_SHARE, derive_preprocess, whole_share
 
 
 def analysis_gray(path: Path) -> np.ndarray:
-    frame = decode(path, channels=3)
-    scale = ANALYSIS_SIZE / min(frame.shape[:2])
-    return cv2.cvtColor(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    return cv2.cvtColor(analysis_copy(decode(path, channels=3)), cv2.COLOR_BGR2GRAY)
 
 
 def main() -> None:

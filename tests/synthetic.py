@@ -134,14 +134,16 @@ def banded_part_image(rng: np.random.Generator, body: float, width: int = 150, h
     The defect is a bright cut on the part's plain thirds, outside the band."""
     image = np.full((height, width), 18, np.float32) + rng.normal(0, 3, (height, width)).astype(np.float32)
     dx, dy = rng.integers(-12, 13, 2)
-    left, right, top, bottom = int(width * 0.33) + dx, int(width * 0.67) + dx, int(height * 0.17) + dy, int(height * 0.83) + dy
+    left, right = int(width * 0.33) + dx, int(width * 0.67) + dx
+    top, bottom = int(height * 0.17) + dy, int(height * 0.83) + dy
     image[top:bottom, left:right] += body - 18
     third = (bottom - top) // 3
     for y in np.arange(top + third + rng.uniform(0, 4), bottom - third, 4.0):
         image[int(y):int(y) + 2, left + 4:right - 4] = 90
     mask = np.zeros((height, width), np.uint8)
     if defect:
-        cy = int(rng.uniform(top + 6, top + third - 6) if rng.random() < 0.5 else rng.uniform(bottom - third + 6, bottom - 6))
+        upper = rng.random() < 0.5
+        cy = int(rng.uniform(top + 6, top + third - 6) if upper else rng.uniform(bottom - third + 6, bottom - 6))
         cv2.circle(mask, (int(rng.uniform(left + 8, right - 8)), cy), 4, 255, -1)
         image[mask > 0] = 120
     return np.clip(image, 0, 255).astype(np.uint8), mask
