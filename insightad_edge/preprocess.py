@@ -118,10 +118,9 @@ def load(source: ImageSource) -> np.ndarray:
 
 def to_float(array: np.ndarray, channels: int = 1) -> np.ndarray:
     """Convert an OpenCV-style array (gray, BGR or BGRA; 8-bit, 16-bit or float) to float32 gray or BGR."""
-    if array.dtype == np.uint8:
-        image = array.astype(np.float32) * (1.0 / 255.0)
-    elif array.dtype == np.uint16:
-        image = array.astype(np.float32) * (1.0 / 65535.0)
+    if array.dtype in (np.uint8, np.uint16):  # scaled in place: one float copy of a large frame, not two
+        image = array.astype(np.float32)
+        image *= np.float32(1.0 / np.iinfo(array.dtype).max)
     elif array.dtype in (np.float32, np.float64):
         image = np.asarray(array, dtype=np.float32)
     else:
