@@ -55,6 +55,7 @@ def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = 
                "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None, "model_ms": None,
                "path_ms": None, "admissible": False, "too_slow": None, "not_trained": None}
         metadata = _finished(folder, candidate)
+        reused = metadata is not None
         left = budget - (time.monotonic() - began)
         if metadata is None and first is not None:
             row["model_ms"], row["not_trained"] = _precheck(candidate, config, first, folder, left, budget)
@@ -70,7 +71,7 @@ def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = 
         if first is None and config.align == "auto" and metadata.preprocess.align != "none":
             queue.append((f"{UNALIGNED}-unaligned", dataclasses.replace(config, arch=UNALIGNED, align="none")))
         first = first or metadata
-        rows.append({**row, "align": metadata.preprocess.align, **_measure(folder, metadata, row["model_ms"])})
+        rows.append({**row, "align": metadata.preprocess.align, **_measure(folder, metadata, row["model_ms"], reused)})
     trained = [r for r in rows if r["synthetic_auroc"] is not None]
     if not trained:
         return None
@@ -122,14 +123,20 @@ def _finished(folder: Path, config: FitConfig) -> ModelMetadata | None:
         return None
 
 
-def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None = None) -> dict:
+def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None = None, reused: bool = False) -> dict:
     """The candidate's synthetic-defect AUROC and its edge times (exported to ONNX and run by onnxruntime).
 
     ``untrained_ms`` is the same graph's model stage timed before training: the faster of the two stands, so a
-    busier moment cannot reject, after a training of many minutes, a model the precheck admitted.
+    busier moment cannot reject, after a training of many minutes, a model the precheck admitted. A candidate
+    ``reused`` from an earlier run keeps the times measured then (RUN/candidates/NAME/measured.json): timed
+    again, a path a millisecond from the limit can fall on its other side, and the same command would then
+    choose another model.
     """
     from .export import export
 
+    measured = folder / "measured.json"
+    if reused and measured.is_file():
+        return json.loads(measured.read_text())
     validation = json.loads((folder / "validation.json").read_text())
     model = folder / "model.onnx"
     export(folder, model)
@@ -149,9 +156,11 @@ def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None =
         too_slow.append(f"model {model_ms:.1f} ms > {MODEL_MS:g}")
     if path_ms > path_limit:
         too_slow.append(f"path {path_ms:.1f} ms > {path_limit:.1f} for a {width}x{height} frame")
-    return {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
-            "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
-            "admissible": not too_slow, "too_slow": "; ".join(too_slow) or None}
+    result = {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
+              "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
+              "admissible": not too_slow, "too_slow": "; ".join(too_slow) or None}
+    measured.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def path_limit_ms(frame_size: tuple[int, int]) -> float:
