@@ -10,7 +10,7 @@ data=$(cd "$1" && pwd)
 work=${2:-$(mktemp -d)}
 subset="$work/subset/$(basename "$data")"
 mkdir -p "$subset/train/good"
-ls "$data/train/good" | head -24 | while read -r f; do ln -sf "$data/train/good/$f" "$subset/train/good/$f"; done
+ls "$data/train/good" | head -40 | while read -r f; do ln -sf "$data/train/good/$f" "$subset/train/good/$f"; done
 for split in "$data"/test/*; do
   kind=$(basename "$split")
   mkdir -p "$subset/test/$kind"
