@@ -124,7 +124,7 @@ def _finished(folder: Path, config: FitConfig) -> ModelMetadata | None:
 
 
 def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None = None, reused: bool = False) -> dict:
-    """The candidate's synthetic-defect AUROC and its edge times (exported to ONNX and run by onnxruntime).
+    """The candidate's synthetic-defect AUROC, its edge times and whether they fit a line.
 
     ``untrained_ms`` is the same graph's model stage timed before training: the faster of the two stands, so a
     busier moment cannot reject, after a training of many minutes, a model the precheck admitted. A candidate
@@ -132,12 +132,31 @@ def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None =
     again, a path a millisecond from the limit can fall on its other side, and the same command would then
     choose another model.
     """
-    from .export import export
-
     measured = folder / "measured.json"
     if reused and measured.is_file():
-        return json.loads(measured.read_text())
+        times = json.loads(measured.read_text())
+    else:
+        times = _edge_times(folder, metadata, untrained_ms)
+        measured.write_text(json.dumps(times, indent=1))
+    model_ms, path_ms = times["model_ms"], times["path_ms"]
+    height, width = metadata.preprocess.frame_size
+    path_limit = path_limit_ms(metadata.preprocess.frame_size)
+    too_slow = []
+    if model_ms > MODEL_MS:
+        too_slow.append(f"model {model_ms:.1f} ms > {MODEL_MS:g}")
+    if path_ms > path_limit:
+        too_slow.append(f"path {path_ms:.1f} ms > {path_limit:.1f} for a {width}x{height} frame")
     validation = json.loads((folder / "validation.json").read_text())
+    return {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
+            "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
+            "admissible": not too_slow, "too_slow": "; ".join(too_slow) or None}
+
+
+def _edge_times(folder: Path, metadata: ModelMetadata, untrained_ms: float | None) -> dict:
+    """The candidate exported to ONNX and timed through onnxruntime: its model stage, and its whole path on a few
+    held-back frames (median of each frame's fastest)."""
+    from .export import export
+
     model = folder / "model.onnx"
     export(folder, model)
     detector = Detector(model)
@@ -149,18 +168,7 @@ def _measure(folder: Path, metadata: ModelMetadata, untrained_ms: float | None =
         model_ms = min(model_ms, untrained_ms)
     path_ms = statistics.median(_fastest_ms(lambda blob=blob: run_pipeline(
         [blob], detector.metadata, detector.threshold, detector.infer, not_inspectable="report"), 5) for blob in blobs)
-    height, width = metadata.preprocess.frame_size
-    path_limit = path_limit_ms(metadata.preprocess.frame_size)
-    too_slow = []
-    if model_ms > MODEL_MS:
-        too_slow.append(f"model {model_ms:.1f} ms > {MODEL_MS:g}")
-    if path_ms > path_limit:
-        too_slow.append(f"path {path_ms:.1f} ms > {path_limit:.1f} for a {width}x{height} frame")
-    result = {"synthetic_auroc": validation["auroc"], "by_kind": validation["by_kind"],
-              "caught_at_threshold": validation["caught_at_threshold"], "model_ms": model_ms, "path_ms": path_ms,
-              "admissible": not too_slow, "too_slow": "; ".join(too_slow) or None}
-    measured.write_text(json.dumps(result, indent=1))
-    return result
+    return {"model_ms": model_ms, "path_ms": path_ms}
 
 
 def path_limit_ms(frame_size: tuple[int, int]) -> float:
