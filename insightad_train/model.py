@@ -183,14 +183,17 @@ class AnomalyMapper(nn.Module):
         self.register_buffer("mean", torch.zeros(1, 1, *input_size))
         self.register_buffer("scale", torch.ones(1, 1, *input_size))
 
-    def error(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The blurred squared error before standardisation, and the reconstruction (a patch scorer has none:
-        its distance map is the error, and the input stands in for the reconstruction)."""
+    def raw_error(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The squared error per pixel, and the reconstruction (a patch scorer has none: its distance map is the
+        error, and the input stands in for the reconstruction)."""
         if isinstance(self.autoencoder, PatchKNN):
-            error, reconstruction = self.autoencoder(x), x
-        else:
-            reconstruction = self.autoencoder(x)
-            error = torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True)
+            return self.autoencoder(x), x
+        reconstruction = self.autoencoder(x)
+        return torch.mean((x - reconstruction) ** 2, dim=1, keepdim=True), reconstruction
+
+    def error(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw error, lightly blurred, before standardisation; and the reconstruction."""
+        error, reconstruction = self.raw_error(x)
         if self.pad:
             error = F.conv2d(F.conv2d(F.pad(error, (self.pad,) * 4, mode="reflect"), self.row), self.column)
         return error, reconstruction

@@ -163,9 +163,7 @@ def _edge_times(folder: Path, metadata: ModelMetadata, untrained_ms: float | Non
     holdout = [Path(p) for p in json.loads((folder / "holdout.json").read_text())][:4]
     blobs = [p.read_bytes() for p in holdout]
     inputs = prepare(decode(blobs[0], metadata.preprocess.channels), metadata.preprocess).input[None]
-    model_ms = _fastest_ms(lambda: detector.infer(inputs), 20)
-    if untrained_ms is not None:
-        model_ms = min(model_ms, untrained_ms)
+    model_ms = min(_fastest_ms(lambda: detector.infer(inputs), 20), untrained_ms or np.inf)
     path_ms = statistics.median(_fastest_ms(lambda blob=blob: run_pipeline(
         [blob], detector.metadata, detector.threshold, detector.infer, not_inspectable="report"), 5) for blob in blobs)
     return {"model_ms": model_ms, "path_ms": path_ms}

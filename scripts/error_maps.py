@@ -28,7 +28,7 @@ from insightad_train.data import load_dataset, read_mask
 from insightad_train.evaluate import HONEST, PIXEL_SIZE, dataset_level, equalise
 from insightad_train.fit import TorchInfer, load_run, split_holdout
 from insightad_train.metrics import auroc, precision_recall_f1
-from insightad_train.model import gaussian_kernel
+from insightad_train.model import AnomalyMapper, gaussian_kernel
 
 
 def blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -63,28 +63,27 @@ def error(kind: str, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return e.mean(dim=1, keepdim=True)
 
 
-class ErrorMap(torch.nn.Module):
-    """The run's autoencoder with another error map, standardised per pixel on good images (as fit does)."""
+class ErrorMap(AnomalyMapper):
+    """The run's autoencoder with another error per pixel, then fit's own pre-blur and standardisation."""
 
-    def __init__(self, autoencoder, kinds: list[str], pre_sigma: float):
+    def __init__(self, autoencoder, input_size, pre_sigma: float, kind: str):
+        super().__init__(autoencoder, input_size, pre_sigma)
+        self.kind = kind
+
+    def raw_error(self, x):
+        reconstruction = self.autoencoder(x)
+        return error(self.kind, x, reconstruction), reconstruction
+
+
+class Mean(torch.nn.Module):
+    """The mean of several standardised maps."""
+
+    def __init__(self, maps: list[ErrorMap]):
         super().__init__()
-        self.autoencoder, self.kinds, self.pre_sigma, self.stats = autoencoder, kinds, pre_sigma, {}
-
-    def errors(self, x):
-        r = self.autoencoder(x)
-        return {k: blur(error(k, x, r), self.pre_sigma) for k in self.kinds}
-
-    @torch.no_grad()
-    def standardise_on(self, inputs: np.ndarray, quantile: float = 0.9):
-        batches = [self.errors(torch.from_numpy(inputs[i:i + 16])) for i in range(0, len(inputs), 16)]
-        for k in self.kinds:
-            errors = torch.cat([b[k] for b in batches])
-            spread = errors.std(dim=0, keepdim=True)
-            self.stats[k] = errors.mean(dim=0, keepdim=True), spread + torch.quantile(spread.flatten(), quantile)
+        self.maps = torch.nn.ModuleList(maps)
 
     def forward(self, x):
-        maps = [(e - self.stats[k][0]) / self.stats[k][1] for k, e in self.errors(x).items()]
-        return sum(maps) / len(maps), x
+        return sum(m(x)[0] for m in self.maps) / len(self.maps), x
 
 
 def main() -> None:
@@ -105,9 +104,10 @@ def main() -> None:
         read_mask(s.mask).astype(np.uint8), (PIXEL_SIZE, PIXEL_SIZE), interpolation=cv2.INTER_NEAREST) > 0
         for s in dataset.test]
     for name in args.maps.split(","):
-        model = ErrorMap(mapper.autoencoder, name.split("+"), config.error_blur_sigma)
-        model.standardise_on(inputs)
-        infer = TorchInfer(model)
+        maps = [ErrorMap(mapper.autoencoder, spec.input_size, config.error_blur_sigma, kind) for kind in name.split("+")]
+        for m in maps:
+            m.eval().standardise_on(torch.from_numpy(inputs[i:i + 16]) for i in range(0, len(inputs), 16))
+        infer = TorchInfer(Mean(maps))
         held = [r.score for r in run_pipeline([decode(p, spec.channels) for p in holdout], metadata, 0.0, infer)]
         threshold = float(np.quantile(held, config.threshold_quantile))
         rescored = dataclasses.replace(metadata, threshold=dataclasses.replace(metadata.threshold, value=threshold))
