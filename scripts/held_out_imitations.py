@@ -9,6 +9,9 @@ too low, or a label disc of another juice), one mask each.
 OUT/tread_3dad (MVTec 3D-AD layout, 600x800 RGB portrait frames): a black part whose bright tread stripes shift
 between shots, on a dark noisy background; 210 good training images, 29 good validation images, 26 good test
 images and 30 with a small bright cut, masks in gt/.
+OUT/tread_subtle_3dad (the same layout): the tread made as hard to read as rubber is — chevron grooves a little
+darker than the blocks, the piece placed by hand (shifted and turned a few degrees), and 3 x 15 defects of
+realistic contrast: a thin dark cut, a small dark hole, a dull smear of contamination.
 
 They test what the defaults do with the held-out categories' frames, layouts and sizes (choices, time,
 memory), not how well they detect those categories' real defects.
@@ -84,17 +87,57 @@ def tread(rng: np.random.Generator, cut: bool) -> tuple[np.ndarray, np.ndarray]:
     return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR), mask
 
 
-def write_tread_3dad(root: Path, rng: np.random.Generator) -> None:
-    for folder, count, cut in (("train/good", 210, False), ("validation/good", 29, False), ("test/good", 26, False),
-                               ("test/cut", 30, True)):
+DEFECT_KINDS = ("cut", "hole", "contamination")
+
+
+def subtle_tread(rng: np.random.Generator, defect: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A BGR 800x600 frame of a rubber tread piece (blocks about 26, grooves about 10, background 20 with noise),
+    and the defect's mask. The piece is drawn upright, then shifted and turned together with its mask."""
+    height, width = 800, 600
+    left, right, top, bottom = int(width * 0.33), int(width * 0.67), int(height * 0.17), int(height * 0.83)
+    image = np.full((height, width), 20, np.float32)
+    ys, xs = np.mgrid[top:bottom, left:right].astype(np.float32)
+    chevron = ys + 0.6 * np.abs(xs - (left + right) / 2) + rng.uniform(0, 48)
+    image[top:bottom, left:right] = np.where(chevron % 48 < 14, 10, 26)
+    image[top:bottom, left:right] += cv2.GaussianBlur(rng.normal(0, 3, (bottom - top, right - left)), (0, 0), 2)
+    mask = np.zeros((height, width), np.uint8)
+    cx, cy = int(rng.uniform(left + 25, right - 25)), int(rng.uniform(top + 25, bottom - 25))
+    if defect == "cut":
+        angle = rng.uniform(0, np.pi)
+        length = rng.uniform(20, 45)
+        end = (int(cx + length * np.cos(angle)), int(cy + length * np.sin(angle)))
+        cv2.line(mask, (cx, cy), end, 255, 3)
+        image[mask > 0] = 4
+    elif defect == "hole":
+        cv2.circle(mask, (cx, cy), int(rng.uniform(5, 9)), 255, -1)
+        image[mask > 0] = 3
+    elif defect == "contamination":
+        axes = (int(rng.uniform(8, 16)), int(rng.uniform(5, 10)))
+        cv2.ellipse(mask, (cx, cy), axes, rng.uniform(0, 180), 0, 360, 255, -1)
+        smear = 40 + cv2.GaussianBlur(rng.normal(0, 6, (height, width)), (0, 0), 1.5)
+        image[mask > 0] = smear[mask > 0]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-4, 4), 1.0)
+    turn[:, 2] += rng.uniform(-15, 15, 2)
+    image = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=20)
+    mask = cv2.warpAffine(mask, turn, (width, height), flags=cv2.INTER_NEAREST)
+    image = cv2.GaussianBlur(image, (0, 0), 1.0) + rng.normal(0, 3, (height, width)).astype(np.float32)
+    return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR), mask
+
+
+def write_3dad(root: Path, rng: np.random.Generator, folders: list, draw) -> None:
+    """Frames in rgb/ and, for a defect (any true value, passed on to ``draw``), masks in gt/."""
+    for folder, count, defect in folders:
         (root / folder / "rgb").mkdir(parents=True, exist_ok=True)
-        if cut:
+        if defect:
             (root / folder / "gt").mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image, mask = tread(rng, cut)
+            image, mask = draw(rng, defect)
             cv2.imwrite(str(root / folder / "rgb" / f"{i:03d}.png"), image)
-            if cut:
+            if defect:
                 cv2.imwrite(str(root / folder / "gt" / f"{i:03d}.png"), mask)
+
+
+GOOD_3DAD = [("train/good", 210, None), ("validation/good", 29, None), ("test/good", 26, None)]
 
 
 def main() -> None:
@@ -102,7 +145,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     out = parser.parse_args().out
     write_bottle_loco(out / "bottle_loco", np.random.default_rng(0))
-    write_tread_3dad(out / "tread_3dad", np.random.default_rng(1))
+    write_3dad(out / "tread_3dad", np.random.default_rng(1), GOOD_3DAD + [("test/cut", 30, True)], tread)
+    write_3dad(out / "tread_subtle_3dad", np.random.default_rng(2),
+               GOOD_3DAD + [(f"test/{kind}", 15, kind) for kind in DEFECT_KINDS], subtle_tread)
 
 
 if __name__ == "__main__":
