@@ -12,6 +12,8 @@ images and 30 with a small bright cut, masks in gt/.
 OUT/tread_subtle_3dad (the same layout): the tread made as hard to read as rubber is — chevron grooves a little
 darker than the blocks, the piece placed by hand (shifted and turned a few degrees), and 3 x 15 defects of
 realistic contrast: a thin dark cut, a small dark hole, a dull smear of contamination.
+OUT/tread_pitched_3dad: the same, but its blocks are 36, 48 or 60 rows long in a random sequence (tyre makers vary
+the pitch so the tread does not sing): no two shots show the same run of blocks.
 
 They test what the defaults do with the held-out categories' frames, layouts and sizes (choices, time,
 memory), not how well they detect those categories' real defects.
@@ -90,15 +92,22 @@ def tread(rng: np.random.Generator, cut: bool) -> tuple[np.ndarray, np.ndarray]:
 DEFECT_KINDS = ("cut", "hole", "contamination")
 
 
-def subtle_tread(rng: np.random.Generator, defect: str | None) -> tuple[np.ndarray, np.ndarray]:
+def subtle_tread(rng: np.random.Generator, defect: str | None, pitches: tuple[int, ...] = (48,)
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """A BGR 800x600 frame of a rubber tread piece (blocks about 26, grooves about 10, background 20 with noise),
-    and the defect's mask. The piece is drawn upright, then shifted and turned together with its mask."""
+    and the defect's mask. The piece is drawn upright, then shifted and turned together with its mask. With
+    several ``pitches`` the blocks' lengths follow a random sequence of them, as real treads vary theirs."""
     height, width = 800, 600
     left, right, top, bottom = int(width * 0.33), int(width * 0.67), int(height * 0.17), int(height * 0.83)
     image = np.full((height, width), 20, np.float32)
     ys, xs = np.mgrid[top:bottom, left:right].astype(np.float32)
-    chevron = ys + 0.6 * np.abs(xs - (left + right) / 2) + rng.uniform(0, 48)
-    image[top:bottom, left:right] = np.where(chevron % 48 < 14, 10, 26)
+    chevron = ys + 0.6 * np.abs(xs - (left + right) / 2) + rng.uniform(0, max(pitches))
+    if len(pitches) == 1:
+        into_block = chevron % pitches[0]
+    else:
+        starts = np.concatenate([[0], np.cumsum(rng.choice(pitches, size=int(chevron.max()) // min(pitches) + 1))])
+        into_block = chevron - starts[np.searchsorted(starts, chevron, side="right") - 1]
+    image[top:bottom, left:right] = np.where(into_block < 14, 10, 26)
     image[top:bottom, left:right] += cv2.GaussianBlur(rng.normal(0, 3, (bottom - top, right - left)), (0, 0), 2)
     mask = np.zeros((height, width), np.uint8)
     cx, cy = int(rng.uniform(left + 25, right - 25)), int(rng.uniform(top + 25, bottom - 25))
@@ -148,6 +157,9 @@ def main() -> None:
     write_3dad(out / "tread_3dad", np.random.default_rng(1), GOOD_3DAD + [("test/cut", 30, True)], tread)
     write_3dad(out / "tread_subtle_3dad", np.random.default_rng(2),
                GOOD_3DAD + [(f"test/{kind}", 15, kind) for kind in DEFECT_KINDS], subtle_tread)
+    write_3dad(out / "tread_pitched_3dad", np.random.default_rng(3),
+               GOOD_3DAD + [(f"test/{kind}", 15, kind) for kind in DEFECT_KINDS],
+               lambda rng, defect: subtle_tread(rng, defect, pitches=(36, 48, 60)))
 
 
 if __name__ == "__main__":
