@@ -41,7 +41,8 @@ class Preprocess:
     (height, width) in pixels) would have its short side at ``work_size``; brightness is normalised;
     the part is (optionally) centred and turned onto its principal axis; the input is the crop
     ``crop`` = (width, height) in working sizes, its centre ``crop_offset`` from the part's centroid
-    along and across the axis (same units), resized to ``input_size`` = (height, width).
+    along and across the axis (same units; from the working image's centre when nothing is aligned), resized
+    to ``input_size`` = (height, width).
     Schema 1 (``frame_size`` None): the frame is squashed to a ``work_size`` square first.
     ``channels`` 1 is gray, 3 is colour in OpenCV's BGR order.
     """
@@ -292,7 +293,7 @@ PREPROCESS_FIELDS = {
     "photometric_target": number(0.0, 1.0, lo_open=True),
     "align": choice(ALIGN_METHODS),
     "crop": pair(number(0.0, CROP_MAX, lo_open=True)),
-    "crop_offset": pair(number(-1.0, 1.0)),
+    "crop_offset": pair(number(-CROP_MAX / 2, CROP_MAX / 2)),  # an unaligned crop at one end of a long frame
     "foreground_dark": boolean,
     "frame_size": pair(integer(MIN_INPUT_SIDE, 65536)),
 }

@@ -24,12 +24,15 @@ def fit_and_evaluate(data, tmp_path, *extra):
 
 def test_a_turning_tread_is_not_aligned_on_noise(tmp_path):
     """The tread's stripes split the part into many blobs: alignment would follow them, so none is chosen,
-    and the model sees the whole portrait frame, its aspect kept."""
+    and the model sees the region where the part lies (a portrait crop holding all of it), not the background."""
     data = write_tread_mvtec(tmp_path / "tread", np.random.default_rng(0))
     done, report, detector = fit_and_evaluate(data, tmp_path)
     spec = detector.metadata.preprocess
     assert spec.align == "none" and "no single clear part" in done.stderr
-    assert spec.frame_size == (96, 72) and spec.crop == (1.0, 96 / 72)
+    assert spec.frame_size == (96, 72) and spec.crop[0] * spec.crop[1] < 0.7 * 96 / 72
+    (left, right), (top, bottom) = ((72 * (offset + (side - crop) / 2), 72 * (offset + (side + crop) / 2))
+                                    for offset, side, crop in zip(spec.crop_offset, (1.0, 96 / 72), spec.crop))
+    assert left <= 0.3 * 72 and right >= 0.7 * 72 and top <= 0.12 * 96 and bottom >= 0.88 * 96  # the part, whole
     assert spec.input_size[0] > spec.input_size[1]  # a portrait input for a portrait frame
     assert detector.metadata.arch == "patchknn"  # an autoencoder cannot redraw a tread at random phase (AUROC 0.48)
     assert report["image_auroc"]["equalised_scale"] >= 0.95, report["image_auroc"]  # 1.00 measured

@@ -1,9 +1,13 @@
 """Unit tests of the training pieces: model shapes, loss, augmentation, calibration, metrics, preprocessing choice."""
+from dataclasses import replace
+
+import cv2
 import numpy as np
 import pytest
 import torch
 from pytorch_msssim import ssim
 
+from insightad_edge.preprocess import prepare_work
 from insightad_train.augment import PRESETS, augment
 from insightad_train.calibrate import quantile_threshold, youden_threshold
 from insightad_train.loss import HybridLoss
@@ -103,7 +107,7 @@ def test_a_bright_piece_of_a_dimmer_part_is_not_aligned_on():
     dim_part = [banded_part_image(rng, body=34)[0].astype(np.float32) / 255 for _ in range(24)]
     spec, why = derive_preprocess(dim_part, 64, (200, 150))
     assert spec.align == "none" and "a piece of what stands out from the background" in why, why
-    assert spec.crop == (1.0, 200 / 150)
+    assert _held_whole_by_crop(dim_part, spec, body=34)
     band_alone = [banded_part_image(rng, body=18)[0].astype(np.float32) / 255 for _ in range(24)]
     assert derive_preprocess(band_alone, 64, (200, 150))[0].align == "center"  # the band is then the whole part
 
@@ -160,3 +164,30 @@ def test_every_fit_setting_is_an_option_with_the_configs_default():
     options = {p.name: p.default for p in fit.params}
     assert set(FIT_DEFAULTS) <= set(options)
     assert all(options[name] == value for name, value in FIT_DEFAULTS.items())
+
+
+def _held_whole_by_crop(images: list[np.ndarray], spec, body: float) -> bool:
+    """Whether every pixel of every image's part body (its gray level ``body``, or brighter) lands in the input."""
+    inside = []
+    for image in images:
+        _, matrix = prepare_work(image, replace(spec, work_size=min(image.shape), photometric="none"))
+        ys, xs = np.nonzero(cv2.GaussianBlur(image, (0, 0), 2.0) > (body - 6) / 255)
+        u, v = matrix @ np.vstack([xs, ys, np.ones_like(xs)]).astype(np.float64)
+        inside.append(np.all((u >= 0) & (u < spec.input_size[1]) & (v >= 0) & (v < spec.input_size[0])))
+    return bool(np.all(inside))
+
+
+def test_an_unaligned_part_is_cropped_to_where_it_lies():
+    """A part that cannot be aligned on need not cost the model's pixels on empty background: the crop holds
+    wherever the parts lie in the training images, and nothing more than a margin; `--align none` keeps the
+    whole frame, and a texture filling the frame is left whole."""
+    rng = np.random.default_rng(1)
+    dim_part = [banded_part_image(rng, body=34)[0].astype(np.float32) / 255 for _ in range(24)]
+    spec, why = derive_preprocess(dim_part, 64, (200, 150))
+    assert spec.align == "none" and "cropped to where anything departs from the background" in why, why
+    assert spec.crop[0] * spec.crop[1] < 0.6 * (200 / 150)  # the part is 0.34 x 0.66 of the frame, moving 12 px
+    assert _held_whole_by_crop(dim_part, spec, body=34)
+    assert spec.input_size[0] > spec.input_size[1]  # the portrait part keeps a portrait input
+    assert derive_preprocess(dim_part, 64, (200, 150), align="none")[0].crop == (1.0, 200 / 150)
+    texture = [rng.uniform(0.3, 0.7, (150, 150)).astype(np.float32) for _ in range(8)]
+    assert derive_preprocess(texture, 64, (150, 150))[0].crop == (1.0, 1.0)
