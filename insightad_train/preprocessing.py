@@ -81,17 +81,19 @@ def where_parts_lie(normalised: list[np.ndarray]) -> tuple[float, float, float, 
     not background in the training images; None when that is most of the frame (REGION_SHARE_MAX), where a crop
     would gain the model little. A pixel is background when its mean squared departure from each image's
     background level (the frame edge's median, on copies blurred by sigma 2) is within REGION_SIGMAS of the frame
-    edge's own: averaged over the images, a dim body (12 gray levels under noise of 4) or a part seen there once
-    in twenty shots stands out, where one image's threshold would miss it. A part that cannot be aligned on then
-    still costs the model no pixels on empty background (a tread 0.33 x 0.66 of its frame: 1.6 times the
-    resolution); with too few images to tell, the box grows, which costs resolution, never the part."""
-    departure = np.zeros(normalised[0].shape[:2], np.float64)
+    edge's own, or below REGION_FLOOR. Averaged over the images, a dim body (12 gray levels under noise of 4) or
+    a part seen there once in twenty shots stands out, where one image's threshold would miss it; with too few
+    images to tell, the box grows, which costs resolution, never the part. A part that cannot be aligned on
+    then costs the model no pixels on empty background (a tread 0.33 x 0.66 of its frame: 1.6 times the
+    resolution)."""
+    departure = np.zeros(normalised[0].shape[:2], np.float64)  # mean squared departure, summed here
     for image in normalised:
         smooth = cv2.GaussianBlur(image, (0, 0), 2.0)
         departure += (smooth - np.median(np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]]))) ** 2
+    departure /= len(normalised)
     edge = np.concatenate([departure[0], departure[-1], departure[:, 0], departure[:, -1]])
     ratio = 1.0 + REGION_SIGMAS * math.sqrt(2.0 / len(normalised))  # a mean of n squared normal deviates: 1 ± sqrt(2/n)
-    part = (departure > ratio * max(float(np.median(edge)), 1e-12)).astype(np.uint8)
+    part = (departure > max(ratio * float(np.median(edge)), REGION_FLOOR ** 2)).astype(np.uint8)
     ys, xs = np.nonzero(cv2.morphologyEx(part, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
     if not len(xs):
         return None
@@ -173,6 +175,8 @@ BACKGROUND_STEP = 0.05    # ... and at least this far, in brightness-normalised 
 REGION_SHARE_MAX = 0.8    # a region over this share of the frame is left whole: cropping it gains the model little
 REGION_SIGMAS = 6.0       # how far beyond the frame edge's mean squared departure, in the spread of a mean of as many
                           # images, a pixel's must lie for it not to be background
+REGION_FLOOR = 0.01       # ... and a root mean square departure of this many normalised gray levels (on a clean
+                          # background a fraction of a gray level would otherwise count, and a lamp's slow falloff)
 WHOLE_SHARE = 0.4         # the segmented part's least share of what shows around it (screw: 0.66 or more in 9 of 10
                           # images; a bright band over a third of a dim body: 0.29)
 
