@@ -13,7 +13,7 @@ from insightad_train.calibrate import quantile_threshold, youden_threshold
 from insightad_train.loss import HybridLoss
 from insightad_train.metrics import auroc, precision_recall_f1
 from insightad_train.model import BottleneckAutoencoder, SeedAutoencoder, build_model
-from insightad_train.preprocessing import RANGE_FLOOR, derive_preprocess, input_shape
+from insightad_train.preprocessing import RANGE_FLOOR, derive_preprocess, input_shape, where_parts_lie
 from synthetic import banded_part_image, part_image
 
 
@@ -191,3 +191,22 @@ def test_an_unaligned_part_is_cropped_to_where_it_lies():
     assert derive_preprocess(dim_part, 64, (200, 150), align="none")[0].crop == (1.0, 200 / 150)
     texture = [rng.uniform(0.3, 0.7, (150, 150)).astype(np.float32) for _ in range(8)]
     assert derive_preprocess(texture, 64, (150, 150))[0].crop == (1.0, 1.0)
+
+
+
+def test_a_lamps_faint_falloff_is_not_taken_for_a_part():
+    """On a clean background (a tenth of a gray level of noise) a lamp that lights the middle one gray level more
+    than the edges departs from the frame edge's level by many times that noise: without the floor it would
+    count as part, and the crop would grow to the whole frame."""
+    rng = np.random.default_rng(2)
+    ys, xs = np.mgrid[0:200, 0:150]
+    lamp = (1 / 255) * np.exp(-((xs - 75) ** 2 + (ys - 100) ** 2) / (2 * 60.0 ** 2))
+    frames = []
+    for _ in range(24):
+        frame = 18 / 255 + lamp + rng.normal(0, 0.1 / 255, (200, 150))
+        top, left = rng.integers(55, 70), rng.integers(50, 60)
+        frame[top:top + 80, left:left + 40] = 60 / 255
+        frames.append(frame.astype(np.float32))
+    x0, y0, x1, y1 = where_parts_lie(frames)
+    assert x0 <= 50 / 150 and x1 >= 100 / 150 and y0 <= 55 / 150 and y1 >= 150 / 150  # every part, whole
+    assert (x1 - x0) * (y1 - y0) < 0.5 * (200 / 150)  # and not the falloff
