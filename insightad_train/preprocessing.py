@@ -82,11 +82,11 @@ def where_parts_lie(normalised: list[np.ndarray]) -> tuple[float, float, float, 
     would gain the model little. A pixel is background when its mean squared departure from each image's
     background level (the frame edge's median, on copies blurred by sigma 2) is within REGION_SIGMAS of the frame
     edge's own, or below REGION_FLOOR. Averaged over the images, a dim body (12 gray levels under noise of 4) or
-    a part seen there once in twenty shots stands out, where one image's threshold would miss it; with too few
-    images to tell, the box grows, which costs resolution, never the part. A part that cannot be aligned on
-    then costs the model no pixels on empty background (a tread 0.33 x 0.66 of its frame: 1.6 times the
+    a part that lies there in only some shots stands out, where one image's threshold would miss it; with too
+    few images to tell, the box grows, which costs resolution, never the part. A part that cannot be aligned
+    on then costs the model no pixels on empty background (a tread 0.33 x 0.66 of its frame: 1.6 times the
     resolution)."""
-    departure = np.zeros(normalised[0].shape[:2], np.float64)  # mean squared departure, summed here
+    departure = np.zeros(normalised[0].shape[:2], np.float64)  # per pixel, over the images
     for image in normalised:
         smooth = cv2.GaussianBlur(image, (0, 0), 2.0)
         departure += (smooth - np.median(np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]]))) ** 2
