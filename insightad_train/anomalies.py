@@ -17,6 +17,8 @@ import numpy as np
 
 from insightad_edge.preprocess import brightness_level, foreground, gray_of
 
+from .preprocessing import frame_edge
+
 KINDS = ("patch", "scratch", "blur", "brightness", "colour", "dent", "missing")
 SIZE = (0.03, 0.08)  # a defect's extent, as a share of the frame's short side
 
@@ -63,15 +65,11 @@ def corrupt(image: np.ndarray, kind: str, rng: np.random.Generator, donor: np.nd
         out = cv2.remap(image, xs + push * math.cos(angle), ys + push * math.sin(angle), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REFLECT)
     elif kind == "missing":
-        level = float(np.median(_border(image), axis=0).mean()) if image.ndim == 3 else float(np.median(_border(image)))
+        level = float(np.median(frame_edge(image), axis=0).mean()) if image.ndim == 3 else float(np.median(frame_edge(image)))
         out = image * (1 - weight) + level * weight
     else:
         raise ValueError(f"unknown synthetic defect {kind!r}; choose one of {KINDS}")
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def _border(image: np.ndarray) -> np.ndarray:
-    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
 
 
 def _place(image: np.ndarray, rng: np.random.Generator, dark: bool, radius: int) -> tuple[int, int]:

@@ -59,7 +59,7 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tup
     if align == "none":
         region = where_parts_lie(normalised) if chosen else None  # `--align none` keeps the whole frame
         spec = replace(base, foreground_dark=dark, align="none")
-        spec = region_crop(spec, region or (0.0, 0.0, *whole), image_size)
+        spec = region_crop(spec, region or (0.0, 0.0, *whole), whole, image_size)
         return spec, why if region is None else (
             f"{why}; cropped to where anything departs from the background in the training images "
             f"({region[2] - region[0]:.2f} x {region[3] - region[1]:.2f} of the short side; the frame: "
@@ -89,9 +89,9 @@ def where_parts_lie(normalised: list[np.ndarray]) -> tuple[float, float, float, 
     departure = np.zeros(normalised[0].shape[:2], np.float64)  # per pixel, over the images
     for image in normalised:
         smooth = cv2.GaussianBlur(image, (0, 0), 2.0)
-        departure += (smooth - np.median(np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]]))) ** 2
+        departure += (smooth - np.median(frame_edge(smooth))) ** 2
     departure /= len(normalised)
-    edge = np.concatenate([departure[0], departure[-1], departure[:, 0], departure[:, -1]])
+    edge = frame_edge(departure)
     ratio = 1.0 + REGION_SIGMAS * math.sqrt(2.0 / len(normalised))  # a mean of n squared normal deviates: 1 ± sqrt(2/n)
     part = (departure > max(ratio * float(np.median(edge)), REGION_FLOOR ** 2)).astype(np.uint8)
     ys, xs = np.nonzero(cv2.morphologyEx(part, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
@@ -107,10 +107,12 @@ def where_parts_lie(normalised: list[np.ndarray]) -> tuple[float, float, float, 
     return tuple(float(v) for v in box)
 
 
-def region_crop(spec: Preprocess, region: tuple[float, float, float, float], image_size: int) -> Preprocess:
-    """The unaligned crop of ``region`` (x0, y0, x1, y1 in short sides; the whole frame is one) and its input shape."""
+def region_crop(spec: Preprocess, region: tuple[float, float, float, float], whole: tuple[float, float],
+                image_size: int) -> Preprocess:
+    """The unaligned crop of ``region`` (x0, y0, x1, y1 in short sides) in a frame of ``whole`` (width, height in
+    short sides; the whole frame is a region too), and its input shape."""
     x0, y0, x1, y1 = region
-    width, height = spec.frame_size[1] / min(spec.frame_size), spec.frame_size[0] / min(spec.frame_size)
+    width, height = whole
     in_h, in_w = input_shape(image_size * image_size, (x1 - x0) / (y1 - y0))
     return replace(spec, crop=(x1 - x0, y1 - y0), crop_offset=((x0 + x1 - width) / 2, (y0 + y1 - height) / 2),
                    input_size=(in_h, in_w), work_size=_round16(max(in_w / (x1 - x0), in_h / (y1 - y0))))
@@ -220,7 +222,7 @@ def whole_share(image: np.ndarray, dark: bool) -> float:
     regions the part touches: near 1 when the segmentation found the whole part, low for a bright piece of it."""
     part = find_part(image, dark)
     smooth = cv2.GaussianBlur(image, (0, 0), 2.0)
-    border = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
+    border = frame_edge(smooth)
     level = float(np.median(border))
     noise = 1.4826 * float(np.median(np.abs(border - level)))
     rise = (level - smooth) if dark else (smooth - level)
@@ -229,6 +231,11 @@ def whole_share(image: np.ndarray, dark: bool) -> float:
     touched = np.unique(labels[part.blob > 0])
     around = np.isin(labels, touched[touched > 0]).sum()
     return float(part.blob.sum() / around) if around else 1.0
+
+
+def frame_edge(image: np.ndarray) -> np.ndarray:
+    """The pixels along the frame's four sides: where the background shows, for parts inside the frame."""
+    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
 
 
 def _held_whole(image: np.ndarray, dark: bool, spec: Preprocess) -> bool:
@@ -244,7 +251,7 @@ def _foreground_is_dark(images: list[np.ndarray]) -> bool:
     """The part is whatever differs from the frame's border: dark parts on a bright background, or the reverse."""
     votes = []
     for image in images:
-        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        border = frame_edge(image)
         votes.append(np.median(border) > np.mean(image))
     return bool(np.mean(votes) >= 0.5) if votes else True
 
@@ -252,7 +259,7 @@ def _foreground_is_dark(images: list[np.ndarray]) -> bool:
 def _part_stats(image: np.ndarray, dark: bool):
     """(area share, border contact share, axis ratio) of the segmented part, or None if it fills the frame."""
     mask = foreground(image, dark)[1]
-    border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    border = frame_edge(mask)
     share = float(mask.mean())
     if share == 0 or share > 0.6 or border.mean() > 0.02:
         return None
