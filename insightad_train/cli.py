@@ -64,6 +64,8 @@ def main(verbose: bool) -> None:
         help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64.")
 @option("place", type=click.FloatRange(min=0),
         help="patchknn: how much a patch's place in the aligned part counts against its look (0: not at all).")
+@option("context", type=click.FloatRange(min=0),
+        help="patchknn: how much the distance of a patch's surroundings (twice its extent) adds to its own (0: none).")
 @option("epochs", type=click.IntRange(min=1), help="More epochs on an existing run folder continue it.")
 @option("image_size", type=click.IntRange(min=32),
         help="Input pixels = size x size; aligned parts get the same area with their own aspect.")

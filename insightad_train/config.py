@@ -27,6 +27,7 @@ class FitConfig:
     arch: str = "auto"
     width: float = 0.5
     place: float = 1.0
+    context: float = 0.5
     image_size: int = 256
     epochs: int = 60
     batch_size: int = 16
@@ -47,3 +48,9 @@ class FitConfig:
 
 
 FIT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitConfig) if f.default is not dataclasses.MISSING}
+SAVED_BEFORE = {"context": 0.0}  # what a run saved before the field existed did: read so, it is read as it was
+
+
+def saved_config(saved: dict) -> FitConfig:
+    """A run's FitConfig as saved in its config.json or checkpoint, fields it predates filled as it ran."""
+    return FitConfig(**{**SAVED_BEFORE, **saved})

@@ -27,7 +27,7 @@ from insightad_edge.preprocess import decode, prepare_work, to_work
 from . import augment as augmentation
 from .anomalies import synthetic_validation
 from .calibrate import MIN_HOLDOUT, measure
-from .config import EXTENDABLE, FitConfig
+from .config import EXTENDABLE, FitConfig, saved_config
 from .data import fingerprint, load_dataset
 from .loss import HybridLoss
 from .model import AnomalyMapper, build_model
@@ -74,7 +74,7 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
 def build_scorer(config: FitConfig, spec: Preprocess) -> torch.nn.Module:
     """The configured model for this preprocessing (a patch's place counts only where parts are aligned)."""
     return build_model(config.arch, spec.input_size, spec.channels, config.width,
-                       place=config.place if spec.align != "none" else 0.0)
+                       place=config.place if spec.align != "none" else 0.0, context=config.context)
 
 
 def build_mapper(config: FitConfig, spec: Preprocess) -> AnomalyMapper:
@@ -86,7 +86,7 @@ def load_run(run: Path, device: str = "cpu") -> tuple[AnomalyMapper, ModelMetada
     if not (run / "model.pt").is_file() or not (run / "metadata.json").is_file():
         raise ModelError(f"{run} is not a finished training run (no model.pt / metadata.json): run fit first")
     metadata = ModelMetadata.from_json((run / "metadata.json").read_text())
-    config = FitConfig(**json.loads((run / "config.json").read_text()))
+    config = saved_config(json.loads((run / "config.json").read_text()))
     mapper = build_mapper(config, metadata.preprocess)
     mapper.load_state_dict(torch.load(run / "model.pt", map_location=device, weights_only=True))
     return mapper.eval(), metadata
@@ -136,7 +136,7 @@ def load_checkpoint(run: Path, config: FitConfig) -> dict | None:
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    before = {k: v for k, v in state["config"].items() if k not in EXTENDABLE}
+    before = {k: v for k, v in dataclasses.asdict(saved_config(state["config"])).items() if k not in EXTENDABLE}
     now = {k: v for k, v in dataclasses.asdict(config).items() if k not in EXTENDABLE}
     if before != now:
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))

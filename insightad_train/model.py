@@ -65,12 +65,14 @@ class PatchKNN(nn.Module):
     described by its PCA coordinates, the part of it the PCA cannot express (what no good patch has), and,
     for aligned parts, its place (weighted by ``place``), so a thread is compared with threads where threads
     are. It copes with parts whose texture shifts between shots, which an autoencoder cannot redraw.
+    With ``context``, the same at twice the extent, in a bank of its own, adds (so weighted) how far the
+    patch's surroundings are from any good surroundings: a label that is right alone but wrong next to that fill.
     """
 
     def __init__(self, input_size: tuple[int, int], channels: int = 1, patch: int = 7, stride: int = 2,
-                 dims: int = 24, bank: int = 1024, place: float = 0.0):
+                 dims: int = 24, bank: int = 1024, place: float = 0.0, context: float = 0.0):
         super().__init__()
-        self.stride, self.patch, self.place_weight = stride, patch, place
+        self.stride, self.patch, self.place_weight, self.context_weight = stride, patch, place, context
         grid = (input_size[0] // stride, input_size[1] // stride)
         self.project = nn.Conv2d(channels, dims, patch, padding=patch // 2)
         self.register_buffer("patch_mean", torch.zeros(1, channels, patch, patch))
@@ -79,50 +81,92 @@ class PatchKNN(nn.Module):
         self.register_buffer("place", torch.stack([xs, ys])[None])
         self.register_buffer("place_scale", torch.zeros(1))
         self.register_buffer("unit", torch.ones(1))  # features in units of their spread: distances near 1
+        if context:  # a model without it has the state it had before it existed
+            self.context_project = nn.Conv2d(channels, dims, patch, padding=patch // 2)
+            self.register_buffer("context_patch_mean", torch.zeros(1, channels, patch, patch))
+            self.register_buffer("context_bank", torch.zeros(bank, dims + 1))
+            self.register_buffer("context_unit", torch.ones(1))
         self.input_size = tuple(input_size)
+
+    def scales(self) -> list[tuple[int, nn.Conv2d, torch.Tensor, torch.Tensor]]:
+        """(stride, projection, mean patch, unit) of the patch, and of its surroundings if they count."""
+        scales = [(self.stride, self.project, self.patch_mean, self.unit)]
+        if self.context_weight:
+            scales.append((2 * self.stride, self.context_project, self.context_patch_mean, self.context_unit))
+        return scales
+
+    def described(self, x: torch.Tensor, scale) -> torch.Tensor:
+        """(batch, dims + 1, h / stride, w / stride): the patches' PCA coordinates and residual at one scale."""
+        stride, project, patch_mean, unit = scale
+        pooled = F.avg_pool2d(x, stride)
+        coords = project(pooled)
+        pad = self.patch // 2
+        centred_sq = (F.conv2d(pooled * pooled, torch.ones_like(patch_mean), padding=pad)
+                      - 2 * F.conv2d(pooled, patch_mean, padding=pad) + (patch_mean ** 2).sum())
+        residual = torch.sqrt(torch.clamp(centred_sq - (coords ** 2).sum(dim=1, keepdim=True), min=0.0))
+        return torch.cat([coords, residual], dim=1) * unit
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, dims + 3, h / stride, w / stride): PCA coordinates, residual, place."""
-        pooled = F.avg_pool2d(x, self.stride)
-        coords = self.project(pooled)
-        pad = self.patch // 2
-        centred_sq = (F.conv2d(pooled * pooled, torch.ones_like(self.patch_mean), padding=pad)
-                      - 2 * F.conv2d(pooled, self.patch_mean, padding=pad) + (self.patch_mean ** 2).sum())
-        residual = torch.sqrt(torch.clamp(centred_sq - (coords ** 2).sum(dim=1, keepdim=True), min=0.0))
         place = (self.place * self.place_scale).expand(x.shape[0], -1, -1, -1)
-        return torch.cat([coords * self.unit, residual * self.unit, place], dim=1)
+        return torch.cat([self.described(x, self.scales()[0]), place], dim=1)
+
+    def context_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.described(x, self.scales()[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The distance map (batch, 1, h, w): squared distance of each patch to its nearest good patch."""
-        f = self.features(x)
-        height, width = f.shape[-2:]
-        patches = f.flatten(2).transpose(1, 2)  # (batch, places, dims): the minimum then runs along memory
-        distance = ((patches ** 2).sum(dim=2, keepdim=True) - 2 * patches @ self.bank.T + (self.bank ** 2).sum(dim=1))
-        nearest = torch.clamp(distance.min(dim=2).values, min=0.0).reshape(-1, 1, height, width)
+        """The distance map (batch, 1, h, w): squared distance of each patch to its nearest good patch, plus
+        (weighted) that of its surroundings."""
+        nearest = nearest_distance(self.features(x), self.bank)
+        if self.context_weight:
+            around = nearest_distance(self.context_features(x), self.context_bank)
+            nearest = nearest + self.context_weight * F.interpolate(around, size=nearest.shape[-2:], mode="bilinear",
+                                                                    align_corners=False)
         return F.interpolate(nearest, size=self.input_size, mode="bilinear", align_corners=False)
 
     @torch.no_grad()
     def fit_on(self, inputs: torch.Tensor, seed: int = 0, candidates: int = 30000) -> None:
-        """Learn the PCA and fill the memory bank from good images' inputs (n, channels, h, w)."""
+        """Learn the PCAs and fill the memory banks from good images' inputs (n, channels, h, w)."""
         generator = torch.Generator().manual_seed(seed)
-        pooled = F.avg_pool2d(inputs, self.stride)
-        patches = F.unfold(pooled, self.patch, padding=self.patch // 2).transpose(1, 2).reshape(-1, pooled.shape[1]
-                                                                                                * self.patch ** 2)
-        sample = patches[torch.randperm(len(patches), generator=generator)[:candidates]]
-        mean = sample.mean(dim=0)
-        _, _, vh = torch.linalg.svd(sample - mean, full_matrices=False)
-        basis = vh[:self.project.out_channels]
-        self.project.weight.copy_(basis.reshape(self.project.weight.shape))
-        self.project.bias.copy_(-(basis @ mean))
-        self.patch_mean.copy_(mean.reshape(self.patch_mean.shape))
-        self.place_scale.fill_(0.0)
-        coords = torch.cat([self.features(batch) for batch in inputs.split(16)])
-        self.unit.fill_(1.0 / max(float(coords[:, :-2].std(dim=(0, 2, 3)).norm()), 1e-6))
+        for stride, project, patch_mean, unit in self.scales():
+            pooled = F.avg_pool2d(inputs, stride)
+            patches = F.unfold(pooled, self.patch, padding=self.patch // 2).transpose(1, 2).reshape(
+                -1, pooled.shape[1] * self.patch ** 2)
+            sample = patches[torch.randperm(len(patches), generator=generator)[:candidates]]
+            mean = sample.mean(dim=0)
+            _, _, vh = torch.linalg.svd(sample - mean, full_matrices=False)
+            basis = vh[:project.out_channels]
+            project.weight.copy_(basis.reshape(project.weight.shape))
+            project.bias.copy_(-(basis @ mean))
+            patch_mean.copy_(mean.reshape(patch_mean.shape))
+            unit.fill_(1.0)
+            described = torch.cat([self.described(batch, (stride, project, patch_mean, unit))
+                                   for batch in inputs.split(16)])
+            unit.fill_(1.0 / max(float(described.std(dim=(0, 2, 3)).norm()), 1e-6))
         self.place_scale.fill_(self.place_weight)
-        every = torch.cat([self.features(batch) for batch in inputs.split(16)])
-        every = every.permute(0, 2, 3, 1).reshape(-1, every.shape[1])
-        pool = every[torch.randperm(len(every), generator=generator)[:candidates]]
-        self.bank.copy_(k_centres(pool, len(self.bank), generator))
+        self.bank.copy_(_thinned(self.features, inputs, len(self.bank), generator, candidates))
+        if self.context_weight:
+            self.context_bank.copy_(_thinned(self.context_features, inputs, len(self.context_bank), generator,
+                                             candidates))
+
+
+def nearest_distance(features: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, h, w): each place's squared distance to its nearest row of ``bank``. One product of
+    [f, 1] with [-2 b, |b|^2] then the minimum: the (places x bank) matrix is passed over once, not three times."""
+    height, width = features.shape[-2:]
+    patches = features.flatten(2).transpose(1, 2)  # (batch, places, dims): the minimum then runs along memory
+    ones = torch.ones_like(patches[..., :1])
+    memory = torch.cat([-2 * bank, (bank ** 2).sum(dim=1, keepdim=True)], dim=1)
+    nearest = (torch.cat([patches, ones], dim=2) @ memory.T).min(dim=2).values + (patches ** 2).sum(dim=2)
+    return torch.clamp(nearest, min=0.0).reshape(-1, 1, height, width)
+
+
+def _thinned(describe, inputs: torch.Tensor, count: int, generator: torch.Generator, candidates: int) -> torch.Tensor:
+    """A memory bank of ``count`` of the good images' described patches (a random pool of ``candidates``)."""
+    every = torch.cat([describe(batch) for batch in inputs.split(16)])
+    every = every.permute(0, 2, 3, 1).reshape(-1, every.shape[1])
+    pool = every[torch.randperm(len(every), generator=generator)[:candidates]]
+    return k_centres(pool, count, generator)
 
 
 def k_centres(points: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -139,7 +183,7 @@ def k_centres(points: torch.Tensor, count: int, generator: torch.Generator) -> t
 
 
 def build_model(arch: str, input_size: tuple[int, int], channels: int = 1, width: float = 1.0,
-                place: float = 0.0) -> nn.Module:
+                place: float = 0.0, context: float = 0.0) -> nn.Module:
     """The named architecture for inputs of (height, width), both multiples of 16; ``width`` is for bottleneck,
     ``place`` (the weight of a patch's position) for patchknn."""
     if input_size[0] % 16 or input_size[1] % 16:
@@ -150,7 +194,7 @@ def build_model(arch: str, input_size: tuple[int, int], channels: int = 1, width
         return BottleneckAutoencoder(tuple(input_size), channels, width=width)
     if arch == "patchknn":  # about 64 x 64 patch positions whatever the input size
         stride = max(2, round(math.sqrt(input_size[0] * input_size[1]) / 64))
-        return PatchKNN(tuple(input_size), channels, stride=stride, place=place)
+        return PatchKNN(tuple(input_size), channels, stride=stride, place=place, context=context)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
 
 

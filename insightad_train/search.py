@@ -26,7 +26,7 @@ from insightad_edge.detector import Detector, run_pipeline
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode, prepare
 
-from .config import CANDIDATES, SEARCH_MINUTES, UNALIGNED, FitConfig
+from .config import CANDIDATES, SEARCH_MINUTES, UNALIGNED, FitConfig, saved_config
 
 log = logging.getLogger(__name__)
 PATH_MS, MODEL_MS = 25.0, 10.0           # what a line can wait for one 1024x1024 frame on the edge PC
@@ -116,7 +116,7 @@ def table(run: Path) -> list[str]:
 def _finished(folder: Path, config: FitConfig) -> ModelMetadata | None:
     """A candidate already fitted with this configuration (a rerun of the same command skips it)."""
     try:
-        same = json.loads((folder / "config.json").read_text()) == dataclasses.asdict(config)
+        same = saved_config(json.loads((folder / "config.json").read_text())) == config
         return ModelMetadata.from_json((folder / "metadata.json").read_text()) if same and (
             folder / "validation.json").is_file() else None
     except (OSError, ValueError):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from insightad_edge.detector import run_pipeline
 from insightad_edge.preprocess import decode, prepare_work, to_work
 from insightad_train.anomalies import synthetic_validation
-from insightad_train.config import FitConfig
+from insightad_train.config import saved_config
 from insightad_train.data import load_dataset, read_mask
 from insightad_train.evaluate import HONEST, PIXEL_SIZE, dataset_level, equalise
 from insightad_train.fit import TorchInfer, load_run, split_holdout
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--maps", default="squared,absolute,ssim1.5,ssim3,gradient,squared+ssim1.5,squared+gradient")
     args = parser.parse_args()
     mapper, metadata = load_run(args.run)
-    config = FitConfig(**json.loads((args.run / "config.json").read_text()))
+    config = saved_config(json.loads((args.run / "config.json").read_text()))
     dataset = load_dataset(Path(config.data))
     train, holdout = split_holdout(dataset.train, config.holdout, config.seed)
     spec = metadata.preprocess

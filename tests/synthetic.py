@@ -38,18 +38,24 @@ def part_image(rng: np.random.Generator, size: int = 128, angle: float | None = 
     return image.astype(np.uint8), mask
 
 
-def write_mvtec(root: Path, rng: np.random.Generator, n_train: int = 32, n_test: int = 4, size: int = 96) -> Path:
-    """An MVTec-AD-layout folder: train/good, test/good, test/scratch with ground_truth masks."""
-    folders = {"train/good": (n_train, False), "test/good": (n_test, False), "test/scratch": (n_test, True)}
-    for folder, (count, defect) in folders.items():
+def write_category(root: Path, draw, defect: str, n_train: int, n_test: int) -> Path:
+    """An MVTec-AD-layout folder: train/good, test/good and test/DEFECT with its ground_truth masks, each image
+    and mask drawn by ``draw(defective)``."""
+    for folder, count, defective in (("train/good", n_train, False), ("test/good", n_test, False),
+                                     (f"test/{defect}", n_test, True)):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image, mask = part_image(rng, size, defect=defect)
+            image, mask = draw(defective)
             cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
-            if defect:
-                (root / "ground_truth/scratch").mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / "ground_truth/scratch" / f"{i:03d}_mask.png"), mask)
+            if defective:
+                (root / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "ground_truth" / defect / f"{i:03d}_mask.png"), mask)
     return root
+
+
+def write_mvtec(root: Path, rng: np.random.Generator, n_train: int = 32, n_test: int = 4, size: int = 96) -> Path:
+    """An MVTec-AD-layout folder of the screw-like part, scratched on test/scratch."""
+    return write_category(root, lambda defective: part_image(rng, size, defect=defective), "scratch", n_train, n_test)
 
 
 def background(rng: np.random.Generator, height: int, width: int, level: float = 200.0) -> np.ndarray:
@@ -93,16 +99,7 @@ def colour_part_image(rng: np.random.Generator, size: int = 96, defect: bool = F
 
 def write_colour_mvtec(root: Path, rng: np.random.Generator, n_train: int = 36, n_test: int = 8, size: int = 64) -> Path:
     """An MVTec-layout folder of colour parts whose only defect is a change of hue."""
-    for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),
-                                  ("test/stain", n_test, True)):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            image, mask = colour_part_image(rng, size, defect)
-            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
-            if defect:
-                (root / "ground_truth/stain").mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / "ground_truth/stain" / f"{i:03d}_mask.png"), mask)
-    return root
+    return write_category(root, lambda defective: colour_part_image(rng, size, defective), "stain", n_train, n_test)
 
 
 def tread_part_image(rng: np.random.Generator, width: int = 72, height: int = 96,
@@ -151,27 +148,33 @@ def banded_part_image(rng: np.random.Generator, body: float, width: int = 150, h
 
 def write_banded_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 10) -> Path:
     """An MVTec-layout folder of the part with a bright band over the middle of a dim body."""
-    for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),
-                                  ("test/cut", n_test, True)):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            image, mask = banded_part_image(rng, body=34, defect=defect)
-            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
-            if defect:
-                (root / "ground_truth/cut").mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / "ground_truth/cut" / f"{i:03d}_mask.png"), mask)
-    return root
+    return write_category(root, lambda defective: banded_part_image(rng, body=34, defect=defective), "cut",
+                          n_train, n_test)
 
 
 def write_tread_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 10) -> Path:
     """An MVTec-layout folder of the turning tread part."""
-    for folder, count, defect in (("train/good", n_train, False), ("test/good", n_test, False),
-                                  ("test/cut", n_test, True)):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            image, mask = tread_part_image(rng, defect=defect)
-            cv2.imwrite(str(root / folder / f"{i:03d}.png"), image)
-            if defect:
-                (root / "ground_truth/cut").mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / "ground_truth/cut" / f"{i:03d}_mask.png"), mask)
-    return root
+    return write_category(root, lambda defective: tread_part_image(rng, defect=defective), "cut", n_train, n_test)
+
+
+def paired_marks_image(rng: np.random.Generator, size: int = 64, defect: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A gray uint8 frame: a fixtured product (placed within 2 pixels) with two small marks 22 pixels apart,
+    both bright or both dark (two variants); the defect pairs a bright mark with a dark one. Each mark alone,
+    with what lies within 7 pixels of it, is as in good frames: a logical anomaly, only wrong beside the other."""
+    image = np.full((size, size), 128, np.float32) + rng.normal(0, 3, (size, size)).astype(np.float32)
+    cx, cy = (size // 2 + int(v) for v in rng.integers(-2, 3, 2))
+    levels = [220, 40] if defect else [rng.choice([220, 40])] * 2
+    if defect and rng.random() < 0.5:
+        levels.reverse()
+    for x, level in zip((cx - 11, cx + 11), levels):
+        image[cy - 2:cy + 3, x - 2:x + 3] = level
+    mask = np.zeros((size, size), np.uint8)
+    if defect:
+        mask[cy - 4:cy + 5, cx - 15:cx + 16] = 255
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def write_paired_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, n_test: int = 12) -> Path:
+    """An MVTec-layout folder of the paired marks, mismatched on test/mismatch."""
+    return write_category(root, lambda defective: paired_marks_image(rng, defect=defective), "mismatch",
+                          n_train, n_test)

@@ -64,3 +64,18 @@ def test_an_elongated_part_is_rotated_only_because_it_helps(tmp_path):
         part = part_image(rng, 96)[0]
         original, wide = detector(part), detector(embed(part, rng, 96, 160))
         assert wide.score == pytest.approx(original.score, rel=0.1), seed
+
+
+def test_a_patch_scorer_sees_what_lies_around_each_patch(tmp_path):
+    """A logical anomaly: each mark looks right on its own and is wrong only beside the other. The patch
+    scorer's surroundings (twice a patch's extent) see the pair; without them (--context 0) it cannot."""
+    from synthetic import write_paired_mvtec
+
+    data = write_paired_mvtec(tmp_path / "paired", np.random.default_rng(0))
+    aurocs = {}
+    for context in ("0.5", "0"):
+        _, report, detector = fit_and_evaluate(data, tmp_path / context, "--arch", "patchknn", "--align", "none",
+                                               "--context", context)
+        aurocs[context] = report["image_auroc"]["equalised_scale"]
+    assert detector.metadata.arch == "patchknn" and detector.metadata.preprocess.input_size == (64, 64)
+    assert aurocs["0.5"] >= 0.9 and aurocs["0"] <= 0.7, aurocs
