@@ -140,8 +140,9 @@ def load_checkpoint(run: Path, config: FitConfig) -> dict | None:
     now = {k: v for k, v in dataclasses.asdict(config).items() if k not in EXTENDABLE}
     if before != now:
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        raise ValueError(f"{run} holds a run with another configuration ({', '.join(changed)} differ); "
-                         "use a new --out folder")
+        differ = ", ".join(f"{k} {before.get(k)!r} there, {now.get(k)!r} now" for k in changed)
+        raise ValueError(f"{run} holds a run with another configuration ({differ}); ask for its values to go on "
+                         "with it, or use a new --out folder")
     if state["epoch"] + 1 > config.epochs:
         raise ValueError(f"{run} already trained {state['epoch'] + 1} epochs; ask for more to continue it")
     log.info("continuing %s after epoch %d", run, state["epoch"] + 1)

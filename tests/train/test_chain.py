@@ -121,6 +121,29 @@ def test_a_run_folder_refuses_another_configuration(mvtec, tmp_path):
     assert refused.exit_code == 2 and "another configuration" in refused.stderr
 
 
+def test_a_run_saved_before_a_setting_existed_is_read_as_it_ran(mvtec, tmp_path):
+    """A run from before --context (no such field in its config.json or checkpoint) exports as it did, and
+    going on with it says which value it ran with."""
+    run, old = tmp_path / "run", tmp_path / "old"
+    assert invoke(train, "fit", "--data", mvtec, "--out", run, "--arch", "patchknn", "--context", "0",
+                  *TINY).exit_code == 0
+    assert invoke(train, "fit", "--data", mvtec, "--out", old, "--arch", "bottleneck", "--epochs", "1",
+                  *TINY).exit_code == 0
+    for folder in (run, old):
+        saved = json.loads((folder / "config.json").read_text())
+        del saved["context"]
+        (folder / "config.json").write_text(json.dumps(saved))
+    checkpoint = torch.load(old / "checkpoint.pt", weights_only=True)
+    del checkpoint["config"]["context"]
+    torch.save(checkpoint, old / "checkpoint.pt")
+    assert invoke(train, "export", run, "--out", tmp_path / "m.onnx").exit_code == 0
+    assert Detector(tmp_path / "m.onnx").metadata.arch == "patchknn"
+    refused = invoke(train, "fit", "--data", mvtec, "--out", old, "--arch", "bottleneck", "--epochs", "2", *TINY)
+    assert refused.exit_code == 2 and "context 0.0 there, 0.5 now" in refused.stderr, refused.output
+    assert invoke(train, "fit", "--data", mvtec, "--out", old, "--arch", "bottleneck", "--epochs", "2",
+                  "--context", "0", *TINY).exit_code == 0
+
+
 def test_too_few_good_images_are_refused_with_the_minimum(tmp_path):
     from synthetic import write_mvtec
 
