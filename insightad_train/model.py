@@ -112,6 +112,8 @@ class PatchKNN(nn.Module):
         return torch.cat([self.described(x, self.scales()[0]), place], dim=1)
 
     def context_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, dims + 1, h / 2 stride, w / 2 stride): the surroundings' PCA coordinates and residual (the
+        place counts once, with the patch)."""
         return self.described(x, self.scales()[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
