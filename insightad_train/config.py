@@ -48,7 +48,7 @@ class FitConfig:
 
 
 FIT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitConfig) if f.default is not dataclasses.MISSING}
-SAVED_BEFORE = {"context": 0.0}  # what a run saved before the field existed did: read so, it is read as it was
+SAVED_BEFORE = {"context": 0.0}  # fields newer than some saved runs, at the value that does what those runs did
 
 
 def saved_config(saved: dict) -> FitConfig:

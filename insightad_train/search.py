@@ -119,7 +119,7 @@ def _finished(folder: Path, config: FitConfig) -> ModelMetadata | None:
         same = saved_config(json.loads((folder / "config.json").read_text())) == config
         return ModelMetadata.from_json((folder / "metadata.json").read_text()) if same and (
             folder / "validation.json").is_file() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # TypeError: a config.json with a field FitConfig does not know
         return None
 
 
