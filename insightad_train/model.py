@@ -130,7 +130,8 @@ class PatchKNN(nn.Module):
     def fit_on(self, inputs: torch.Tensor, seed: int = 0, candidates: int = 30000) -> None:
         """Learn the PCAs and fill the memory banks from good images' inputs (n, channels, h, w)."""
         generator = torch.Generator().manual_seed(seed)
-        for stride, project, patch_mean, unit in self.scales():
+        for scale in self.scales():
+            stride, project, patch_mean, unit = scale
             pooled = F.avg_pool2d(inputs, stride)
             patches = F.unfold(pooled, self.patch, padding=self.patch // 2).transpose(1, 2).reshape(
                 -1, pooled.shape[1] * self.patch ** 2)
@@ -142,8 +143,7 @@ class PatchKNN(nn.Module):
             project.bias.copy_(-(basis @ mean))
             patch_mean.copy_(mean.reshape(patch_mean.shape))
             unit.fill_(1.0)
-            described = torch.cat([self.described(batch, (stride, project, patch_mean, unit))
-                                   for batch in inputs.split(16)])
+            described = torch.cat([self.described(batch, scale) for batch in inputs.split(16)])
             unit.fill_(1.0 / max(float(described.std(dim=(0, 2, 3)).norm()), 1e-6))
         self.place_scale.fill_(self.place_weight)
         self.bank.copy_(_thinned(self.features, inputs, len(self.bank), generator, candidates))

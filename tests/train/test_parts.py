@@ -193,7 +193,6 @@ def test_an_unaligned_part_is_cropped_to_where_it_lies():
     assert derive_preprocess(texture, 64, (150, 150))[0].crop == (1.0, 1.0)
 
 
-
 def test_a_lamps_faint_falloff_is_not_taken_for_a_part():
     """On a clean background (a tenth of a gray level of noise) a lamp that lights the middle one gray level more
     than the edges departs from the frame edge's level by many times that noise: without the floor it would
