@@ -123,4 +123,4 @@ def synthetic_validation(metadata, infer, holdout, seed: int) -> dict:
     return {"auroc": auroc(defective, scores), "by_kind": by_kind,
             "caught_at_threshold": float(np.mean(scores[defective] > metadata.threshold.value)),
             "good_flagged_at_threshold": float(np.mean(good > metadata.threshold.value)),
-            "n_good": int(len(good)), "n_synthetic": int(defective.sum())}
+            "n_good": len(good), "n_synthetic": int(defective.sum())}

@@ -131,7 +131,8 @@ def fit(data: Path, out: Path, device: str, time_budget: float | None, **options
 def evaluate(model: Path, data: Path, out: Path | None) -> None:
     """Score the test split with MODEL (a run folder or an exported .onnx) and write the report."""
     _require_torch()
-    from .evaluate import HONEST, evaluate as run_evaluate
+    from .evaluate import HONEST
+    from .evaluate import evaluate as run_evaluate
 
     out = out or (model / "report" if model.is_dir() else model.with_name(model.stem + "_report"))
     try:
@@ -198,7 +199,8 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     import cv2
     import numpy as np
 
-    from .augment import PRESETS, augment as transform
+    from .augment import PRESETS
+    from .augment import augment as transform
     from .data import load_dataset
 
     out.mkdir(parents=True, exist_ok=True)

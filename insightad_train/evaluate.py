@@ -206,12 +206,12 @@ def render_markdown(report: dict) -> str:
         "## Image-level AUROC", "",
         "| input | model | median-brightness baseline |", "|---|---:|---:|",
         f"| raw | {a['raw']:.3f} | {b['raw']:.3f} |",
-        f"| equalised (scaled to the dataset's median, {report['equalised_level'] * 255:.0f}) — **the honest number** "
-        f"| **{a['equalised_scale']:.3f}** | {b['equalised']:.3f} |",
+        (f"| equalised (scaled to the dataset's median, {report['equalised_level'] * 255:.0f}) — **the honest number** "
+         f"| **{a['equalised_scale']:.3f}** | {b['equalised']:.3f} |"),
         f"| equalised (shifted to {report['equalised_level'] * 255:.0f}) | {a['equalised_shift']:.3f} | {b['equalised']:.3f} |",
         "",
-        "Brightness alone can separate a test split whose good and defective images were lit differently; "
-        "equalised inputs remove that cue, so only the equalised AUROC measures defect detection.",
+        ("Brightness alone can separate a test split whose good and defective images were lit differently; "
+         "equalised inputs remove that cue, so only the equalised AUROC measures defect detection."),
         "",
     ]
     if report["pixel_auroc"] is not None:
@@ -219,10 +219,10 @@ def render_markdown(report: dict) -> str:
     if report.get("from_the_defects"):
         f = report["from_the_defects"]
         lines += ["## Do the scores come from the defects?", "",
-                  f"Image AUROC from the maps' maxima {f['auroc_map_max']:.3f}; with the defect regions (dilated by "
-                  f"{f['dilation']:.0%} of the image) cut out of the maps **{f['auroc_defects_cut_out']:.3f}** (near 0.5 "
-                  "when the scores come from the defects); map peaks inside the defect region on "
-                  f"**{f['peaks_in_defect']:.0%}** of the defective images.", ""]
+                  (f"Image AUROC from the maps' maxima {f['auroc_map_max']:.3f}; with the defect regions (dilated by "
+                   f"{f['dilation']:.0%} of the image) cut out of the maps **{f['auroc_defects_cut_out']:.3f}** (near 0.5 "
+                   "when the scores come from the defects); map peaks inside the defect region on "
+                   f"**{f['peaks_in_defect']:.0%}** of the defective images."), ""]
     lines += ["## At the calibrated threshold", "", "| input | precision | recall | F1 |", "|---|---:|---:|---:|"]
     for condition, m in report["at_threshold"].items():
         lines.append(f"| {condition} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")

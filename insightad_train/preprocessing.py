@@ -14,10 +14,9 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from insightad_edge.metadata import CROP_MAX, Preprocess
 from insightad_edge.errors import NotInspectable
-from insightad_edge.preprocess import (brightness_level, find_part, foreground, normalise_brightness, part_axes,
-                                       prepare_work)
+from insightad_edge.metadata import CROP_MAX, Preprocess
+from insightad_edge.preprocess import brightness_level, find_part, foreground, normalise_brightness, part_axes, prepare_work
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ RANGE_FLOOR = 0.5   # where a dark scene's bright end is raised to: an autoencod
 
 
 def _round16(value: float) -> int:
-    return max(16, int(round(value / 16.0)) * 16)
+    return max(16, round(value / 16.0) * 16)
 
 
 def input_shape(pixels: int, aspect: float) -> tuple[int, int]:
