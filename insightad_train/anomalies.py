@@ -65,7 +65,7 @@ def corrupt(image: np.ndarray, kind: str, rng: np.random.Generator, donor: np.nd
         out = cv2.remap(image, xs + push * math.cos(angle), ys + push * math.sin(angle), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REFLECT)
     elif kind == "missing":
-        level = float(np.median(frame_edge(image), axis=0).mean()) if image.ndim == 3 else float(np.median(frame_edge(image)))
+        level = float(np.median(frame_edge(image), axis=0).mean())  # gray: the median; colour: its channels' mean
         out = image * (1 - weight) + level * weight
     else:
         raise ValueError(f"unknown synthetic defect {kind!r}; choose one of {KINDS}")
