@@ -1,10 +1,11 @@
 """Rescore a trained autoencoder run with other error maps: synthetic validation and the real equalised test.
 
-    python scripts/error_maps.py RUN [--maps squared,absolute,ssim1.5,ssim3,gradient,squared+ssim1.5]
+    python scripts/error_maps.py RUN [--maps squared,absolute,ssim1.5,ssim3,gradient,squared+ssim1.5,band3,shift3]
 
 RUN is a finished `fit --arch bottleneck` (or seed) folder. Each map is computed from the run's own
 reconstructions, pre-blurred and standardised per pixel on the training images as `fit` does the squared
-error; "a+b" averages two standardised maps. Prints, per map, the synthetic-defect AUROC on the held-back
+error; "a+b" averages two standardised maps; "bandK" and "shiftK" forgive the reconstruction a shift within
+K x K pixels (the distance to its range there, or the least error over its shifts). Prints, per map, the synthetic-defect AUROC on the held-back
 images, the test split's image and pixel AUROC (equalised to the dataset's median level) and the F1 at the
 99th percentile of the held-back scores. Writes no image.
 """
@@ -55,6 +56,16 @@ def error(kind: str, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         e = (x - r).abs()
     elif kind.startswith("ssim"):
         e = ssim_error(x, r, float(kind[4:]))
+    elif kind.startswith("band"):  # distance to the reconstruction's range in a k x k window: a phase shift is no error
+        k = int(kind[4:])
+        high = F.max_pool2d(r, k, stride=1, padding=k // 2)
+        low = -F.max_pool2d(-r, k, stride=1, padding=k // 2)
+        e = F.relu(x - high) ** 2 + F.relu(low - x) ** 2
+    elif kind.startswith("shift"):  # the least squared error over shifts of the reconstruction within k x k
+        k = int(kind[5:])
+        padded = F.pad(r, (k // 2,) * 4, mode="replicate")
+        h, w = x.shape[-2:]
+        e = torch.stack([(x - padded[..., i:i + h, j:j + w]) ** 2 for i in range(k) for j in range(k)]).amin(dim=0)
     elif kind == "gradient":
         (gx, gy), (hx, hy) = gradients(x), gradients(r)
         e = (gx - hx) ** 2 + (gy - hy) ** 2
