@@ -26,12 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from insightad_edge import Detector  # noqa: E402
-from insightad_edge import preprocess  # noqa: E402
-from insightad_edge.detector import default_model_path, run_pipeline  # noqa: E402
-from insightad_train.data import load_dataset  # noqa: E402  (torch-free module)
-from insightad_train.evaluate import dataset_level, equalise  # noqa: E402  (torch-free module)
-from insightad_train.metrics import auroc  # noqa: E402
+from insightad_edge import Detector, preprocess
+from insightad_edge.detector import default_model_path, run_pipeline
+from insightad_train.data import load_dataset  # torch-free module
+from insightad_train.evaluate import dataset_level, equalise  # torch-free module
+from insightad_train.metrics import auroc
 
 
 def percentiles(samples: list[float]) -> dict:

@@ -23,14 +23,14 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge_path import machine  # noqa: E402
+from edge_path import machine
 
-from insightad_edge import Detector  # noqa: E402
-from insightad_edge.evidence import Evidence  # noqa: E402
-from insightad_edge.inspections import InspectionLog  # noqa: E402
-from insightad_edge.sources import Stop  # noqa: E402
-from insightad_edge.station import Station  # noqa: E402
-from insightad_train.data import load_dataset  # noqa: E402  (torch-free module)
+from insightad_edge import Detector
+from insightad_edge.evidence import Evidence
+from insightad_edge.inspections import InspectionLog
+from insightad_edge.sources import Stop
+from insightad_edge.station import Station
+from insightad_train.data import load_dataset  # torch-free module
 
 
 def write_video(paths: list[Path], out: Path) -> int:

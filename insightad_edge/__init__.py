@@ -7,8 +7,8 @@ from __future__ import annotations
 from .errors import ImageError, InsightadError, MetadataError, ModelError, NotInspectable
 
 __version__ = "0.2.0"
-__all__ = ["Detector", "Result", "watch", "Verdict", "ImageError", "InsightadError", "MetadataError", "ModelError",
-           "NotInspectable", "__version__"]
+__all__ = ["Detector", "ImageError", "InsightadError", "MetadataError", "ModelError", "NotInspectable", "Result",
+           "Verdict", "__version__", "watch"]
 
 
 def __getattr__(name: str):

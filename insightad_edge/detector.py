@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -95,7 +96,7 @@ class Detector:
     >>> result.anomaly, result.score
     """
 
-    __slots__ = ("path", "metadata", "threshold", "threads", "sha256", "_session")
+    __slots__ = ("_session", "metadata", "path", "sha256", "threads", "threshold")
 
     def __init__(self, model: str | os.PathLike | None = None, *, threshold: float | None = None,
                  threads: int | None = None):

@@ -8,7 +8,7 @@ training and test image inspectable and refuse those.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -114,7 +114,7 @@ class Calibration:
     stats: dict = field(default_factory=dict)
 
     @classmethod
-    def measured(cls, scores, stats) -> "Calibration":
+    def measured(cls, scores, stats) -> Calibration:
         """From the held-back good images' scores and the good images' FrameStats (None values skipped)."""
         columns = {name: [getattr(s, name) for s in stats if getattr(s, name) is not None] for name in FRAME_STATS}
         return cls(score=reference_sample(scores),
@@ -157,7 +157,7 @@ class ModelMetadata:
         return json.dumps(doc, indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMetadata":
+    def from_json(cls, text: str) -> ModelMetadata:
         """Parse and validate; raise MetadataError naming the field and what is wrong with it."""
         try:
             doc = json.loads(text)

@@ -19,7 +19,6 @@ import logging
 import math
 import socket
 import time
-
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path

@@ -10,9 +10,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -192,7 +193,7 @@ class LatestFrameReader:
         self.delivered = 0
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
-    def start(self) -> "LatestFrameReader":
+    def start(self) -> LatestFrameReader:
         self._thread.start()
         return self
 

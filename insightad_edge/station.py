@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -100,7 +101,6 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
                 on_event(item)
             continue
         yield judge(detector, item, with_map=with_map)
-
 
 
 class Station:
