@@ -5,9 +5,9 @@
 RUN is a finished `fit --arch bottleneck` (or seed) folder. Each map is computed from the run's own
 reconstructions, pre-blurred and standardised per pixel on the training images as `fit` does the squared
 error; "a+b" averages two standardised maps; "bandK" and "shiftK" forgive the reconstruction a shift within
-K x K pixels (the distance to its range there, or the least error over its shifts). Prints, per map, the synthetic-defect AUROC on the held-back
-images, the test split's image and pixel AUROC (equalised to the dataset's median level) and the F1 at the
-99th percentile of the held-back scores. Writes no image.
+K x K pixels (the distance to its range there, or the least error over its shifts). Prints, per map, the
+synthetic-defect AUROC on the held-back images, the test split's image and pixel AUROC (equalised to the
+dataset's median level) and the F1 at the 99th percentile of the held-back scores. Writes no image.
 """
 from __future__ import annotations
 
