@@ -158,7 +158,7 @@ def prepare_checked(image: np.ndarray, metadata: ModelMetadata) -> preprocess.Pr
     if metadata.inspection is not None:
         reasons = inspectability.problems(prepared.stats, metadata.inspection)
         if reasons:
-            raise NotInspectable("not inspectable: " + "; ".join(reasons), prepared.stats)
+            raise NotInspectable("; ".join(reasons), prepared.stats)
     return prepared
 
 

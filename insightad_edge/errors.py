@@ -31,8 +31,9 @@ class ImageError(InsightadError):
 class NotInspectable(ImageError):
     """The frame decodes, but it does not show a part the model knows how to judge (empty fixture, part cut
     by the border, far too dark or bright, another scale): no verdict, and the reason says why.
-    ``stats`` holds what was measured on the frame, when it got that far."""
+    The message always starts with "not inspectable: ", so a row or an answer says which kind of failure it
+    is; ``reason`` is the rest. ``stats`` holds what was measured on the frame, when it got that far."""
 
     def __init__(self, reason: str, stats=None):
-        super().__init__(reason)
-        self.stats = stats
+        super().__init__(f"not inspectable: {reason}")
+        self.reason, self.stats = reason, stats

@@ -108,14 +108,17 @@ def test_a_batch_reports_each_frame(model_path):
 def test_cli_row_for_a_frame_that_cannot_be_judged(model_path, tmp_path):
     rng = np.random.default_rng(8)
     cv2.imwrite(str(tmp_path / "empty.png"), background(rng, SIZE, SIZE))
+    cv2.imwrite(str(tmp_path / "flat.png"), np.full((SIZE, SIZE), 90, np.uint8))  # nothing to segment at all
+    cv2.imwrite(str(tmp_path / "black.png"), np.zeros((SIZE, SIZE), np.uint8))    # lamp out
     cv2.imwrite(str(tmp_path / "good.png"), part_image(rng, SIZE)[0])
     result = CliRunner().invoke(main, ["score", str(tmp_path), "--model", str(model_path), "--format", "jsonl"])
     assert result.exit_code == 1
     rows = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line) for line in result.stdout.splitlines()}
-    assert rows["empty.png"]["anomaly"] is None and rows["empty.png"]["score"] is None
-    assert rows["empty.png"]["error"].startswith("not inspectable")
+    for name in ("empty.png", "flat.png", "black.png"):  # each refusal names its kind, whichever check made it
+        assert rows[name]["anomaly"] is None and rows[name]["score"] is None
+        assert rows[name]["error"].startswith("not inspectable: ")
     assert rows["good.png"] == {**rows["good.png"], "anomaly": False, "error": None}
-    assert "1 judged, 0 defects, 1 not inspectable, 0 errors" in result.stderr
+    assert "1 judged, 0 defects, 3 not inspectable, 0 errors" in result.stderr
 
 
 V1_GOLDEN = [  # computed by insightad 0.1.0 (before schema 2) on the same frames and the same tiny graph
