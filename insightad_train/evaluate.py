@@ -50,8 +50,9 @@ def equalise(image: np.ndarray, mode: str, level: float) -> np.ndarray:
 
 
 def open_model(model: Path) -> tuple[ModelMetadata, object, str]:
-    """An exported .onnx (scored by the edge itself) or a training run folder (scored by torch)."""
-    if model.suffix == ".onnx":
+    """An exported model file (scored by the edge itself, which refuses a file that is not one) or a training
+    run folder (scored by torch)."""
+    if model.is_file() or model.suffix == ".onnx":
         detector = Detector(model)
         return detector.metadata, detector.infer, f"ONNX model {model} via onnxruntime"
     from .fit import TorchInfer, load_run

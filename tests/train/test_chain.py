@@ -82,6 +82,14 @@ def test_evaluate_a_run_folder_directly(trained, mvtec):
     assert result.exit_code == 0 and (trained / "report" / "report.json").is_file()
 
 
+def test_evaluate_refuses_a_file_that_is_not_a_model(mvtec, tmp_path):
+    """Whatever its name, a file is taken as an exported model, and the edge's own check says why it is not one."""
+    not_a_model = tmp_path / "model.bin"
+    not_a_model.write_bytes(b"not a model")
+    result = CliRunner().invoke(train, ["evaluate", str(not_a_model), "--data", str(mvtec)])
+    assert result.exit_code == 3 and "is not a usable ONNX model" in result.output
+
+
 def assert_same_weights(a_run, b_run):
     a = torch.load(a_run / "model.pt", weights_only=True)
     b = torch.load(b_run / "model.pt", weights_only=True)
