@@ -123,6 +123,10 @@ def to_float(array: np.ndarray, channels: int = 1) -> np.ndarray:
         image *= np.float32(1.0 / np.iinfo(array.dtype).max)
     elif array.dtype in (np.float32, np.float64):
         image = np.asarray(array, dtype=np.float32)
+        low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        if not (0.0 <= low and high <= 1.0):  # also NaN; never rescaled by a guess, refused with the numbers
+            raise ImageError(f"a float image must lie in [0, 1]; this one spans {low:g} to {high:g} "
+                             "(scale 8-bit values by 1/255, or pass the uint8 array)")
     else:
         raise ImageError(f"image dtype {array.dtype} is not supported (use uint8, uint16 or float in [0, 1])")
     if image.ndim == 3 and image.shape[2] == 1:

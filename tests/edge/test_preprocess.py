@@ -66,6 +66,14 @@ def test_unsupported_arrays_and_tiny_images_are_refused():
         decode("/no/such/file.png")
 
 
+@pytest.mark.parametrize("values", [np.full((32, 32), 200.0), np.full((32, 32), np.nan), np.full((32, 32), -0.1)])
+def test_float_frames_outside_zero_to_one_are_refused_not_guessed(values, part):
+    """A float frame of 8-bit values (or NaN) is refused with its range, never rescaled by a guess."""
+    with pytest.raises(ImageError, match=r"must lie in \[0, 1\]"):
+        decode(values.astype(np.float32))
+    np.testing.assert_allclose(decode(part / 255.0), decode(part), atol=1e-6)  # in range: taken as it is
+
+
 def test_huge_image_is_scored_at_model_size(rng):
     image = cv2.resize(part_image(rng, 128)[0], (3000, 3000))
     prepared = prepare(decode(image), ALIGNED)
