@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import API_KEY_ENV, DEFAULT_LOG, DRIFT_DEFAULTS, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint
+from .config import API_KEY_ENV, DEFAULT_LOG, DRIFT_DEFAULTS, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint, limit_decoder
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError, ModelError
 
 ROW_KEYS = ("path", "score", "threshold", "anomaly", "error")
@@ -25,6 +25,7 @@ log = logging.getLogger("insightad_edge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens to stderr.")
 def main(verbose: bool) -> None:
     """Flag defective parts with an exported insightad model (no torch needed)."""
+    limit_decoder()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 

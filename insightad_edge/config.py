@@ -7,6 +7,9 @@ from dataclasses import dataclass
 API_KEY_ENV = "INSIGHTAD_API_KEY"
 PORT_ENV = "INSIGHTAD_PORT"
 DEFAULT_LOG = "inspections.db"  # `watch` writes its inspection log here unless told otherwise
+# The largest frame judged: above the largest area-scan sensors (151 MP); beyond it a frame is a mistake or a
+# decompression bomb (a PNG of 20000x20000 zeros is 0.4 MB and decodes to 400 MB, 2 GB once in float).
+MAX_FRAME_PIXELS = 160_000_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,16 @@ class ServeOptions:
 
 SERVE_DEFAULTS = ServeOptions()
 DRIFT_DEFAULTS = {"expected_defect_rate": 0.05}  # the drift monitor's view of a normal line
+
+
+def limit_decoder() -> None:
+    """Have OpenCV's decoder itself refuse encoded images over MAX_FRAME_PIXELS, before it allocates them.
+
+    OpenCV reads the limit once, when it loads: the command line calls this before anything imports cv2; a
+    program of your own sets ``OPENCV_IO_MAX_IMAGE_PIXELS`` before its first ``import cv2`` (without it, the
+    edge still refuses such a frame once decoded, before converting it).
+    """
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
 
 
 def install_hint(extra: str) -> str:

@@ -16,6 +16,7 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
+from .config import MAX_FRAME_PIXELS
 from .errors import ImageError, NotInspectable
 from .metadata import Inspection, Preprocess
 
@@ -110,7 +111,13 @@ def load(source: ImageSource) -> np.ndarray:
         raise ImageError(f"cannot score a {type(source).__name__}: pass a path, encoded bytes or a numpy array")
     if not data:
         raise ImageError(f"{name} is empty (0 bytes)")
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # OpenCV's own size limit (config.limit_decoder), checked before it allocates
+        if "MAX_IMAGE_PIXELS" not in str(exc):
+            raise
+        raise ImageError(f"{name} is an image of more than {MAX_FRAME_PIXELS / 1e6:.0f} megapixels: refused before "
+                         "decoding (a camera frame is smaller: is this file what the camera wrote?)") from None
     if array is None:
         raise ImageError(f"{name} is not a readable image (corrupt, truncated or an unsupported format)")
     return array
@@ -118,6 +125,9 @@ def load(source: ImageSource) -> np.ndarray:
 
 def to_float(array: np.ndarray, channels: int = 1) -> np.ndarray:
     """Convert an OpenCV-style array (gray, BGR or BGRA; 8-bit, 16-bit or float) to float32 gray or BGR."""
+    if array.ndim >= 2 and array.shape[0] * array.shape[1] > MAX_FRAME_PIXELS:  # before a float copy 4x its size
+        raise ImageError(f"image is {array.shape[1]}x{array.shape[0]} pixels, more than the "
+                         f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixels insightad judges")
     if array.dtype in (np.uint8, np.uint16):  # scaled in place: one float copy of a large frame, not two
         image = array.astype(np.float32)
         image *= np.float32(1.0 / np.iinfo(array.dtype).max)

@@ -64,6 +64,8 @@ def test_unsupported_arrays_and_tiny_images_are_refused():
         decode(np.zeros((32, 32, 2), np.uint8))
     with pytest.raises(ImageError, match="cannot read"):
         decode("/no/such/file.png")
+    with pytest.raises(ImageError, match="more than the 160 megapixels"):  # a view: no memory behind it
+        decode(np.broadcast_to(np.uint8(0), (13000, 13000)))
 
 
 @pytest.mark.parametrize("values", [np.full((32, 32), 200.0), np.full((32, 32), np.nan), np.full((32, 32), -0.1)])

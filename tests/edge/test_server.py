@@ -233,6 +233,16 @@ def test_a_frame_without_a_part_gets_422_with_the_reason(server):
     assert status == 422 and answer["error"].startswith("not inspectable")
 
 
+def test_an_image_bomb_is_refused_before_it_is_decoded(server):
+    """A 0.2 MB PNG that claims 13000x13000 pixels is refused by the decoder's limit (the message says so: the
+    check after decoding words it otherwise), and the server answers the next part as before."""
+    bomb = cv2.imencode(".png", np.zeros((13000, 13000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+    status, answer = post(server, json.dumps({"image": base64.b64encode(bomb).decode()}).encode())
+    assert status == 422 and "refused before decoding" in answer["error"], answer
+    status, answer = post(server, encoded(cv2.resize(part_image(np.random.default_rng(0), 256)[0], (1024, 1024))))
+    assert status == 200 and answer["Anomaly"] is False
+
+
 def test_a_busy_port_is_exit_2(model_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
