@@ -140,7 +140,7 @@ class Detector:
 
 
 def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, path: Path) -> None:
-    """The graph must take exactly the input the metadata describes and have its output."""
+    """The graph must take exactly the input the metadata describes and answer a plain input with one finite map."""
     inputs = session.get_inputs()
     expected = (metadata.preprocess.channels, *metadata.preprocess.input_size)
     if len(inputs) != 1 or inputs[0].name != metadata.input_name:
@@ -150,6 +150,13 @@ def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, path: Pa
         raise MetadataError(f"{path}: graph input {inputs[0].shape} does not match metadata {expected}")
     if metadata.output_name not in {o.name for o in session.get_outputs()}:
         raise MetadataError(f"{path}: the graph has no output {metadata.output_name!r}")
+    plain = np.full((1, *expected), 0.5, np.float32)  # a mid-gray input: every sound model maps it to finite numbers
+    output = session.run([metadata.output_name], {metadata.input_name: plain})[0]
+    if output.ndim != 4 or output.shape[:2] != (1, 1):
+        raise MetadataError(f"{path}: the graph's output {output.shape} is not one anomaly map per image")
+    if not np.isfinite(output).all():
+        raise ModelError(f"{path} is damaged: its anomaly map of a plain gray input holds NaN or infinity "
+                         "(export the model again from its training run)")
 
 
 def prepare_checked(image: np.ndarray, metadata: ModelMetadata) -> preprocess.Prepared:
@@ -183,6 +190,9 @@ def run_pipeline(images: Sequence[preprocess.ImageSource], metadata: ModelMetada
     judged = [p for p in prepared if isinstance(p, preprocess.Prepared)]
     t2 = time.perf_counter()
     raw_maps = infer(np.stack([p.input for p in judged])) if judged else None
+    if judged and not np.isfinite(raw_maps).all():  # NaN > threshold is False: a broken model would pass every part
+        raise ModelError("the model's anomaly map of this frame holds NaN or infinity: its weights or its arithmetic "
+                         "are broken, so there is no verdict")
     t3 = time.perf_counter()
     maps = scoring.smooth_maps(raw_maps, metadata.score) if judged else []
     scores = iter(scoring.image_scores(maps, metadata.score) if judged else [])

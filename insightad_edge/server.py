@@ -35,7 +35,7 @@ from . import __version__
 from .board import Board
 from .config import ServeOptions
 from .detector import ERROR, NOT_INSPECTABLE, Detector
-from .errors import ImageError, NotInspectable
+from .errors import ImageError, ModelError, NotInspectable
 from .inspections import utc_now
 from .metrics import Metrics
 from .monitor import DriftMonitor
@@ -209,6 +209,9 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
             except ImageError as exc:
                 record(ERROR, None, str(exc))
                 raise ClientError(422, str(exc)) from None
+            except ModelError as exc:  # the model failed on this frame: no verdict, and the reason, not a bare 500
+                record(ERROR, None, str(exc))
+                raise ClientError(500, str(exc)) from None
             record(result.status, result.score, None, image, result)
             recent_ms[0] = 0.9 * recent_ms[0] + 0.1 * sum(result.timings_ms.values())
             seconds = time.perf_counter() - began

@@ -55,6 +55,29 @@ def write_model(path: Path, metadata, with_metadata: bool = True, raw_json: str 
     return path
 
 
+def write_fragile_model(path: Path, metadata) -> Path:
+    """A model whose arithmetic breaks on real frames only: map = log(image - 0.25), finite on the plain
+    mid-gray input a Detector checks at load, NaN wherever a frame is darker than a quarter."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from insightad_edge.metadata import METADATA_KEY
+
+    h, w = metadata.preprocess.input_size
+    c = metadata.preprocess.channels
+    nodes = [helper.make_node("Sub", ["image", "quarter"], ["shifted"]), helper.make_node("Log", ["shifted"], ["logs"]),
+             helper.make_node("ReduceMean", ["logs"], ["anomaly_map"], axes=[1], keepdims=1)]
+    graph = helper.make_graph(
+        nodes, "fragile", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", c, h, w])],
+        [helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["batch", 1, h, w])],
+        [helper.make_tensor("quarter", TensorProto.FLOAT, [1], [0.25])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
 def v1_metadata():
     from insightad_edge.metadata import ModelMetadata, Preprocess, Score, Threshold
 

@@ -89,6 +89,32 @@ def test_model_file_problems_are_explained(tmp_path):
         Detector(bare)
 
 
+def test_a_model_whose_weights_hold_a_nan_is_refused_not_trusted(tmp_path, model_path, part):
+    """One NaN among the weights makes every score NaN, and NaN > threshold is False: every part would pass."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    template = next(node for node in model.graph.node if node.op_type == "Constant").attribute[0]
+    weights = numpy_helper.to_array(template.t).copy()
+    weights.flat[weights.size // 2] = np.nan
+    template.t.CopyFrom(numpy_helper.from_array(weights, template.t.name))
+    onnx.save(model, str(tmp_path / "damaged.onnx"))
+    with pytest.raises(ModelError, match="damaged: .* NaN"):
+        Detector(tmp_path / "damaged.onnx")
+
+
+def test_a_non_finite_score_is_no_verdict(model_path, part):
+    """Should the model overflow on one frame only, that frame gets an error, never a verdict."""
+    from insightad_edge.detector import run_pipeline
+
+    detector = Detector(model_path)
+    assert run_pipeline([part], detector.metadata, detector.threshold, detector.infer)[0].status == "ok"
+    for broken in (np.nan, -np.inf):
+        with pytest.raises(ModelError, match="no verdict"):
+            run_pipeline([part], detector.metadata, detector.threshold, lambda x: np.full_like(x[:, :1], broken))
+
+
 def test_the_shipped_model_is_the_default(part):
     detector = Detector()
     assert detector.path.name == "screw.onnx" and detector.path.is_file()

@@ -243,6 +243,23 @@ def test_an_image_bomb_is_refused_before_it_is_decoded(server):
     assert status == 200 and answer["Anomaly"] is False
 
 
+def test_a_model_that_fails_on_a_frame_answers_500_with_the_reason_never_a_verdict(model_path, tmp_path):
+    from models import write_fragile_model
+
+    from insightad_edge import Detector
+
+    fragile = write_fragile_model(tmp_path / "fragile.onnx", Detector(model_path).metadata)
+    process, url = start(fragile)
+    try:
+        status, _, answer = request(url + "/infer", encoded(part_image(np.random.default_rng(5), 128)[0]))
+        assert status == 500 and "NaN or infinity" in json.loads(answer)["error"] and b"Anomaly" not in answer
+        _, _, health = request(url + "/health")
+        assert json.loads(health)["drift"]["statistics"]["error_rate"] == 1.0  # counted as an error, not a part
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_a_busy_port_is_exit_2(model_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

@@ -277,6 +277,17 @@ def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
     assert [v.frame for v in strided] == ["0", "2", "4"]
 
 
+def test_a_model_that_breaks_on_a_frame_gives_error_verdicts_never_ok(model_path, tmp_path):
+    import insightad_edge
+    from models import write_fragile_model
+
+    fragile = Detector(write_fragile_model(tmp_path / "fragile.onnx", Detector(model_path).metadata))
+    frames = [part_image(np.random.default_rng(seed), 128)[0] for seed in range(3)]
+    verdicts = list(insightad_edge.watch(iter(frames), detector=fragile))
+    assert [v.status for v in verdicts] == ["error"] * 3 and all(v.anomaly is None for v in verdicts)
+    assert all("NaN or infinity" in v.error for v in verdicts)
+
+
 def test_watch_serves_the_operators_page_health_and_metrics(model_path, tmp_path):
     import urllib.request
 
