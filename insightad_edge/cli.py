@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -27,6 +28,22 @@ def main(verbose: bool) -> None:
     """Flag defective parts with an exported insightad model (no torch needed)."""
     limit_decoder()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+class Number(click.FloatRange):
+    """A float option: click's FloatRange, which lets NaN past every bound (no comparison with NaN is true),
+    made to refuse NaN and infinity, since a threshold of NaN would pass every part."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+    def _describe_range(self) -> str:  # click's help would print "x<=None" for a number without bounds
+        return "" if self.min is None and self.max is None else super()._describe_range()
 
 
 def quiet_opencv() -> None:
@@ -144,7 +161,7 @@ class RowWriter:
 @click.option("--recursive", is_flag=True, help="Also score images in subfolders.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write rows here instead of stdout.")
-@click.option("--threshold", type=float, help="Override the model's calibrated threshold.")
+@click.option("--threshold", type=Number(), help="Override the model's calibrated threshold.")
 @click.option("--workers", type=click.IntRange(min=1), default=SERVE_DEFAULTS.workers, show_default="CPU count",
               help="Images scored in parallel (decode, preprocess and model overlap across cores).")
 @click.option("--save-maps", type=click.Path(file_okay=False, path_type=Path),
@@ -231,11 +248,11 @@ def info(model: Path | None, as_json: bool) -> None:
               envvar=PORT_ENV, show_envvar=True)
 @click.option("--workers", type=click.IntRange(min=1), default=SERVE_DEFAULTS.workers, show_default="CPU count",
               help="Requests scored in parallel.")
-@click.option("--max-body-mb", type=click.FloatRange(min=0.01), default=SERVE_DEFAULTS.max_body_mb, show_default=True,
+@click.option("--max-body-mb", type=Number(min=0.01), default=SERVE_DEFAULTS.max_body_mb, show_default=True,
               help="Refuse request bodies larger than this.")
 @click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, default=SERVE_DEFAULTS.api_key,
               help="Require this key on every route but /health (Authorization: Bearer KEY or X-API-Key: KEY).")
-@click.option("--client-timeout-s", type=click.FloatRange(min=0.1), default=SERVE_DEFAULTS.client_timeout_s,
+@click.option("--client-timeout-s", type=Number(min=0.1), default=SERVE_DEFAULTS.client_timeout_s,
               show_default=True, help="Cut a client that has not sent its whole request within this time.")
 @click.option("--max-queue", type=click.IntRange(min=0), default=SERVE_DEFAULTS.max_queue, show_default=True,
               help="Answer 503 with Retry-After when this many requests already wait for a worker.")
@@ -267,17 +284,17 @@ def serve(model: Path | None, **options) -> None:
 @click.option("--save", type=click.Path(file_okay=False, path_type=Path),
               help="Keep evidence here: defects and frames without a verdict, as PNG with their overlays.")
 @click.option("--save-all", is_flag=True, help="Keep every frame as evidence, not only defects.")
-@click.option("--save-max-gb", type=click.FloatRange(min=0, min_open=True),
+@click.option("--save-max-gb", type=Number(min=0, min_open=True),
               help="Disk budget for the evidence; the oldest days go first.")
 @click.option("--existing", is_flag=True, help="A folder: also judge the images already in it.")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Judge every N-th frame of a video or stream.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
-@click.option("--threshold", type=float, help="Override the model's calibrated threshold.")
+@click.option("--threshold", type=Number(), help="Override the model's calibrated threshold.")
 @click.option("--http", "http_address", metavar="HOST:PORT",
               help="Also serve the operator's page, /health and /metrics here (needs the [serve] extra).")
 @click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="Require this key on the page's data and /metrics.")
-@click.option("--expected-defect-rate", type=click.FloatRange(0, 1), default=DRIFT_DEFAULTS["expected_defect_rate"],
+@click.option("--expected-defect-rate", type=Number(0, 1), default=DRIFT_DEFAULTS["expected_defect_rate"],
               show_default=True, help="The line's usual share of defects; the drift monitor alarms on far more.")
 def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: Path | None, save_all: bool,
           save_max_gb: float | None, existing: bool, stride: int, fmt: str, threshold: float | None,

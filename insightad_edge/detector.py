@@ -6,6 +6,7 @@ model path, so a worker process rebuilds its own session cheaply.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -104,8 +105,11 @@ class Detector:
         session = load_session(path, threads)
         metadata = read_metadata(session, path)
         check_graph(session, metadata, path)
+        threshold = float(metadata.threshold.value if threshold is None else threshold)
+        if not math.isfinite(threshold):  # nothing scores above NaN: every part would pass
+            raise ValueError(f"threshold {threshold} is not a finite number")
         for name, value in (("path", path), ("metadata", metadata), ("threads", threads), ("_session", session),
-                            ("threshold", float(metadata.threshold.value if threshold is None else threshold)),
+                            ("threshold", threshold),
                             ("sha256", hashlib.sha256(path.read_bytes()).hexdigest())):
             object.__setattr__(self, name, value)
 

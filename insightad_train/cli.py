@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from insightad_edge import __version__
-from insightad_edge.cli import writable_file
+from insightad_edge.cli import Number, writable_file
 from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
@@ -60,19 +60,19 @@ def main(verbose: bool) -> None:
 @option("arch", type=click.Choice(("auto",) + ARCHS),
         help=f"auto: fit the candidates ({', '.join(CANDIDATES)}) fast enough for a line and keep the best on "
              "synthetic defects.")
-@option("width", type=click.FloatRange(0.125, 4.0),
+@option("width", type=Number(0.125, 4.0),
         help="Channel multiplier of the bottleneck model: 1.0 is conv 32/64/128/64.")
-@option("place", type=click.FloatRange(min=0),
+@option("place", type=Number(min=0),
         help="patchknn: how much a patch's place in the aligned part counts against its look (0: not at all).")
-@option("context", type=click.FloatRange(min=0),
+@option("context", type=Number(min=0),
         help="patchknn: how much the distance of a patch's surroundings (twice its extent) adds to its own (0: none).")
 @option("epochs", type=click.IntRange(min=1), help="More epochs on an existing run folder continue it.")
 @option("image_size", type=click.IntRange(min=32),
         help="Input pixels = size x size; aligned parts get the same area with their own aspect.")
 @option("batch_size", type=click.IntRange(min=1))
-@option("learning_rate", type=click.FloatRange(min=0, min_open=True))
-@option("lr_decay", type=click.FloatRange(0, 1, min_open=True), help="Learning rate factor per epoch.")
-@option("alpha", type=click.FloatRange(0, 1), help="SSIM weight in the loss.")
+@option("learning_rate", type=Number(min=0, min_open=True))
+@option("lr_decay", type=Number(0, 1, min_open=True), help="Learning rate factor per epoch.")
+@option("alpha", type=Number(0, 1), help="SSIM weight in the loss.")
 @option("seed", type=int)
 @option("augment", type=click.Choice(AUGMENT_PRESETS),
         help="light: small pose jitter, no mirror; seed: the original ±40° rotation, ±20% shift/shear/zoom, flips.")
@@ -80,15 +80,15 @@ def main(verbose: bool) -> None:
 @option("photometric", type=click.Choice(PHOTOMETRIC_METHODS), help="Brightness normalisation carried in the model.")
 @option("colour", type=click.Choice(COLOURS),
         help="gray or colour (BGR) input; auto: colour when the images' colour carries what gray loses.")
-@option("holdout", type=click.FloatRange(0, 0.5, min_open=True),
+@option("holdout", type=Number(0, 0.5, min_open=True),
         help="Share of good images held back to calibrate the threshold (at least 10 images).")
-@option("threshold_quantile", type=click.FloatRange(0.5, 1.0))
+@option("threshold_quantile", type=Number(0.5, 1.0))
 @option("pixel_stats", help="Standardise the error per pixel by its spread on the good training images.")
-@option("error_blur_sigma", type=click.FloatRange(min=0), help="Gaussian blur of the squared error inside the graph.")
-@option("blur_sigma", type=click.FloatRange(min=0), help="Gaussian blur (input pixels) of the map before its max.")
+@option("error_blur_sigma", type=Number(min=0), help="Gaussian blur of the squared error inside the graph.")
+@option("blur_sigma", type=Number(min=0), help="Gaussian blur (input pixels) of the map before its max.")
 @option("score_border", type=click.IntRange(min=0), help="Input pixels at the map's edge left out of the score.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
-@click.option("--time-budget", type=click.FloatRange(min=0),
+@click.option("--time-budget", type=Number(min=0),
               help=f"Stop after the epoch that passes this many minutes; --arch auto (within {SEARCH_MINUTES:g} minutes "
                    "unless told) starts no candidate that would outlast it.")
 def fit(data: Path, out: Path, device: str, time_budget: float | None, **options) -> None:
@@ -173,7 +173,7 @@ def export(run: Path, out: Path, parity_images: Path | None) -> None:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", type=EXISTING_DIR, required=True, help="The good images the model was trained on.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write the new model.")
-@option("holdout", type=click.FloatRange(0, 0.5, min_open=True), help="As the model was trained with.")
+@option("holdout", type=Number(0, 0.5, min_open=True), help="As the model was trained with.")
 @option("seed", type=int, help="As the model was trained with.")
 def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> None:
     """Rewrite a schema-1 MODEL as schema 2: same weights and threshold, plus the frame size, inspection limits

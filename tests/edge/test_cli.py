@@ -66,6 +66,20 @@ def test_table_and_threshold_override(folder, model_path):
     assert all("ANOMALY" in line for line in lines[1:])
 
 
+@pytest.mark.parametrize("value", ["nan", "-inf"])
+def test_a_number_option_refuses_nan_and_infinity(folder, model_path, value):
+    """NaN slips past click's ranges (no comparison with it is true), and nothing scores above a NaN threshold."""
+    result = run("score", folder, "--model", model_path, "--threshold", value)
+    assert result.exit_code == 2 and "is not a finite number" in result.stderr
+
+
+def test_a_detector_refuses_a_threshold_that_is_not_a_number(model_path):
+    from insightad_edge import Detector
+
+    with pytest.raises(ValueError, match="not a finite number"):
+        Detector(model_path, threshold=float("nan"))
+
+
 def test_save_maps_writes_one_overlay_per_image(folder, model_path, tmp_path):
     maps = tmp_path / "maps"
     result = run("score", folder, "--model", model_path, "--recursive", "--save-maps", maps)

@@ -90,6 +90,18 @@ def test_evaluate_refuses_a_file_that_is_not_a_model(mvtec, tmp_path):
     assert result.exit_code == 3 and "is not a usable ONNX model" in result.output
 
 
+def test_every_number_option_of_both_tools_is_a_finite_number():
+    """NaN passes click's own float ranges; every float option of insightad-edge and insightad-train uses the
+    type that refuses it."""
+    import click
+
+    from insightad_edge.cli import Number
+
+    floats = [option for group in (edge, train) for command in group.commands.values() for option in command.params
+              if isinstance(option.type, click.types.FloatParamType)]
+    assert len(floats) >= 15 and all(isinstance(option.type, Number) for option in floats), [o.name for o in floats]
+
+
 def assert_same_weights(a_run, b_run):
     a = torch.load(a_run / "model.pt", weights_only=True)
     b = torch.load(b_run / "model.pt", weights_only=True)
