@@ -154,6 +154,13 @@ def to_float(array: np.ndarray, channels: int = 1) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def lacks_colour(image: np.ndarray) -> bool:
+    """Whether a BGR frame's three channels are equal (every 4th pixel): a gray image made BGR, or a colour camera
+    in mono mode. A real colour frame's sensor noise alone makes them differ."""
+    sample = image[::4, ::4]
+    return image.ndim == 3 and np.array_equal(sample[..., 0], sample[..., 1]) and np.array_equal(sample[..., 1], sample[..., 2])
+
+
 def gray_of(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 

@@ -33,6 +33,10 @@ def test_colour_is_chosen_by_the_data_and_finds_a_hue_only_defect(tmp_path):
     assert detector.metadata.preprocess.channels == 3 and Detector(tmp_path / "gray.onnx").metadata.preprocess.channels == 1
     stained = colour_part_image(np.random.default_rng(5), 64, defect=True)[0]
     assert detector(stained).status in ("ok", "defect")  # a BGR frame straight from OpenCV
+    gray = cv2.cvtColor(stained, cv2.COLOR_BGR2GRAY)  # the stain has the part's gray level: gray, it would pass
+    for frame in (gray, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)):  # a gray image, a colour camera in mono mode
+        result = detector(frame, not_inspectable="report")
+        assert result.status == "not_inspectable" and "has none" in result.reason
     assert aurocs["auto"] >= 0.9 and aurocs["gray"] <= 0.75, aurocs
 
 
