@@ -302,6 +302,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
     stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
     import signal
+    import sqlite3
 
     from .evidence import Evidence
     from .inspections import InspectionLog
@@ -317,7 +318,11 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     stop = Stop()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
-    inspection_log = None if no_log else InspectionLog(log_path)
+    try:
+        inspection_log = None if no_log else InspectionLog(log_path)
+    except (sqlite3.Error, ValueError) as exc:  # not a log, a newer one, or no room for it: before the line starts
+        click.echo(f"Error: cannot keep the inspection log at {log_path}: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     if inspection_log is not None:
         click.echo(f"logging every verdict to {log_path}", err=True)
     evidence = None if save is None else Evidence(
@@ -338,6 +343,10 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
             if sink is not None:
                 sink.close()
     click.echo(f"watch stopped: {summary_line(counts)}", err=True)
+    if inspection_log is not None and inspection_log.unwritten:
+        click.echo(f"Error: {inspection_log.unwritten} verdicts and events could not be written to {log_path} "
+                   "(they are on stdout)", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 class OperatorPage:

@@ -23,9 +23,14 @@ import numpy as np
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 COMMIT_S = 0.25
+BUSY_S = 5.0          # how long a write waits for another program's lock on the file before it gives up
+RETRY_S = 2.0         # while the file cannot be written (disk full, locked by another program), try again this often
+MAX_HELD = 200_000    # records held in memory meanwhile (about 80 MB); past it the oldest are lost, and counted
 COLUMNS = ("time", "source", "frame", "path", "status", "score", "threshold", "anomaly", "error", "model",
            "model_sha256", "decode_ms", "preprocess_ms", "reconstruct_ms", "score_ms", "latency_ms", "skipped",
            "evidence")
+INSERT = {"inspections": f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+          "events": "INSERT INTO events (time, kind, source, message) VALUES (?, ?, ?, ?)"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inspections (
     id INTEGER PRIMARY KEY,
@@ -86,9 +91,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no inspection log at {path}")
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_S)
     else:
-        connection = sqlite3.connect(str(path), isolation_level=None)
+        connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_S)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
     connection.row_factory = sqlite3.Row
@@ -101,11 +106,17 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 class InspectionLog:
-    """Append verdicts and events from any thread; one writer thread commits them in small transactions."""
+    """Append verdicts and events from any thread; one writer thread commits them in small transactions.
+
+    While the file cannot be written (a full disk, another program holding a write lock) the writer holds the
+    records and tries again every ``RETRY_S``, so nothing is lost once it can write; ``unwritten`` counts what
+    never reached the file (known after ``close``).
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         connect(self.path).close()  # create and check it now, so a bad path fails before the line starts
+        self.unwritten, self._holding = 0, False
         self._queue: queue.Queue = queue.Queue()
         self._reader = connect(self.path)
         self._reader_lock = threading.Lock()
@@ -133,29 +144,58 @@ class InspectionLog:
 
     def _write(self) -> None:
         connection = connect(self.path)
-        insert_row = f"INSERT INTO inspections ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        insert_event = "INSERT INTO events (time, kind, source, message) VALUES (?, ?, ?, ?)"
-        while True:
-            batch = [self._queue.get()]
-            began = time.monotonic()
-            while batch[-1] is not None and len(batch) < 500 and time.monotonic() - began < COMMIT_S:
-                try:
-                    batch.append(self._queue.get(timeout=COMMIT_S / 5))
-                except queue.Empty:
-                    break
-            items = [(insert_row if table == "inspections" else insert_event, values)
-                     for table, values in (b for b in batch if b is not None)]
-            try:
-                _commit(connection, items)
-            except sqlite3.Error:  # one bad record must not cost the others: write them one by one
-                for item in items:
-                    try:
-                        _commit(connection, [item])
-                    except sqlite3.Error:
-                        log.exception("could not write %s to %s", item[1], self.path)
-            if batch[-1] is None:
-                break
+        held: list[tuple[str, tuple]] = []  # records the file could not take yet
+        retry_at, closing = 0.0, False
+        while not closing:
+            batch = self._next_batch(wait=RETRY_S if held else None)
+            closing = bool(batch) and batch[-1] is None
+            held += [(INSERT[table], values) for table, values in (b for b in batch if b is not None)]
+            if held and (closing or time.monotonic() >= retry_at):
+                held = self._store(connection, held)
+                retry_at = time.monotonic() + RETRY_S if held else 0.0  # a file that refused is given a rest
+        if held:
+            self.unwritten += len(held)
+            log.error("%d verdicts and events never reached %s", len(held), self.path)
         connection.close()
+
+    def _next_batch(self, wait: float | None) -> list:
+        """What arrives within COMMIT_S of the first record (None ends the log); empty after ``wait`` seconds idle."""
+        try:
+            batch = [self._queue.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        began = time.monotonic()
+        while batch[-1] is not None and len(batch) < 500 and time.monotonic() - began < COMMIT_S:
+            try:
+                batch.append(self._queue.get(timeout=COMMIT_S / 5))
+            except queue.Empty:
+                break
+        return batch
+
+    def _store(self, connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
+        """Commit the items; what the file cannot take now comes back, to be held (past MAX_HELD the oldest are lost)."""
+        try:
+            _commit(connection, items)
+        except sqlite3.OperationalError as exc:  # the file, not the records: hold them and try again
+            if not self._holding:
+                log.warning("cannot write to %s (%s): holding verdicts in memory, retrying every %g s", self.path, exc,
+                            RETRY_S)
+            self._holding = True
+            if len(items) > MAX_HELD:
+                self.unwritten += len(items) - MAX_HELD
+                items = items[-MAX_HELD:]
+            return items
+        except sqlite3.Error:  # one bad record must not cost the others: write them one by one
+            for item in items:
+                try:
+                    _commit(connection, [item])
+                except sqlite3.Error:
+                    self.unwritten += 1
+                    log.exception("could not write %s to %s", item[1], self.path)
+        if self._holding:
+            log.warning("%s takes verdicts again: %d held ones written", self.path, len(items))
+            self._holding = False
+        return []
 
 
 def _commit(connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> None:

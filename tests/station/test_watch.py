@@ -234,6 +234,51 @@ def test_log_and_summary_on_a_known_log(tmp_path):
     assert CliRunner().invoke(main, ["log", str(log), "--since", "yesterday"]).exit_code == 2
 
 
+def test_a_log_another_program_locks_holds_the_verdicts_and_writes_them_when_it_can(tmp_path, monkeypatch, caplog):
+    """A real write lock from a second connection (as a backup tool or an open sqlite3 shell holds one): the
+    writer holds what it cannot write and writes it once the lock is gone; what never got in is counted."""
+    from insightad_edge import inspections
+
+    monkeypatch.setattr(inspections, "BUSY_S", 0.3)  # a line waits 5 s for a lock; this test need not
+    monkeypatch.setattr(inspections, "RETRY_S", 0.3)
+    path = tmp_path / "locked.db"
+    writer = inspections.InspectionLog(path)
+
+    def verdict(i):
+        return {"time": f"2026-11-30T08:00:{i:02d}.000Z", "source": "cam", "frame": str(i), "status": "ok",
+                "model": "m.onnx", "model_sha256": "abc"}
+
+    def logged() -> int:
+        with sqlite3.connect(path) as reader:
+            return reader.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in range(20):
+        writer.record(verdict(i))
+    time.sleep(1.5)  # several tries, each refused
+    assert logged() == 0 and "holding verdicts in memory" in caplog.text
+    locker.execute("ROLLBACK")
+    writer.record(verdict(20))
+    deadline = time.monotonic() + 10
+    while logged() < 21 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged() == 21
+    locker.execute("BEGIN EXCLUSIVE")  # locked to the end: what is left is counted, not silently dropped
+    for i in range(21, 26):
+        writer.record(verdict(i))
+    writer.close()
+    locker.execute("ROLLBACK")
+    assert writer.unwritten == 5 and logged() == 21
+
+
+def test_a_log_that_cannot_be_opened_stops_watch_before_the_line_starts(model_path, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an inspection log")
+    result = CliRunner().invoke(main, ["watch", str(tmp_path), "--model", str(model_path), "--log",
+                                       str(tmp_path / "notes.txt")])
+    assert result.exit_code == 2 and "cannot keep the inspection log" in result.stderr
+
+
 def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model_path, tmp_path):
     rng = np.random.default_rng(5)
     writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
