@@ -343,6 +343,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
             if sink is not None:
                 sink.close()
     click.echo(f"watch stopped: {summary_line(counts)}", err=True)
+    if evidence is not None and evidence.failed:
+        click.echo(f"Warning: the evidence of {evidence.failed} frames could not be written to {save} "
+                   "(their log rows name files that do not exist)", err=True)
     if inspection_log is not None and inspection_log.unwritten:
         click.echo(f"Error: {inspection_log.unwritten} verdicts and events could not be written to {log_path} "
                    "(they are on stdout)", err=True)

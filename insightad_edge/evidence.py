@@ -28,6 +28,7 @@ class Evidence:
     def __init__(self, folder: Path, *, max_bytes: int | None = None, save_all: bool = False):
         self.folder, self.max_bytes, self.save_all = Path(folder), max_bytes, save_all
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.failed = 0  # frames whose evidence could not be written (their log rows still name it)
         self._total = sum(p.stat().st_size for p in self.folder.rglob("*.png"))
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
         self._thread = threading.Thread(target=self._write, name="evidence", daemon=True)
@@ -53,15 +54,25 @@ class Evidence:
         while (item := self._queue.get()) is not None:
             relative, image, anomaly_map, threshold = item
             target = self.folder / relative
-            target.parent.mkdir(exist_ok=True)
-            written = [target] if cv2.imwrite(str(target), image) else []
-            if not written:
-                log.error("could not write evidence %s", target)
-            elif anomaly_map is not None:
-                overlay = target.with_name(target.stem + "_overlay.png")
-                if cv2.imwrite(str(overlay), render_overlay(to_float(image, 1), anomaly_map, threshold)):
-                    written.append(overlay)
-            self._total += sum(p.stat().st_size for p in written)
+            overlay = target.with_name(target.stem + "_overlay.png")
+            try:
+                pictures = [(target, image)]
+                if anomaly_map is not None:
+                    pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
+                target.parent.mkdir(exist_ok=True)
+                for path, picture in pictures:
+                    if not cv2.imwrite(str(path), picture):
+                        raise OSError("the encoder could not write it")
+            except Exception as exc:  # a full disk, say: no truncated file stays behind, and the writer goes on
+                for path in (target, overlay):
+                    if path.is_file():
+                        path.unlink()
+                self.failed += 1
+                if self.failed == 1 or self.failed % 100 == 0 or not isinstance(exc, OSError):
+                    log.error("could not write evidence %s (%s): %d frames without evidence so far", target,
+                              getattr(exc, "strerror", None) or exc, self.failed, exc_info=not isinstance(exc, OSError))
+                continue
+            self._total += sum(path.stat().st_size for path, _ in pictures)
             self._enforce_budget()
 
     def _enforce_budget(self) -> None:

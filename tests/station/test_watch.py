@@ -305,6 +305,29 @@ def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model
     assert total <= 150_000
 
 
+def test_evidence_that_cannot_be_written_leaves_no_broken_file_and_is_counted(model_path, tmp_path):
+    """The day's folder cannot be made (a file stands in its place, as a full disk refuses a write): every verdict
+    is still logged, no partial PNG stays behind, and the end says how many frames lack their evidence."""
+    import datetime
+
+    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        writer.write(part_image(rng, 128)[0])
+    writer.release()
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    for day in (today, today + datetime.timedelta(days=1)):  # a run across midnight too
+        (evidence / day.isoformat()).write_text("not a folder")
+    log = tmp_path / "line.db"
+    done = CliRunner().invoke(main, ["watch", str(tmp_path / "line.avi"), "--model", str(model_path), "--log", str(log),
+                                     "--save", str(evidence), "--save-all"])
+    assert done.exit_code == 0, done.output
+    assert len(rows_of(log)) == 6 and not list(evidence.rglob("*.png"))
+    assert "the evidence of 6 frames could not be written" in done.stderr
+
+
 def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
     """A GenICam camera's loop plugs in as an iterable; a frame without a part never ends the loop."""
     import insightad_edge
