@@ -22,7 +22,7 @@ from .preprocess import IMAGE_SUFFIXES
 log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 POLL_S = 0.05          # how often a folder is looked at
-SETTLE_S = 0.2         # a file must keep its size this long before it is read
+SETTLE_S = 0.2         # a file must keep its size and modification time this long before it is read
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
 STREAM_TIMEOUT_MS = 5000  # a network stream that opens or delivers nothing for this long counts as lost
@@ -88,7 +88,8 @@ def open_source(source, *, stop: Stop, existing: bool = False,
 
 
 def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool]) -> Iterator[Item]:
-    """Each new image file in FOLDER once, when it has stopped growing and decodes (or is clearly broken).
+    """Each new image file in FOLDER, when it has stopped changing and decodes (or is clearly broken); a file
+    written again under the same name (a camera that always writes ``last.png``) is a new part, judged again.
 
     Files present at the start are judged only with ``existing``; files ``seen`` (source, frame) never again.
     """
@@ -96,28 +97,23 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     from .preprocess import load
 
     name = str(folder)
-    done: set[str] = set()
-    pending: dict[str, tuple[int, float, float]] = {}  # path -> (size, since when unchanged, first seen)
+    done: dict[str, int] = {}  # path -> its modification time when judged
+    pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
     if not existing:
-        done.update(str(p) for p in _images_in(folder))
+        done.update((str(p), modified) for p, modified, _ in _images_in(folder))
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else ""))
     while not stop.is_set():
         now = time.monotonic()
-        for path in _images_in(folder):
+        for path, modified, size in _images_in(folder):
             key = str(path)
-            if key in done:
+            if done.get(key) == modified:
                 continue
-            if seen(name, key):
-                done.add(key)
-                continue
-            try:
-                size = path.stat().st_size
-            except OSError:  # gone again (a temporary file renamed away)
-                pending.pop(key, None)
+            if key not in done and seen(name, key):
+                done[key] = modified
                 continue
             before = pending.get(key)
-            if before is None or before[0] != size:
-                pending[key] = (size, now, before[2] if before else now)
+            if before is None or before[0] != (size, modified):  # still being written
+                pending[key] = ((size, modified), now, before[2] if before else now)
                 continue
             if now - before[1] < SETTLE_S:
                 continue
@@ -127,17 +123,27 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 if now - before[2] < UNREADABLE_AFTER_S:
                     continue  # perhaps still being written with pauses: wait for more bytes
                 image = None  # settled and still broken: judged, so its row says why
-            done.add(key)
+            done[key] = modified
             pending.pop(key, None)
             yield Frame(name, key, image=image, path=path)
         stop.wait(POLL_S)
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path) -> list[tuple[Path, int, int]]:
+    """(path, modification time in ns, size) of the image files in FOLDER, one stat each, sorted by name."""
+    found = []
     try:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+                    try:
+                        stat = entry.stat()
+                    except OSError:  # gone again (a temporary file renamed away)
+                        continue
+                    found.append((Path(entry.path), stat.st_mtime_ns, stat.st_size))
     except OSError:
         return []
+    return sorted(found)
 
 
 def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:

@@ -1,6 +1,7 @@
 """`insightad-edge watch` as a line runs it: real files, a real video, a real MJPEG stream, a real SQLite log."""
 import json
 import os
+import select
 import signal
 import socket
 import sqlite3
@@ -28,12 +29,22 @@ def start_watch(*args, cwd=None):
 
 
 def lines_until(process, count: int, timeout: float = 60) -> list[dict]:
-    """Read JSON lines from a running watch until ``count`` arrived."""
+    """Read JSON lines from a running watch until ``count`` arrived, or ``timeout`` passed: a watch that prints
+    too few makes the test fail, never hang."""
     rows, deadline = [], time.monotonic() + timeout
-    while len(rows) < count and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line:
+    buffer = getattr(process, "unread", b"")  # what an earlier call read past its last line
+    while True:
+        while b"\n" in buffer and len(rows) < count:
+            line, buffer = buffer.split(b"\n", 1)
             rows.append(json.loads(line))
+        remaining = deadline - time.monotonic()
+        if len(rows) >= count or remaining <= 0 or not select.select([process.stdout], [], [], remaining)[0]:
+            break
+        chunk = os.read(process.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buffer += chunk
+    process.unread = buffer
     return rows
 
 
@@ -120,6 +131,21 @@ def test_a_folder_judges_each_new_file_once_complete_and_a_restart_judges_nothin
     assert sorted(Path(r["frame"]).name for r in more) == ["after.png", "before.png"]
     logged = [Path(r["frame"]).name for r in rows_of(log)]
     assert len(logged) == len(set(logged)) == 6
+
+
+def test_a_camera_that_always_writes_the_same_file_name_gets_a_verdict_for_each_part(model_path, tmp_path):
+    """Smart cameras often overwrite one file (last.bmp) per part: each write is a new part, not a file seen."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    rng = np.random.default_rng(12)
+    process = start_watch(folder, "--model", model_path, "--log", tmp_path / "line.db", "--format", "jsonl")
+    time.sleep(1.0)
+    statuses = []
+    for defect in (False, True, False):  # a BMP of one size: each write has exactly the size of the last
+        cv2.imwrite(str(folder / "last.bmp"), part_image(rng, 128, defect=defect)[0])
+        statuses += [row["status"] for row in lines_until(process, 1, timeout=30)]
+    stop(process)
+    assert statuses == ["ok", "defect", "ok"]
 
 
 class MJPEG(BaseHTTPRequestHandler):
