@@ -126,7 +126,7 @@ def _form_image(body: bytes, content_type: str) -> bytes:
     parts = [part for part in message.iter_parts() if part.get_content_disposition() == "form-data"]
     named = [p for p in parts if p.get_param("name", header="content-disposition") == "image"]
     chosen = named or [p for p in parts if p.get_filename()]
-    if not chosen:
+    if len(chosen) != 1:  # none, or several files and none of them named: which one is the part?
         raise ClientError(400, "the form has no image field; send it as -F image=@part.png")
     data = chosen[0].get_payload(decode=True)
     if not data:

@@ -302,6 +302,14 @@ def test_what_clients_actually_send_gets_the_same_verdict(server):
         assert answer["Anomaly"] == original["Anomaly"] and answer["score"] == original["score"]
     assert raw_request(server, *multipart("other", "", b""))[0] == 400
     assert raw_request(server, b"", "image/png")[0] == 400
+    assert raw_request(server, *multipart("upload", "part.png", png))[0] == 200  # the form's only file
+    body, kind = multipart("front", "front.png", png)
+    boundary = kind.split("boundary=")[1]
+    two = body.replace(f"--{boundary}--".encode(), (  # two files, neither named image: which is the part?
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"back\"; filename=\"back.png\"\r\n"
+        f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--".encode())
+    status, answer = raw_request(server, two, kind)
+    assert status == 400 and "no image field" in answer["error"]
 
 
 def test_overlay_on_request(server):
