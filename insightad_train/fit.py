@@ -28,7 +28,7 @@ from . import augment as augmentation
 from .anomalies import synthetic_validation
 from .calibrate import MIN_HOLDOUT, measure
 from .config import EXTENDABLE, FitConfig, saved_config
-from .data import fingerprint, load_dataset
+from .data import copies_among, fingerprint, load_dataset
 from .loss import HybridLoss
 from .model import AnomalyMapper, build_model
 from .preprocessing import derive_preprocess
@@ -71,6 +71,18 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
     return [p for p in paths if p not in set(held)], held
 
 
+def refuse_copies(paths: tuple[Path, ...]) -> None:
+    """Exact copies teach nothing of how good parts vary, and a held-back copy of a training image scores lower
+    than a new good part would: too few different pictures are refused, a few copies are named in a warning."""
+    copies = copies_among(paths)
+    if copies and len(paths) - copies < MIN_TRAIN + MIN_HOLDOUT:
+        raise DataError(f"the {len(paths)} good images hold only {len(paths) - copies} different pictures ({copies} "
+                        f"are exact copies of others): insightad needs at least {MIN_TRAIN + MIN_HOLDOUT} different ones")
+    if copies:
+        log.warning("%d of the %d good images are exact copies of others: they teach nothing new, and a held-back copy "
+                    "of a training image makes the threshold lower than new good parts need", copies, len(paths))
+
+
 def build_scorer(config: FitConfig, spec: Preprocess) -> torch.nn.Module:
     """The configured model for this preprocessing (a patch's place counts only where parts are aligned)."""
     return build_model(config.arch, spec.input_size, spec.channels, config.width,
@@ -98,10 +110,17 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
 
     ``arch`` "auto" fits the candidate recipes and keeps the best on synthetic defects (``search.py``).
     """
+    refuse_copies(load_dataset(Path(config.data)).train)
     if config.arch == "auto":
         from .search import search
 
-        return search(config, run, fit, device=device, time_budget_s=time_budget_s, progress=progress)
+        return search(config, run, fit_one, device=device, time_budget_s=time_budget_s, progress=progress)
+    return fit_one(config, run, device=device, time_budget_s=time_budget_s, progress=progress)
+
+
+def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: float | None = None,
+            progress: bool = True) -> ModelMetadata | None:
+    """One recipe (``arch`` not "auto"): what ``fit`` says, on data it has checked."""
     run.mkdir(parents=True, exist_ok=True)
     torch_device = select_device(device)
     dataset = load_dataset(Path(config.data))

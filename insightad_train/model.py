@@ -255,4 +255,5 @@ class AnomalyMapper(nn.Module):
         errors = torch.cat([self.error(batch)[0] for batch in batches])
         spread = errors.std(dim=0, keepdim=True)
         self.mean.copy_(errors.mean(dim=0, keepdim=True))
-        self.scale.copy_(spread + torch.quantile(spread.flatten(), spread_quantile))
+        floor = torch.quantile(spread.flatten(), spread_quantile).clamp(min=1e-6)  # never 0: no 0/0 on flat data
+        self.scale.copy_(spread + floor)

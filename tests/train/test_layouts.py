@@ -92,3 +92,22 @@ def test_a_defective_part_filed_among_the_good_ones_is_named_when_it_sets_the_th
     metadata = ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text())
     assert metadata.threshold.value > sorted(metadata.calibration.score)[-2]  # it did: above every other held-back score
     assert any("rests on one held-back good image" in w for w in metadata.warnings)  # and the model says so wherever it runs
+
+
+def test_a_folder_of_copies_is_refused_and_a_few_copies_are_named(tmp_path, caplog):
+    """Forty copies of one picture are one good image: the model would learn nothing of how good parts vary."""
+    from insightad_train.fit import refuse_copies
+    from synthetic import part_image
+
+    folder = tmp_path / "good"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    first = part_image(rng, 64)[0]
+    for i in range(40):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), first)
+    result = CliRunner().invoke(train, ["fit", "--data", str(folder), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 3 and "only 1 different pictures (39 are exact copies" in result.output
+    for i in range(1, 36):  # 36 different pictures and 4 copies: enough, and said
+        cv2.imwrite(str(folder / f"{i:03d}.png"), part_image(rng, 64)[0])
+    refuse_copies(tuple(sorted(folder.iterdir())))
+    assert "4 of the 40 good images are exact copies" in caplog.text
