@@ -22,7 +22,7 @@ from tqdm import tqdm
 from insightad_edge import __version__
 from insightad_edge.errors import DataError, ModelError
 from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
-from insightad_edge.preprocess import decode, prepare_work, to_work
+from insightad_edge.preprocess import decode, lacks_colour, prepare_work, to_work
 
 from . import augment as augmentation
 from .anomalies import synthetic_validation
@@ -187,6 +187,10 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> tuple[Preprocess,
                     frame_size[1], frame_size[0])
         analysis = [a for a, size in zip(analysis, sizes) if size == frame_size]
     channels, colour_why = choose_channels(analysis, config.colour)
+    colourless = sum(lacks_colour(a) for a in analysis) if channels == 3 else 0
+    if colourless:
+        log.warning("%d of the %d training images are gray, but the model judges colour: the edge refuses gray "
+                    "frames, so take them out, or fit with --colour gray", colourless, len(analysis))
     gray = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in analysis]
     spec, align_why = derive_preprocess(gray, config.image_size, frame_size, config.align, config.photometric, channels)
     choices = {"colour": f"{'colour' if channels == 3 else 'gray'}: {colour_why}",

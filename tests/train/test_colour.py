@@ -56,3 +56,18 @@ def test_sensor_noise_in_a_dark_gray_scene_is_not_colour():
 
     assert choose_channels([dark_scene() for _ in range(12)], "auto")[0] == 1
     assert choose_channels([colour_part() for _ in range(12)], "auto")[0] == 3
+
+
+def test_gray_images_among_colour_ones_are_named(tmp_path, caplog):
+    """A colour model refuses gray frames at the edge: gray training images mixed in are a data mistake, said."""
+    from insightad_train.config import FitConfig
+    from insightad_train.fit import choose_preprocess
+
+    rng = np.random.default_rng(9)
+    paths = []
+    for i in range(16):
+        image = colour_part_image(rng, 64)[0]
+        paths.append(tmp_path / f"{i:02d}.png")
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if i % 4 == 0 else image)
+    spec, _ = choose_preprocess(FitConfig(data=str(tmp_path), image_size=32), paths)
+    assert spec.channels == 3 and "4 of the 16 training images are gray" in caplog.text
