@@ -154,6 +154,7 @@ def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:
     if not capture.isOpened():
         raise FileNotFoundError(f"{path} is not a video OpenCV can read")
     name = str(path)
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the container's index; estimated for some formats
     yield Event("opened", name, f"reading video {path}")
     index = 0
     try:
@@ -167,7 +168,9 @@ def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:
             index += 1
     finally:
         capture.release()
-    yield Event("ended", name, f"end of video after {index} frames")
+    cut_short = not stop.is_set() and declared - index > max(2, declared // 100)
+    yield Event("ended", name, f"end of video after {index} frames" + (
+        f" of the {declared} its header declares: the file is cut short or damaged" if cut_short else ""))
 
 
 def iterable_frames(frames: Iterable, stop: Stop, stride: int = 1) -> Iterator[Item]:

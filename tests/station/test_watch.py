@@ -100,6 +100,20 @@ def test_a_video_file_gives_the_verdicts_score_gives_its_frames(model_path, tmp_
     with sqlite3.connect(log) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert "end of video after 10 frames\n" in done.stderr
+
+
+def test_a_video_cut_short_says_so_at_its_end(model_path, tmp_path):
+    """A recording cut off (disk full, a copy interrupted) ends early: the end says how much of it was there."""
+    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), False)
+    rng = np.random.default_rng(13)
+    for _ in range(60):
+        writer.write(part_image(rng, 128)[0])
+    writer.release()
+    whole = (tmp_path / "line.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(whole[:len(whole) // 2])
+    done = CliRunner().invoke(main, ["watch", str(tmp_path / "cut.avi"), "--model", str(model_path), "--no-log"])
+    assert done.exit_code == 0 and "of the 60 its header declares: the file is cut short or damaged" in done.stderr
 
 
 def test_a_folder_judges_each_new_file_once_complete_and_a_restart_judges_nothing_twice(model_path, tmp_path):
