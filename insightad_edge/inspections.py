@@ -86,14 +86,15 @@ def parse_time(text: str, now: Optional[datetime.datetime] = None) -> str:
     return format_time(moment if moment.tzinfo else moment.astimezone())
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection to a log file, made (and its schema created or checked) if needed."""
+def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> sqlite3.Connection:
+    """A connection to a log file, made (and its schema created or checked) if needed; ``any_thread`` for one
+    opened here and used by another thread (one at a time)."""
     if readonly:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no inspection log at {path}")
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_S)
     else:
-        connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_S)
+        connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_S, check_same_thread=not any_thread)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
     connection.row_factory = sqlite3.Row
@@ -115,10 +116,10 @@ class InspectionLog:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        connect(self.path).close()  # create and check it now, so a bad path fails before the line starts
+        self._writer = connect(self.path, any_thread=True)  # opened now, so a bad path fails before the line starts
         self.unwritten, self._holding = 0, False
         self._queue: queue.Queue = queue.Queue()
-        self._reader = connect(self.path)
+        self._reader = connect(self.path, any_thread=True)  # for ``seen``, under its lock, from the station's thread
         self._reader_lock = threading.Lock()
         self._thread = threading.Thread(target=self._write, name="inspection log", daemon=True)
         self._thread.start()
@@ -143,7 +144,7 @@ class InspectionLog:
         self._reader.close()
 
     def _write(self) -> None:
-        connection = connect(self.path)
+        connection = self._writer
         held: list[tuple[str, tuple]] = []  # records the file could not take yet
         retry_at, closing = 0.0, False
         while not closing:

@@ -312,6 +312,21 @@ def test_a_log_another_program_locks_holds_the_verdicts_and_writes_them_when_it_
     assert writer.unwritten == 5 and logged() == 21
 
 
+def test_a_log_made_in_one_thread_serves_a_station_in_another(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from insightad_edge.inspections import InspectionLog
+
+    log = InspectionLog(tmp_path / "line.db")
+    row = {"time": "2026-11-30T08:00:00.000Z", "source": "cam", "frame": "0", "status": "ok", "model": "m.onnx",
+           "model_sha256": "abc"}
+    with ThreadPoolExecutor(1) as station:
+        assert station.submit(log.seen, "cam", "0").result() is False
+        station.submit(log.record, row).result()
+    log.close()
+    assert len(rows_of(tmp_path / "line.db")) == 1
+
+
 def test_a_log_that_cannot_be_opened_stops_watch_before_the_line_starts(model_path, tmp_path):
     (tmp_path / "notes.txt").write_text("not an inspection log")
     result = CliRunner().invoke(main, ["watch", str(tmp_path), "--model", str(model_path), "--log",
