@@ -82,7 +82,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
             result = run_pipeline([equalise(image, condition, level)], metadata, threshold, infer, with_map=with_map,
                                   not_inspectable="report")[0]
             scores[condition][i] = np.inf if result.score is None else result.score  # no verdict is never "good"
-            if with_map and result.anomaly_map is not None:
+            if with_map and result.anomaly_map is not None and (sample.mask is not None or not sample.is_anomalous):
                 amap = cv2.resize(result.anomaly_map, (PIXEL_SIZE, PIXEL_SIZE), interpolation=cv2.INTER_AREA)
                 mask = np.zeros_like(amap, bool)
                 if sample.mask is not None:
@@ -94,6 +94,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         log.info("%s: %s", sample.path, {c: round(scores[c][i], 6) for c in CONDITIONS})
 
     has_masks = any(s.mask is not None for s in samples)
+    unmasked = sum(s.is_anomalous and s.mask is None for s in samples)  # their defect's pixels are unknown: left out
     report = {
         "model": source,
         "data": str(data),
@@ -103,6 +104,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         "image_auroc": {c: auroc(labels, scores[c]) for c in CONDITIONS},
         "brightness_baseline_auroc": {"raw": auroc(labels, brightness), "equalised": 0.5},
         "pixel_auroc": auroc(np.concatenate(pixel_labels), np.concatenate(pixel_scores)) if has_masks else None,
+        "defects_without_mask": unmasked,
         "equalised_level": level,
         "not_inspectable": {c: int(np.isinf(scores[c]).sum()) for c in CONDITIONS},
         "from_the_defects": _from_the_defects(evidence) if has_masks else None,
@@ -216,7 +218,9 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     if report["pixel_auroc"] is not None:
-        lines += [f"Pixel-level AUROC against the ground-truth masks (equalised inputs): **{report['pixel_auroc']:.3f}**", ""]
+        left_out = report.get("defects_without_mask")
+        lines += [f"Pixel-level AUROC against the ground-truth masks (equalised inputs): **{report['pixel_auroc']:.3f}**"
+                  + (f" ({left_out} defective images without a mask left out)" if left_out else ""), ""]
     if report.get("from_the_defects"):
         f = report["from_the_defects"]
         lines += ["## Do the scores come from the defects?", "",

@@ -82,6 +82,26 @@ def test_evaluate_a_run_folder_directly(trained, mvtec):
     assert result.exit_code == 0 and (trained / "report" / "report.json").is_file()
 
 
+def test_defects_without_a_mask_are_left_out_of_the_pixel_auroc(trained, mvtec, tmp_path):
+    """A defect without its mask has unknown defect pixels: counting them as good pixels would bend the pixel AUROC."""
+    import shutil
+
+    partial, fewer = tmp_path / "partial", tmp_path / "fewer"
+    shutil.copytree(mvtec, partial)
+    shutil.copytree(mvtec, fewer)
+    unmasked = sorted((partial / "ground_truth" / "scratch").iterdir())[:2]
+    for mask in unmasked:
+        mask.unlink()
+        (fewer / "test" / "scratch" / mask.name.replace("_mask", "")).unlink()
+    reports = {}
+    for data in (partial, fewer):
+        assert invoke(train, "evaluate", trained, "--data", data, "--out", tmp_path / f"{data.name}-report").exit_code == 0
+        reports[data.name] = json.loads((tmp_path / f"{data.name}-report" / "report.json").read_text())
+    assert reports["partial"]["defects_without_mask"] == 2 and reports["fewer"]["defects_without_mask"] == 0
+    assert reports["partial"]["pixel_auroc"] == pytest.approx(reports["fewer"]["pixel_auroc"], abs=1e-12)
+    assert "2 defective images without a mask left out" in (tmp_path / "partial-report" / "report.md").read_text()
+
+
 def test_evaluate_refuses_a_file_that_is_not_a_model(mvtec, tmp_path):
     """Whatever its name, a file is taken as an exported model, and the edge's own check says why it is not one."""
     not_a_model = tmp_path / "model.bin"
