@@ -67,6 +67,11 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
     dataset = load_dataset(data)
     if not dataset.test:
         raise DataError(f"{data} has no test split (test/good, test/<defect>) to evaluate on")
+    kinds = {sample.is_anomalous for sample in dataset.test}
+    if len(kinds) < 2:  # an AUROC compares the two: with one kind it is undefined, not a number to report
+        raise DataError(f"{data}'s test split holds only {'defective' if kinds == {True} else 'good'} images: an evaluation "
+                        "needs good ones (test/good) and defective ones (test/<defect>); `insightad-edge score` judges "
+                        "a folder of one kind")
     threshold = metadata.threshold.value
     samples = dataset.test
     labels = np.array([s.is_anomalous for s in samples])

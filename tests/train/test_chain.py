@@ -102,6 +102,16 @@ def test_defects_without_a_mask_are_left_out_of_the_pixel_auroc(trained, mvtec, 
     assert "2 defective images without a mask left out" in (tmp_path / "partial-report" / "report.md").read_text()
 
 
+def test_evaluate_refuses_a_test_split_of_one_kind(trained, mvtec, tmp_path):
+    """Without good test images (or without defective ones) an AUROC is undefined: refused, not reported as nan."""
+    import shutil
+
+    shutil.copytree(mvtec, tmp_path / "rejects")
+    shutil.rmtree(tmp_path / "rejects" / "test" / "good")
+    result = CliRunner().invoke(train, ["evaluate", str(trained), "--data", str(tmp_path / "rejects")])
+    assert result.exit_code == 3 and "holds only defective images" in result.output
+
+
 def test_evaluate_refuses_a_file_that_is_not_a_model(mvtec, tmp_path):
     """Whatever its name, a file is taken as an exported model, and the edge's own check says why it is not one."""
     not_a_model = tmp_path / "model.bin"
