@@ -18,7 +18,7 @@ from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
 
-from .config import ARCHS, AUGMENT_PRESETS, CANDIDATES, COLOURS, FIT_DEFAULTS, SEARCH_MINUTES
+from .config import ARCHS, AUGMENT_PRESETS, CANDIDATES, COLOURS, DEVICES, FIT_DEFAULTS, SEARCH_MINUTES
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -87,7 +87,7 @@ def main(verbose: bool) -> None:
 @option("error_blur_sigma", type=Number(min=0), help="Gaussian blur of the squared error inside the graph.")
 @option("blur_sigma", type=Number(min=0), help="Gaussian blur (input pixels) of the map before its max.")
 @option("score_border", type=click.IntRange(min=0), help="Input pixels at the map's edge left out of the score.")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="auto: CUDA when present.")
 @click.option("--time-budget", type=Number(min=0),
               help=f"Stop after the epoch that passes this many minutes; --arch auto (within {SEARCH_MINUTES:g} minutes "
                    "unless told) starts no candidate that would outlast it.")

@@ -13,6 +13,7 @@ UNALIGNED = "patchknn"  # tried on the whole frame too when the parts were align
 SEARCH_MINUTES = 30.0   # --arch auto starts no candidate whose training would end after this, unless told otherwise
 AUGMENT_PRESETS = ("light", "seed", "none")
 COLOURS = ("auto", "gray", "colour")
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when torch has one, else the CPU
 EXTENDABLE = ("epochs",)  # a finished or interrupted run may be continued with more of these
 
 

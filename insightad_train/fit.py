@@ -39,9 +39,11 @@ MIN_TRAIN = 20        # fewer good images than this cannot teach an autoencoder 
 
 
 def select_device(name: str) -> torch.device:
-    """``auto`` takes CUDA when there is one, else the CPU."""
+    """``auto`` takes CUDA when there is one, else the CPU; ``cuda`` without one is refused, not a traceback."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device cuda: torch {torch.__version__} finds no CUDA GPU here; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -102,6 +102,15 @@ def test_defects_without_a_mask_are_left_out_of_the_pixel_auroc(trained, mvtec, 
     assert "2 defective images without a mask left out" in (tmp_path / "partial-report" / "report.md").read_text()
 
 
+def test_fit_on_cuda_without_one_is_a_usage_error(mvtec, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on every line PC and CI machine
+    result = CliRunner().invoke(train, ["fit", "--data", str(mvtec), "--out", str(tmp_path / "run"), "--device", "cuda",
+                                        "--arch", "bottleneck", *TINY])
+    assert result.exit_code == 2 and "finds no CUDA GPU here" in result.output
+    assert CliRunner().invoke(train, ["fit", "--data", str(mvtec), "--out", str(tmp_path / "run"),
+                                      "--device", "gpu"]).exit_code == 2
+
+
 def test_evaluate_refuses_a_test_split_of_one_kind(trained, mvtec, tmp_path):
     """Without good test images (or without defective ones) an AUROC is undefined: refused, not reported as nan."""
     import shutil
