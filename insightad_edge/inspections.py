@@ -25,7 +25,7 @@ SCHEMA_VERSION = 1
 COMMIT_S = 0.25
 BUSY_S = 5.0          # how long a write waits for another program's lock on the file before it gives up
 RETRY_S = 2.0         # while the file cannot be written (disk full, locked by another program), try again this often
-MAX_HELD = 200_000    # records held in memory meanwhile (about 80 MB); past it the oldest are lost, and counted
+MAX_HELD = 200_000    # records held in memory meanwhile (about 100 MB); past it the oldest are lost, and counted
 COLUMNS = ("time", "source", "frame", "path", "status", "score", "threshold", "anomaly", "error", "model",
            "model_sha256", "decode_ms", "preprocess_ms", "reconstruct_ms", "score_ms", "latency_ms", "skipped",
            "evidence")
