@@ -420,19 +420,26 @@ class VerdictPrinter:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool, fmt: str) -> None:
     """List the verdicts (or a summary per hour) of an inspection log written by `watch`."""
+    import sqlite3
+
     from . import inspections
 
     try:
         bounds = [None if t is None else inspections.parse_time(t) for t in (since, until)]
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if summary:
-        rows = inspections.summary(path, *bounds)
-        keys = ("hour", "parts", "defects", "defect_rate", "not_inspectable", "errors", "p95_latency_ms")
-    else:
-        rows = [{**r, "anomaly": None if r["anomaly"] is None else bool(r["anomaly"])}
-                for r in map(dict, inspections.verdicts(path, *bounds, status=status))]
-        keys = ("time", "source", "frame", "status", "score", "threshold", "anomaly", "error", "latency_ms", "evidence")
+    try:
+        if summary:
+            rows = inspections.summary(path, *bounds)
+            keys = ("hour", "parts", "defects", "defect_rate", "not_inspectable", "errors", "p95_latency_ms")
+        else:
+            rows = [{**r, "anomaly": None if r["anomaly"] is None else bool(r["anomaly"])}
+                    for r in map(dict, inspections.verdicts(path, *bounds, status=status))]
+            keys = ("time", "source", "frame", "status", "score", "threshold", "anomaly", "error", "latency_ms",
+                    "evidence")
+    except (sqlite3.Error, ValueError) as exc:  # not SQLite, another program's database, or a newer log
+        click.echo(f"Error: {path} cannot be read as an inspection log: {exc}", err=True)
+        sys.exit(EXIT_UNUSABLE)
     write_table(rows, keys, fmt)
 
 

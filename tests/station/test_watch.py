@@ -272,6 +272,10 @@ def test_log_and_summary_on_a_known_log(tmp_path):
     assert hours[1]["parts"] == 5 and hours[1]["defects"] == 2 and hours[1]["defect_rate"] == pytest.approx(2 / 3)
     assert hours[1]["not_inspectable"] == 1 and hours[1]["errors"] == 1
     assert CliRunner().invoke(main, ["log", str(log), "--since", "yesterday"]).exit_code == 2
+    (tmp_path / "notes.txt").write_text("not a log")
+    for arguments in ([], ["--summary"]):
+        unreadable = CliRunner().invoke(main, ["log", str(tmp_path / "notes.txt"), *arguments])
+        assert unreadable.exit_code == 3 and "cannot be read as an inspection log" in unreadable.stderr
 
 
 def test_a_log_another_program_locks_holds_the_verdicts_and_writes_them_when_it_can(tmp_path, monkeypatch, caplog):
