@@ -33,6 +33,11 @@ from insightad_edge.station import Station
 from insightad_train.data import load_dataset  # torch-free module
 
 
+BUDGET_FULL = "log+evidence, budget full"
+FULL_DAY_FILES = 20_000  # the oldest day's files when the budget is reached (a day of defects at a few per second)
+OLD_FILE_BYTES = 600_000  # about one 1024x1024 evidence PNG: each frame kept deletes one or two of them
+
+
 def write_video(paths: list[Path], out: Path) -> int:
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"FFV1"), 30, (1024, 1024), True)
     for path in paths:
@@ -45,7 +50,18 @@ def write_video(paths: list[Path], out: Path) -> int:
 def run_station(detector: Detector, video: Path, folder: Path, sinks: str) -> dict:
     """One pass over the video; frames/s and latency from frame read to verdict handed to the sinks."""
     log = InspectionLog(folder / f"{sinks}-{time.monotonic_ns()}.db") if sinks != "none" else None
-    evidence = Evidence(folder / f"evidence-{time.monotonic_ns()}") if sinks == "log+evidence" else None
+    evidence = None
+    if sinks.startswith("log+evidence"):
+        kept = folder / f"evidence-{time.monotonic_ns()}"
+        budget = None
+        if sinks == BUDGET_FULL:  # a station weeks into its budget: every frame kept deletes the oldest
+            old_day = kept / "2000-01-01"
+            old_day.mkdir(parents=True)
+            for i in range(FULL_DAY_FILES):  # sparse: the size of a real frame's evidence, no disk used
+                with open(old_day / f"{i:06d}.000_{i}_defect.png", "wb") as handle:
+                    handle.truncate(OLD_FILE_BYTES)
+            budget = FULL_DAY_FILES * OLD_FILE_BYTES
+        evidence = Evidence(kept, max_bytes=budget)
     latencies: list[float] = []
     station = Station(detector, log=log, evidence=evidence,
                       emit=lambda v: latencies.append((time.perf_counter() - v.read_at) * 1000.0))
@@ -114,7 +130,7 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
     with tempfile.TemporaryDirectory() as folder:
         video = Path(folder) / "line.avi"
         write_video(paths, video)
-        runs: dict = {"none": [], "log": [], "log+evidence": []}
+        runs: dict = {"none": [], "log": [], "log+evidence": [], BUDGET_FULL: []}
         for _ in range(2):
             for sinks in runs:
                 runs[sinks].append(run_station(detector, video, Path(folder), sinks))
@@ -122,6 +138,7 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
         results["video"] = best
         results["log_cost"] = best["none"]["fps"] / best["log"]["fps"] - 1.0
         results["evidence_cost"] = best["none"]["fps"] / best["log+evidence"]["fps"] - 1.0
+        results["budget_full_cost"] = best["none"]["fps"] / best[BUDGET_FULL]["fps"] - 1.0
     results["live"] = live(detector, paths, live_seconds)
     out.write_text(json.dumps(results, indent=1))
     print(f"machine: {results['machine']}")
@@ -129,7 +146,8 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
     print("|---|---:|---:|")
     for sinks, r in best.items():
         print(f"| {sinks} | {r['fps']:.1f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} |")
-    print(f"log costs {results['log_cost']:+.1%} of the frame rate; log and evidence {results['evidence_cost']:+.1%}")
+    print(f"log costs {results['log_cost']:+.1%} of the frame rate; log and evidence {results['evidence_cost']:+.1%}; "
+          f"with the evidence budget full ({FULL_DAY_FILES} files in the oldest day) {results['budget_full_cost']:+.1%}")
     lv = results["live"]
     print(f"live MJPEG at {lv['source_fps']:.0f} frames/s for {lv['seconds']:.0f} s: {lv['judged']} judged "
           f"({lv['judged_fps']:.1f}/s), {lv['skipped']} skipped; p50 / p95 {lv['p50_ms']:.1f} / {lv['p95_ms']:.1f} ms")

@@ -11,6 +11,7 @@ import logging
 import queue
 import re
 import threading
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,7 @@ class Evidence:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.failed = 0  # frames whose evidence could not be written (their log rows still name it)
         self._total = sum(p.stat().st_size for p in self.folder.rglob("*.png"))
+        self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
         self._thread = threading.Thread(target=self._write, name="evidence", daemon=True)
         self._thread.start()
@@ -76,18 +78,27 @@ class Evidence:
             self._enforce_budget()
 
     def _enforce_budget(self) -> None:
-        if self.max_bytes is None or self._total <= self.max_bytes:
-            return
-        for day in sorted(d for d in self.folder.iterdir() if d.is_dir()):
-            for path in sorted(day.glob("*.png")):
-                if self._total <= self.max_bytes:
+        """Delete the oldest files until the folder is within its budget. The oldest day's files are listed once
+        and taken from the front, so a day of a million files costs one listing, not one per frame."""
+        while self.max_bytes is not None and self._total > self.max_bytes:
+            if not self._oldest:
+                days = sorted(d for d in self.folder.iterdir() if d.is_dir())
+                if not days:
                     return
+                self._oldest = deque(sorted(days[0].glob("*.png")))
+                if not self._oldest:  # an empty day folder
+                    days[0].rmdir()
+                    continue
+            path = self._oldest.popleft()
+            try:
                 size = path.stat().st_size
                 path.unlink()
-                self._total -= size
-            if not any(day.iterdir()):
-                day.rmdir()
-                log.info("evidence budget: removed %s", day)
+            except FileNotFoundError:  # taken away by hand meanwhile
+                continue
+            self._total -= size
+            if not self._oldest and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+                log.info("evidence budget: removed %s", path.parent)
 
 
 def _safe(frame: str) -> str:
