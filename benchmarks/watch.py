@@ -32,7 +32,6 @@ from insightad_edge.sources import Stop
 from insightad_edge.station import Station
 from insightad_train.data import load_dataset  # torch-free module
 
-
 BUDGET_FULL = "log+evidence, budget full"
 FULL_DAY_FILES = 20_000  # the oldest day's files when the budget is reached (a day of defects at a few per second)
 OLD_FILE_BYTES = 600_000  # about one 1024x1024 evidence PNG: each frame kept deletes one or two of them
