@@ -28,7 +28,7 @@ from edge_path import machine
 from insightad_edge import Detector
 from insightad_edge.evidence import Evidence
 from insightad_edge.inspections import InspectionLog
-from insightad_edge.sources import Stop
+from insightad_edge.sources import Stop, folder_frames
 from insightad_edge.station import Station
 from insightad_train.data import load_dataset  # torch-free module
 
@@ -115,6 +115,21 @@ def live(detector: Detector, paths: list[Path], seconds: float) -> dict:
             "p95_ms": float(np.percentile(judged, 95))}
 
 
+def idle_folder(files: int, seconds: float = 3.0) -> dict:
+    """A folder a shift has filled with judged files, and none arriving: the CPU the folder watch takes."""
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(files):
+            open(Path(folder) / f"{i:06d}.png", "wb").close()
+        stop = Stop()
+        frames = folder_frames(Path(folder), stop, existing=False, seen=lambda _source, _frame: False)
+        next(frames)  # the opening event: every file there is taken as judged
+        threading.Timer(seconds, stop.set).start()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in frames:
+            pass
+        return {"files": files, "cpu_share": (time.process_time() - cpu) / (time.perf_counter() - wall)}
+
+
 @click.command()
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
@@ -139,6 +154,7 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
         results["evidence_cost"] = best["none"]["fps"] / best["log+evidence"]["fps"] - 1.0
         results["budget_full_cost"] = best["none"]["fps"] / best[BUDGET_FULL]["fps"] - 1.0
     results["live"] = live(detector, paths, live_seconds)
+    results["idle_folder"] = [idle_folder(files) for files in (1_000, 50_000)]
     out.write_text(json.dumps(results, indent=1))
     print(f"machine: {results['machine']}")
     print(f"| sinks ({len(paths)} frames, 1024x1024, video file) | frames/s | p50 / p95 ms, read to verdict |")
@@ -150,6 +166,8 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
     lv = results["live"]
     print(f"live MJPEG at {lv['source_fps']:.0f} frames/s for {lv['seconds']:.0f} s: {lv['judged']} judged "
           f"({lv['judged_fps']:.1f}/s), {lv['skipped']} skipped; p50 / p95 {lv['p50_ms']:.1f} / {lv['p95_ms']:.1f} ms")
+    print("a folder watch with nothing arriving: " + "; ".join(
+        f"{r['files']} files judged, {r['cpu_share']:.0%} of a core" for r in results["idle_folder"]))
 
 
 if __name__ == "__main__":

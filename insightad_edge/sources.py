@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 POLL_S = 0.05          # how often a folder is looked at
 SETTLE_S = 0.2         # a file must keep its size and modification time this long before it is read
+RECHECK_PER_POLL = 256  # files judged before whose modification time is looked at again per poll (a rewrite)
+RELIST_S = 1.0         # a folder is listed again at least this often, whatever its modification time says
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
 STREAM_TIMEOUT_MS = 5000  # a network stream that opens or delivers nothing for this long counts as lost
@@ -92,58 +94,77 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     written again under the same name (a camera that always writes ``last.png``) is a new part, judged again.
 
     Files present at the start are judged only with ``existing``; files ``seen`` (source, frame) never again.
+    A folder that fills up over a shift stays cheap to watch: it is listed again when its own modification
+    time says files came or went (and every RELIST_S, for file systems with coarse times), files judged before
+    are looked at again RECHECK_PER_POLL at a time, and a poll waits at least twice as long as it took.
     """
     from .errors import ImageError
     from .preprocess import load
 
     name = str(folder)
+    there_before = set(_images_in(folder))  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
     if not existing:
-        done.update((str(p), modified) for p, modified, _ in _images_in(folder))
+        done.update((path, signature[1]) for path in there_before if (signature := _signature(path)))
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else ""))
+    recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     while not stop.is_set():
         now = time.monotonic()
-        for path, modified, size in _images_in(folder):
-            key = str(path)
-            if done.get(key) == modified:
+        changed = _signature(str(folder))
+        if changed != listed[0] or now - listed[1] >= RELIST_S:  # files came or went, or a while has passed
+            paths, listed = _images_in(folder), (changed, now)
+            present = set(paths)  # files taken away are forgotten: one written again under their name is new
+            done = {path: modified for path, modified in done.items() if path in present}
+            there_before &= present
+            fresh, judged = [p for p in paths if p not in done], [p for p in paths if p in done]
+        window = judged[recheck:recheck + RECHECK_PER_POLL]
+        recheck = recheck + RECHECK_PER_POLL if recheck + RECHECK_PER_POLL < len(judged) else 0
+        for key in sorted({p for p in fresh if p not in done}.union(window)):  # new files, and some judged before
+            signature = _signature(key)
+            if signature is None:  # gone again (a temporary file renamed away)
+                pending.pop(key, None)
                 continue
-            if key not in done and seen(name, key):
-                done[key] = modified
+            if done.get(key) == signature[1]:
+                continue
+            if key not in done and key in there_before and seen(name, key):
+                done[key] = signature[1]
                 continue
             before = pending.get(key)
-            if before is None or before[0] != (size, modified):  # still being written
-                pending[key] = ((size, modified), now, before[2] if before else now)
+            if before is None or before[0] != signature:  # still being written
+                pending[key] = (signature, now, before[2] if before else now)
                 continue
             if now - before[1] < SETTLE_S:
                 continue
             try:
-                image = load(path)
+                image = load(key)
             except ImageError:
                 if now - before[2] < UNREADABLE_AFTER_S:
                     continue  # perhaps still being written with pauses: wait for more bytes
                 image = None  # settled and still broken: judged, so its row says why
-            done[key] = modified
+            done[key] = signature[1]
             pending.pop(key, None)
-            yield Frame(name, key, image=image, path=path)
-        stop.wait(POLL_S)
+            yield Frame(name, key, image=image, path=Path(key))
+        stop.wait(max(POLL_S, 2.0 * (time.monotonic() - now)))
 
 
-def _images_in(folder: Path) -> list[tuple[Path, int, int]]:
-    """(path, modification time in ns, size) of the image files in FOLDER, one stat each, sorted by name."""
-    found = []
+def _images_in(folder: Path) -> list[str]:
+    """The image files' paths in FOLDER, sorted by name (no stat: the directory says which entries are files)."""
     try:
         with os.scandir(folder) as entries:
-            for entry in entries:
-                if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
-                    try:
-                        stat = entry.stat()
-                    except OSError:  # gone again (a temporary file renamed away)
-                        continue
-                    found.append((Path(entry.path), stat.st_mtime_ns, stat.st_size))
+            return sorted(entry.path for entry in entries
+                          if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file())
     except OSError:
         return []
-    return sorted(found)
+
+
+def _signature(path: str) -> Optional[tuple[int, int]]:
+    """(size, modification time in ns) of a file, or None when it is gone."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:

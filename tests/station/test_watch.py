@@ -158,8 +158,12 @@ def test_a_camera_that_always_writes_the_same_file_name_gets_a_verdict_for_each_
     for defect in (False, True, False):  # a BMP of one size: each write has exactly the size of the last
         cv2.imwrite(str(folder / "last.bmp"), part_image(rng, 128, defect=defect)[0])
         statuses += [row["status"] for row in lines_until(process, 1, timeout=30)]
+    (folder / "last.bmp").unlink()  # taken away, then written anew: a new part too, whatever the log holds
+    time.sleep(1.5)
+    cv2.imwrite(str(folder / "last.bmp"), part_image(rng, 128, defect=True)[0])
+    statuses += [row["status"] for row in lines_until(process, 1, timeout=30)]
     stop(process)
-    assert statuses == ["ok", "defect", "ok"]
+    assert statuses == ["ok", "defect", "ok", "defect"]
 
 
 class MJPEG(BaseHTTPRequestHandler):
