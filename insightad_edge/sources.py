@@ -120,7 +120,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
             fresh, judged = [p for p in paths if p not in done], [p for p in paths if p in done]
         window = judged[recheck:recheck + RECHECK_PER_POLL]
         recheck = recheck + RECHECK_PER_POLL if recheck + RECHECK_PER_POLL < len(judged) else 0
-        for key in sorted({p for p in fresh if p not in done}.union(window)):  # new files, and some judged before
+        for key in sorted({p for p in fresh if p not in done}.union(window, pending)):  # new, being written, rechecked
             signature = _signature(key)
             if signature is None:  # gone again (a temporary file renamed away)
                 pending.pop(key, None)
