@@ -110,7 +110,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else ""))
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     while not stop.is_set():
-        now = time.monotonic()
+        now, judging = time.monotonic(), 0.0  # judging: time spent by the consumer of the frames this poll yields
         changed = _signature(str(folder))
         if changed != listed[0] or now - listed[1] >= RELIST_S:  # files came or went, or a while has passed
             paths, listed = _images_in(folder), (changed, now)
@@ -144,8 +144,10 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 image = None  # settled and still broken: judged, so its row says why
             done[key] = signature[1]
             pending.pop(key, None)
+            handed = time.monotonic()
             yield Frame(name, key, image=image, path=Path(key))
-        stop.wait(max(POLL_S, 2.0 * (time.monotonic() - now)))
+            judging += time.monotonic() - handed
+        stop.wait(max(POLL_S, 2.0 * (time.monotonic() - now - judging)))  # the watch's own cost, not the model's
 
 
 def _images_in(folder: Path) -> list[str]:
