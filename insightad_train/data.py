@@ -102,9 +102,14 @@ def load_dataset(root: Path) -> Dataset:
     return Dataset(root, tuple(train), test, validation)
 
 
+def content_digest(path: Path) -> bytes:
+    """The SHA-256 of a file's bytes: what makes two images the same picture, and a dataset the same data."""
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
 def copies_among(paths: list[Path] | tuple[Path, ...]) -> int:
     """How many files repeat another's bytes exactly (a folder of one picture copied 40 times holds 39)."""
-    return len(paths) - len({hashlib.sha256(path.read_bytes()).digest() for path in paths})
+    return len(paths) - len({content_digest(path) for path in paths})
 
 
 def fingerprint(paths: list[Path] | tuple[Path, ...]) -> str:
@@ -112,5 +117,5 @@ def fingerprint(paths: list[Path] | tuple[Path, ...]) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(path.name.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(content_digest(path))
     return "sha256:" + digest.hexdigest()[:16]
