@@ -81,7 +81,7 @@ def open_detector(model: Path | None, threshold: float | None = None, threads: i
     except ModelError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_UNUSABLE)
-    for warning in detector.metadata.warnings:
+    for warning in detector.warnings:
         log.warning("%s: %s", detector.path.name, warning)
     return detector
 
@@ -225,7 +225,7 @@ def info(model: Path | None, as_json: bool) -> None:
                       + f" on {t.n_good} good / {t.n_defect} defective images"),
         ("trained on", f"data {meta.data_fingerprint or '-'}, {meta.created or '-'}, insightad {meta.package_version}"),
         ("schema", str(meta.schema_version)),
-        ("sha256", detector.sha256),
+        ("sha256", detector.sha256 + (" (sealed at export, checked)" if detector.sealed else "")),
     ]
     if p.frame_size is not None:
         lines.insert(4, ("frames", f"{p.frame_size[1]}x{p.frame_size[0]} in training; other shapes keep their aspect"))
@@ -234,7 +234,7 @@ def info(model: Path | None, as_json: bool) -> None:
         lines.append(("inspectable", f"brightness {i.brightness[0]:.3f}-{i.brightness[1]:.3f}"
                       + ("" if i.part_area is None else f", part area {i.part_area[0]:.3f}-{i.part_area[1]:.3f}")
                       + ("" if i.contrast_min is None else f", contrast >= {i.contrast_min:.2f}")))
-    lines += [("WARNING", warning) for warning in meta.warnings]
+    lines += [("WARNING", warning) for warning in detector.warnings]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key:<{width}}  {value}")

@@ -18,13 +18,12 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
-from . import inspectability, preprocess, scoring
+from . import inspectability, modelfile, preprocess, scoring
 from .errors import MetadataError, ModelError, NotInspectable
 from .metadata import METADATA_KEY, ModelMetadata
 
 DEFAULT_MODEL_NAME = "screw.onnx"
 MODEL_ENV = "INSIGHTAD_MODEL"
-_LFS_MAGIC = b"version https://git-lfs"
 OK, DEFECT, NOT_INSPECTABLE, ERROR = "ok", "defect", "not_inspectable", "error"
 STATUSES = (OK, DEFECT, NOT_INSPECTABLE, ERROR)
 NOT_INSPECTABLE_MODES = ("raise", "report")
@@ -62,28 +61,21 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "exported" / DEFAULT_MODEL_NAME
 
 
-def load_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """Open an ONNX model with clear errors for the usual ways a model file goes wrong."""
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    with path.open("rb") as handle:
-        head = handle.read(len(_LFS_MAGIC))
-    if head == _LFS_MAGIC:
-        raise ModelError(f"{path} is a Git LFS pointer, not a model: run `git lfs pull`")
+def load_session(data: bytes, path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session on the model's bytes, with a clear error when they are not a usable ONNX model."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelError(f"{path} is not a usable ONNX model: {exc}") from None
 
 
-def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
+def read_metadata(props: Mapping[str, str], path: Path) -> ModelMetadata:
     """The model's contract, from its ONNX metadata, validated."""
-    props = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in props:
         raise MetadataError(f"{path} has no insightad metadata: export it with `insightad-train export`")
     return ModelMetadata.from_json(props[METADATA_KEY])
@@ -97,20 +89,22 @@ class Detector:
     >>> result.anomaly, result.score
     """
 
-    __slots__ = ("_session", "metadata", "path", "sha256", "threads", "threshold")
+    __slots__ = ("_session", "metadata", "path", "sealed", "sha256", "threads", "threshold")
 
     def __init__(self, model: str | os.PathLike | None = None, *, threshold: float | None = None,
                  threads: int | None = None):
         path = Path(model) if model is not None else default_model_path()
-        session = load_session(path, threads)
-        metadata = read_metadata(session, path)
+        data = modelfile.read(path)  # read once: the seal, the session and the sha256 see the same bytes
+        session = load_session(data, path, threads)
+        props = session.get_modelmeta().custom_metadata_map
+        sealed = modelfile.is_sealed(data, props.get(modelfile.SEAL_KEY), path)
+        metadata = read_metadata(props, path)
         check_graph(session, metadata, path)
         threshold = float(metadata.threshold.value if threshold is None else threshold)
         if not math.isfinite(threshold):  # nothing scores above NaN: every part would pass
             raise ValueError(f"threshold {threshold} is not a finite number")
         for name, value in (("path", path), ("metadata", metadata), ("threads", threads), ("_session", session),
-                            ("threshold", threshold),
-                            ("sha256", hashlib.sha256(path.read_bytes()).hexdigest())):
+                            ("threshold", threshold), ("sealed", sealed), ("sha256", hashlib.sha256(data).hexdigest())):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
@@ -121,6 +115,13 @@ class Detector:
 
     def __repr__(self) -> str:
         return f"Detector({str(self.path)!r}, threshold={self.threshold:.6g})"
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a person should know before trusting this model's verdicts: its metadata's, and a missing seal."""
+        unsealed = ["no seal (exported before insightad sealed its models): a damaged copy of this file cannot be "
+                    "told from the exported one; export it again to seal it"]
+        return self.metadata.warnings + ([] if self.sealed else unsealed)
 
     def __call__(self, image: preprocess.ImageSource, *, with_map: bool = False,
                  not_inspectable: str = "raise") -> Result:

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import torch
 
+from insightad_edge import modelfile
 from insightad_edge.detector import Detector
 from insightad_edge.errors import ModelError
 from insightad_edge.metadata import METADATA_KEY, ModelMetadata
@@ -51,10 +52,15 @@ def write_onnx(mapper: torch.nn.Module, metadata: ModelMetadata, out: Path) -> N
         torch.onnx.export(mapper.eval(), (example,), str(out), input_names=names[:1], output_names=names[1:],
                           opset_version=OPSET, dynamo=False, dynamic_axes={name: {0: "batch"} for name in names})
     graph = onnx.load(str(out))
-    del graph.metadata_props[:]
-    onnx.helper.set_model_props(graph, {METADATA_KEY: metadata.to_json()})
     graph.producer_name = "insightad"
-    onnx.save(graph, str(out))
+    save_sealed(graph, metadata, out)
+
+
+def save_sealed(graph: onnx.ModelProto, metadata: ModelMetadata, out: Path) -> None:
+    """Write GRAPH to OUT with METADATA as its contract, sealed so the edge refuses any copy that differs."""
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, {METADATA_KEY: metadata.to_json(), modelfile.SEAL_KEY: modelfile.BLANK_SEAL})
+    out.write_bytes(modelfile.seal(graph.SerializeToString()))
 
 
 def export(run: Path, out: Path, parity_paths: list[Path] | None = None) -> ExportReport:
@@ -109,10 +115,7 @@ def upgrade(model: Path, data: Path, out: Path, holdout_fraction: float, seed: i
     if not np.array_equal(before, after):
         raise ModelError(f"schema 2 would score the held-back images differently (by up to "
                          f"{np.max(np.abs(before - after)):.3g}); not written")
-    graph = onnx.load(str(model))
-    del graph.metadata_props[:]
-    onnx.helper.set_model_props(graph, {METADATA_KEY: upgraded.to_json()})
-    onnx.save(graph, str(out))
+    save_sealed(onnx.load(str(model)), upgraded, out)
     return (f"wrote {out}: schema 2, same graph and threshold {upgraded.threshold.value:.6g}; scores on "
             f"{len(holdout)} held-back images unchanged; inspection limits and drift reference from "
             f"{len(dataset.train)} good images")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from insightad_edge import __version__
+from insightad_edge import Detector, __version__
 from insightad_edge.cli import main
 from synthetic import part_image
 
@@ -97,6 +97,12 @@ def test_usage_errors_exit_2_and_model_errors_exit_3(folder, model_path, tmp_pat
     lfs.write_text("version https://git-lfs.github.com/spec/v1\n")
     result = run("score", folder, "--model", lfs)
     assert result.exit_code == 3 and "git lfs pull" in result.stderr and "Traceback" not in result.output
+    damaged = tmp_path / "damaged.onnx"
+    shipped = bytearray(Detector().path.read_bytes())
+    shipped[len(shipped) // 2] ^= 1  # one bit of one weight
+    damaged.write_bytes(shipped)
+    result = run("score", folder, "--model", damaged)
+    assert result.exit_code == 3 and "damaged" in result.stderr and "Traceback" not in result.output
 
 
 def test_empty_folder_fails(tmp_path, model_path):

@@ -42,6 +42,7 @@ def test_fit_export_evaluate_score(arch, mvtec, tmp_path):
     model = tmp_path / "model.onnx"
     exported = invoke(train, "export", run, "--out", model)
     assert exported.exit_code == 0 and "score difference" in exported.stdout and model.is_file()
+    assert Detector(model).sealed  # a copy that differs from this file by one bit is refused
 
     report_dir = tmp_path / "report"
     evaluated = invoke(train, "evaluate", model, "--data", mvtec, "--out", report_dir)
@@ -252,6 +253,7 @@ def test_upgrade_turns_a_schema_1_model_into_schema_2_with_the_same_scores(train
     assert old.metadata.schema_version == 1 and new.metadata.schema_version == 2
     assert new.metadata.inspection is not None and new.metadata.calibration is not None
     assert new.threshold == old.threshold
+    assert new.sealed and not old.sealed
     paths = sorted((mvtec / "test").rglob("*.png"))
     np.testing.assert_array_equal(score_paths(paths, old.metadata, old.infer), score_paths(paths, new.metadata, new.infer))
     again = invoke(train, "upgrade", tmp_path / "new.onnx", "--data", mvtec, "--out", tmp_path / "newer.onnx")

@@ -1,0 +1,51 @@
+"""The model file as bytes: read once, and refused unless it is exactly the file that was exported.
+
+ONNX carries no checksum: a block of zeros left by a power cut during a copy, or a flipped bit on an old card,
+still parses and scores, only differently, and every verdict after it is silently wrong. Export therefore seals
+the file: its sha256 goes into the ONNX metadata under ``SEAL_KEY``, computed over the file with the seal's
+own 64 characters as zeros (the way a header checksum is), so the edge checks it with hashlib alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from .errors import ModelError
+
+SEAL_KEY = "insightad.sha256"
+BLANK_SEAL = "0" * 64
+_LFS_MAGIC = b"version https://git-lfs"
+
+
+def read(path: Path) -> bytes:
+    """The model file's bytes, with the usual mistakes named: no file, or a Git LFS pointer in its place."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    data = path.read_bytes()
+    if data.startswith(_LFS_MAGIC):
+        raise ModelError(f"{path} is a Git LFS pointer, not a model: run `git lfs pull`")
+    return data
+
+
+def seal(data: bytes) -> bytes:
+    """A serialized model holding ``BLANK_SEAL`` once as its ``SEAL_KEY`` value, with the seal filled in."""
+    blank = BLANK_SEAL.encode()
+    if data.count(blank) != 1:
+        raise ValueError(f"the model must hold the blank seal exactly once, not {data.count(blank)} times")
+    return data.replace(blank, hashlib.sha256(data).hexdigest().encode())
+
+
+def is_sealed(data: bytes, recorded: str | None, path: Path) -> bool:
+    """True when the file matches its seal, False when it has none (exported before seals; read as before).
+
+    Raises ModelError when it has one and does not match: the file is not the one export wrote.
+    """
+    if recorded is None:
+        return False
+    if re.fullmatch("[0-9a-f]{64}", recorded) and data.count(recorded.encode()) == 1:
+        unsealed = data.replace(recorded.encode(), BLANK_SEAL.encode())
+        if hashlib.sha256(unsealed).hexdigest() == recorded:
+            return True
+    raise ModelError(f"{path} is damaged: it is not the file that was exported (its content does not match the "
+                     "sha256 sealed into it at export); copy it again from the training machine or export it again")
