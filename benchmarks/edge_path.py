@@ -121,12 +121,14 @@ def quantise(model: Path, detector: Detector, calibration: list[bytes], out: Pat
     quant_pre_process(str(model), str(prepared))
     quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
-    # carry the contract over
+    # carry the contract over, not the seal: it vouches for the FP32 file, and this one is another
     import onnx
+
+    from insightad_edge.modelfile import SEAL_KEY
 
     source, target = onnx.load(str(model)), onnx.load(str(out))
     del target.metadata_props[:]
-    target.metadata_props.extend(source.metadata_props)
+    target.metadata_props.extend(p for p in source.metadata_props if p.key != SEAL_KEY)
     onnx.save(target, str(out))
     return out
 

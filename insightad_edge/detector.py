@@ -119,8 +119,8 @@ class Detector:
     @property
     def warnings(self) -> list[str]:
         """What a person should know before trusting this model's verdicts: its metadata's, and a missing seal."""
-        unsealed = ["no seal (exported before insightad sealed its models): a damaged copy of this file cannot be "
-                    "told from the exported one; export it again to seal it"]
+        unsealed = ["no seal (exported before insightad sealed its models, or rewritten by another tool): a damaged "
+                    "copy of this file cannot be told from a whole one; export it again to seal it"]
         return self.metadata.warnings + ([] if self.sealed else unsealed)
 
     def __call__(self, image: preprocess.ImageSource, *, with_map: bool = False,
