@@ -1,7 +1,7 @@
 """Detector: one loaded model, called on frames, paths or bytes, returning a small frozen Result.
 
 Built once and never changed afterwards, so one instance can serve many threads; it pickles by its
-model path, so a worker process rebuilds its own session cheaply.
+model path and sha256, so a worker process rebuilds its own session cheaply, and never from a replaced file.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class Detector:
         raise AttributeError("a Detector is immutable; build a new one")
 
     def __reduce__(self):
-        return (_rebuild, (str(self.path), self.threshold, self.threads))
+        return (_rebuild, (str(self.path), self.threshold, self.threads, self.sha256))
 
     def __repr__(self) -> str:
         return f"Detector({str(self.path)!r}, threshold={self.threshold:.6g})"
@@ -222,5 +222,10 @@ def run_pipeline(images: Sequence[preprocess.ImageSource], metadata: ModelMetada
     return results
 
 
-def _rebuild(path: str, threshold: float, threads: int | None) -> Detector:
-    return Detector(path, threshold=threshold, threads=threads)
+def _rebuild(path: str, threshold: float, threads: int | None, sha256: str) -> Detector:
+    """The pickled Detector again, from its path; refused when another model has been put there since."""
+    detector = Detector(path, threshold=threshold, threads=threads)
+    if detector.sha256 != sha256:
+        raise ModelError(f"{path} is not the model this Detector was loaded from (sha256 {sha256[:12]} then, "
+                         f"{detector.sha256[:12]} now): the file was replaced; load the new one deliberately")
+    return detector

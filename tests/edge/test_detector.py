@@ -61,6 +61,17 @@ def test_detector_is_immutable_and_pickles(model_path, part):
     assert clone(part).score == detector(part).score
 
 
+def test_a_pickled_detector_is_not_rebuilt_from_a_replaced_file(tmp_path, model_path, part):
+    """A worker process rebuilds by path: had a new model been copied there since, the worker would judge with
+    another graph under the old threshold."""
+    path = tmp_path / "line.onnx"
+    path.write_bytes(model_path.read_bytes())
+    pickled = pickle.dumps(Detector(path))
+    path.write_bytes(Detector().path.read_bytes())
+    with pytest.raises(ModelError, match="replaced"):
+        pickle.loads(pickled)
+
+
 def test_one_detector_serves_many_threads(model_path, rng):
     detector = Detector(model_path)
     frames = [part_image(rng, 128)[0] for _ in range(16)]
