@@ -3,6 +3,8 @@
 Every source yields ``Frame`` objects, one at a time, and never ends on a dropped stream: it reopens with
 backoff and reports the loss as an event. Live sources (cameras, URLs) are read by their own thread that
 keeps only the latest frame, so a slow model never builds a backlog; the frames it had to drop are counted.
+A live frame identical to the one before is no news and is not judged again; a camera that has sent only
+such repeats for a while is frozen, and counts as lost.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ RECHECK_PER_POLL = 256  # files judged before whose modification time is looked 
 RELIST_S = 1.0         # a folder is listed again at least this often, whatever its modification time says
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
-STREAM_TIMEOUT_MS = 5000  # a network stream that opens or delivers nothing for this long counts as lost
+STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class LatestFrameReader:
     """A thread that reads a live source as fast as it delivers and keeps only the newest frame.
 
     A lost stream is reopened with backoff; the events (lost, reopened) wait in a queue for the consumer.
+    A frame identical to the previous one (a hung sensor's buffer sent again) is dropped, and repeats alone for
+    STREAM_TIMEOUT_MS make the source lost: a frozen camera never passes parts it no longer sees.
     """
 
     def __init__(self, target, name: str, stop: Stop):
@@ -258,6 +262,7 @@ class LatestFrameReader:
 
     def _run(self) -> None:
         attempt, capture, ever_opened = 0, None, False
+        previous, news_at = None, time.monotonic()  # the last frame read, and when the last new one came
         while self._running():
             if capture is None:
                 capture = self._open()
@@ -270,14 +275,21 @@ class LatestFrameReader:
                     continue
                 self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
                            f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
-                ever_opened, attempt = True, 0
+                ever_opened, attempt, news_at = True, 0, time.monotonic()
             read_at = time.perf_counter()
             ok, image = capture.read()
-            if not ok or image is None:
+            repeated = ok and image is not None and previous is not None and np.array_equal(image, previous)
+            frozen = repeated and time.monotonic() - news_at > STREAM_TIMEOUT_MS / 1000.0
+            if not ok or image is None or frozen:
                 capture.release()
                 capture = None
-                self._note("lost", f"lost {self.name}; reopening with backoff")
+                self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: the "
+                           "camera is frozen (or the scene is still on a stream that codes no noise); reopening"
+                           if frozen else f"lost {self.name}; reopening with backoff")
                 continue
+            if repeated:
+                continue
+            previous, news_at = image, time.monotonic()
             with self._lock:
                 self.delivered += 1
                 self._frame = (self.delivered, image, read_at)

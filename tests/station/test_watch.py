@@ -199,13 +199,21 @@ def serve_mjpeg(port: int) -> ThreadingHTTPServer:
     return server
 
 
-def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp_path):
-    rng = np.random.default_rng(3)
-    MJPEG.frames = [cv2.imencode(".jpg", part_image(rng, 128)[0], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-                    for _ in range(5)]
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def jpegs(seed: int, count: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [cv2.imencode(".jpg", part_image(rng, 128)[0], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+            for _ in range(count)]
+
+
+def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp_path):
+    MJPEG.frames = jpegs(3, 5)
+    port = free_port()
     server = serve_mjpeg(port)
     log = tmp_path / "line.db"
     process = start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", log,
@@ -226,6 +234,29 @@ def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp
     assert "lost" in kinds and "reopened" in kinds and kinds.index("lost") < kinds.index("reopened")
     assert "lost" in err and "reopened" in err
     assert len(rows_of(log)) >= 10
+
+
+def test_a_frozen_camera_is_lost_not_judged_again_and_again(model_path, tmp_path):
+    """A hung camera that sends its last image over and over would have every part it no longer sees pass."""
+    from insightad_edge.sources import STREAM_TIMEOUT_MS
+
+    parts = jpegs(5, 5)
+    MJPEG.frames = parts[:1]  # 20 times a second, the same image
+    port = free_port()
+    server = serve_mjpeg(port)
+    log = tmp_path / "line.db"
+    process = start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", log,
+                          "--format", "jsonl")
+    try:
+        assert len(lines_until(process, 1)) == 1
+        assert lines_until(process, 1, timeout=STREAM_TIMEOUT_MS / 1000.0 + 2.0) == []
+        MJPEG.frames = parts  # the camera comes back to life
+        assert len(lines_until(process, 5)) == 5
+    finally:
+        _, err = stop(process)
+        server.shutdown()
+        server.server_close()
+    assert "has sent the same image" in err and "lost" in events_of(log)
 
 
 def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
