@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -60,26 +61,36 @@ def save_sealed(graph: onnx.ModelProto, metadata: ModelMetadata, out: Path) -> N
     """Write GRAPH to OUT with METADATA as its contract, sealed so the edge refuses any copy that differs."""
     del graph.metadata_props[:]
     onnx.helper.set_model_props(graph, {METADATA_KEY: metadata.to_json(), modelfile.SEAL_KEY: modelfile.BLANK_SEAL})
-    out.write_bytes(modelfile.seal(graph.SerializeToString()))
+    partial = out.with_name(out.name + ".partial")  # a station starting meanwhile finds the old file or the new
+    partial.write_bytes(modelfile.seal(graph.SerializeToString()))
+    os.replace(partial, out)
 
 
 def export(run: Path, out: Path, parity_paths: list[Path] | None = None) -> ExportReport:
-    """Export RUN to OUT, then score held-back images with both torch and onnxruntime and compare."""
+    """Export RUN to OUT, then score held-back images with both torch and onnxruntime and compare.
+
+    OUT only ever holds a whole, checked model: the new file takes its place once its scores agree.
+    """
     began = time.monotonic()
     model, metadata = load_run(run)
-    write_onnx(model, metadata, out)
     if parity_paths is None:
         parity_paths = _holdout(run)[:8]
     if not parity_paths:
         raise ValueError("no images for the parity check: pass some with --parity-images")
-    edge = Detector(out)
-    torch_scores = score_paths(parity_paths, metadata, TorchInfer(model))
-    edge_scores = score_paths(parity_paths, edge.metadata, edge.infer)
-    difference = float(np.max(np.abs(torch_scores - edge_scores)))
-    tolerance = PARITY_TOLERANCE * max(1.0, abs(metadata.threshold.value))
-    if not difference <= tolerance:
-        out.unlink()
-        raise ModelError(f"exported model disagrees with torch by {difference:.3g} > {tolerance:.3g}; removed {out}")
+    partial = out.with_name(out.name + ".partial")
+    try:
+        write_onnx(model, metadata, partial)
+        edge = Detector(partial)
+        torch_scores = score_paths(parity_paths, metadata, TorchInfer(model))
+        edge_scores = score_paths(parity_paths, edge.metadata, edge.infer)
+        difference = float(np.max(np.abs(torch_scores - edge_scores)))
+        tolerance = PARITY_TOLERANCE * max(1.0, abs(metadata.threshold.value))
+        if not difference <= tolerance:
+            raise ModelError(f"exported model disagrees with torch by {difference:.3g} > {tolerance:.3g}; "
+                             f"{out} not written")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     return ExportReport(out, out.stat().st_size, time.monotonic() - began, difference, len(parity_paths))
 
 

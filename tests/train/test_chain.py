@@ -1,5 +1,6 @@
 """The chain as a user runs it: fit -> export -> evaluate -> insightad-edge info / score, on synthetic parts."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -76,6 +77,19 @@ def test_export_matches_torch_within_tolerance(trained, mvtec, tmp_path):
     torch_scores = score_paths(paths, metadata, TorchInfer(model))
     assert np.max(np.abs(edge_scores - torch_scores)) <= PARITY_TOLERANCE * max(1.0, metadata.threshold.value)
     assert Detector(out).threshold == pytest.approx(metadata.threshold.value)
+
+
+def test_a_failed_export_leaves_out_as_it_was(trained, tmp_path):
+    """A station may start from OUT at any moment: it must find the model in service or the new one, checked."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "holdout.json").write_text("[]")  # the held-back images moved away: nothing to check the export on
+    out = tmp_path / "line.onnx"
+    failed = invoke(train, "export", run, "--out", out)
+    assert failed.exit_code == 2 and "parity" in failed.stderr and not out.exists()
+    out.write_bytes(b"the model in service")
+    assert invoke(train, "export", run, "--out", out).exit_code == 2 and out.read_bytes() == b"the model in service"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line.onnx", "run"]
 
 
 def test_evaluate_a_run_folder_directly(trained, mvtec):
