@@ -211,13 +211,18 @@ def jpegs(seed: int, count: int) -> list[bytes]:
             for _ in range(count)]
 
 
-def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp_path):
-    MJPEG.frames = jpegs(3, 5)
+def watch_a_camera(frames: list[bytes], model_path, log: Path):
+    """An MJPEG camera on a free loopback port serving FRAMES, and a watch on it: (port, server, watch)."""
+    MJPEG.frames = frames
     port = free_port()
     server = serve_mjpeg(port)
+    return port, server, start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", log,
+                                     "--format", "jsonl")
+
+
+def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp_path):
     log = tmp_path / "line.db"
-    process = start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", log,
-                          "--format", "jsonl")
+    port, server, process = watch_a_camera(jpegs(3, 5), model_path, log)
     try:
         assert len(lines_until(process, 5)) == 5
         MJPEG.live.clear()
@@ -241,12 +246,8 @@ def test_a_frozen_camera_is_lost_not_judged_again_and_again(model_path, tmp_path
     from insightad_edge.sources import STREAM_TIMEOUT_MS
 
     parts = jpegs(5, 5)
-    MJPEG.frames = parts[:1]  # 20 times a second, the same image
-    port = free_port()
-    server = serve_mjpeg(port)
     log = tmp_path / "line.db"
-    process = start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", log,
-                          "--format", "jsonl")
+    _, server, process = watch_a_camera(parts[:1], model_path, log)  # 20 times a second, the same image
     try:
         assert len(lines_until(process, 1)) == 1
         assert lines_until(process, 1, timeout=STREAM_TIMEOUT_MS / 1000.0 + 2.0) == []
