@@ -212,12 +212,36 @@ def iterable_frames(frames: Iterable, stop: Stop, stride: int = 1) -> Iterator[I
             yield Frame(name, str(index), image=item)
 
 
+NEW, REPEAT, FROZEN, LOST = "new", "repeat", "frozen", "lost"
+
+
+class Novelty:
+    """Whether a live frame is news. A live sensor's noise makes no two frames equal, so a frame identical to
+    the last new one is a hung camera's buffer sent again (or a still scene on a stream that codes no noise);
+    repeats alone for STREAM_TIMEOUT_MS since the last new frame, or since the source opened, mean frozen."""
+
+    def __init__(self):
+        self.last: Optional[np.ndarray] = None
+        self.since = time.monotonic()
+
+    def restart(self) -> None:
+        """The source has just (re)opened: its frames get the full time to change again."""
+        self.since = time.monotonic()
+
+    def of(self, image: np.ndarray) -> str:
+        now = time.monotonic()
+        if self.last is None or not np.array_equal(image, self.last):
+            self.last, self.since = image, now
+            return NEW
+        return FROZEN if now - self.since > STREAM_TIMEOUT_MS / 1000.0 else REPEAT
+
+
 class LatestFrameReader:
     """A thread that reads a live source as fast as it delivers and keeps only the newest frame.
 
     A lost stream is reopened with backoff; the events (lost, reopened) wait in a queue for the consumer.
-    A frame identical to the previous one (a hung sensor's buffer sent again) is dropped, and repeats alone for
-    STREAM_TIMEOUT_MS make the source lost: a frozen camera never passes parts it no longer sees.
+    Frames that are no news are dropped, and a frozen source is lost (once) until its images change again
+    (``Novelty``): a frozen camera never passes parts it no longer sees.
     """
 
     def __init__(self, target, name: str, stop: Stop):
@@ -261,8 +285,8 @@ class LatestFrameReader:
             self._lock.notify_all()
 
     def _run(self) -> None:
-        attempt, capture, ever_opened = 0, None, False
-        previous, news_at = None, time.monotonic()  # the last frame read, and when the last new one came
+        attempt, capture, ever_opened, frozen = 0, None, False, False
+        news = Novelty()
         while self._running():
             if capture is None:
                 capture = self._open()
@@ -273,23 +297,34 @@ class LatestFrameReader:
                     attempt += 1
                     self.stop.wait(wait)
                     continue
-                self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
-                           f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
-                ever_opened, attempt, news_at = True, 0, time.monotonic()
+                if not frozen:  # a frozen source is back when its images change, not when it opens again
+                    self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
+                               f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
+                    attempt = 0
+                ever_opened = True
+                news.restart()
             read_at = time.perf_counter()
             ok, image = capture.read()
-            repeated = ok and image is not None and previous is not None and np.array_equal(image, previous)
-            frozen = repeated and time.monotonic() - news_at > STREAM_TIMEOUT_MS / 1000.0
-            if not ok or image is None or frozen:
+            kind = news.of(image) if ok and image is not None else LOST
+            if kind in (LOST, FROZEN):
                 capture.release()
                 capture = None
-                self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: the "
-                           "camera is frozen (or the scene is still on a stream that codes no noise); reopening"
-                           if frozen else f"lost {self.name}; reopening with backoff")
+                if kind == LOST:
+                    frozen = False
+                    self._note("lost", f"lost {self.name}; reopening with backoff")
+                    continue
+                if not frozen:
+                    self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
+                               "the camera is frozen (or the scene is still on a stream that codes no noise)")
+                frozen = True
+                self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
                 continue
-            if repeated:
+            if kind == REPEAT:
                 continue
-            previous, news_at = image, time.monotonic()
+            if frozen:
+                self._note("reopened", f"{self.name} sends new images again")
+                frozen, attempt = False, 0
             with self._lock:
                 self.delivered += 1
                 self._frame = (self.delivered, image, read_at)

@@ -257,7 +257,32 @@ def test_a_frozen_camera_is_lost_not_judged_again_and_again(model_path, tmp_path
         _, err = stop(process)
         server.shutdown()
         server.server_close()
-    assert "has sent the same image" in err and "lost" in events_of(log)
+    assert "has sent the same image" in err and "sends new images again" in err
+    kinds = events_of(log)
+    assert kinds.count("lost") == 1 and kinds.index("lost") < kinds.index("reopened", kinds.index("opened") + 1)
+
+
+def test_a_camera_frozen_for_long_is_lost_once_not_every_few_seconds(model_path, monkeypatch):
+    """Reopening a frozen stream is retried quietly with backoff: one loss, one recovery, not an event storm."""
+    import insightad_edge
+    from insightad_edge import sources
+
+    monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 300)  # ten freezes' time in three seconds
+    parts = jpegs(7, 5)
+    MJPEG.frames = parts[:1]
+    port = free_port()
+    server = serve_mjpeg(port)
+    stop, events = sources.Stop(), []
+    threading.Timer(3.0, lambda: setattr(MJPEG, "frames", parts)).start()
+    threading.Timer(5.0, stop.set).start()
+    try:
+        verdicts = list(insightad_edge.watch(f"http://127.0.0.1:{port}/stream.mjpg", Detector(model_path), stop=stop,
+                                             on_event=events.append))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [e.kind for e in events] == ["opened", "lost", "reopened"]
+    assert "same image" in events[1].message and len(verdicts) > 5
 
 
 def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
