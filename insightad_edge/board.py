@@ -1,7 +1,9 @@
-"""What the operator's page shows: the last judged part with its overlay, and the last hour at a glance.
+"""What the operator's page shows: the last judged part with its overlay, the last hour at a glance, and
+whether a station's camera still delivers (a green verdict from before the camera was lost must not stand).
 
-Fed by the server (each /infer) or by a station (each verdict); the page asks for it as JSON. The overlay is
-drawn only when the page asks, and only for the newest part, so feeding costs next to nothing.
+Fed by the server (each /infer) or by a station (each verdict, each source event); the page asks for it as
+JSON. The overlay is drawn only when the page asks, and only for the newest part, so feeding costs next to
+nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .preprocess import to_float
 
 HOUR_S = 3600.0
 PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
+SOURCE_STATES = {"opened": "live", "reopened": "live", "lost": "lost", "ended": "ended"}  # by event kind
 
 
 class Board:
@@ -33,6 +36,7 @@ class Board:
         self._picture: Optional[tuple] = None
         self._overlay: Optional[tuple[int, str]] = None
         self._count = 0
+        self._source: Optional[dict] = None  # a station's source: state, since (UTC), message; None when serving
 
     def add(self, *, time_utc: str, status: str, score: float | None, threshold: float, error: str | None,
             image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None) -> None:
@@ -47,6 +51,18 @@ class Board:
                           "error": error}
             self._picture = (self._count, image, anomaly_map, threshold)
 
+    def source_event(self, kind: str, message: str, time_utc: str) -> None:
+        """A station's source opened, was lost, came back or ended (other events leave its state as it is)."""
+        if kind in SOURCE_STATES:
+            with self._lock:
+                self._source = {"state": SOURCE_STATES[kind], "since": time_utc, "message": message}
+
+    @property
+    def source_state(self) -> str | None:
+        """``live``, ``lost`` or ``ended`` for a station's source; None for a server, which has none."""
+        with self._lock:
+            return None if self._source is None else self._source["state"]
+
     def last(self) -> dict | None:
         """The newest verdict, with its overlay as a PNG data URL (drawn once per part)."""
         with self._lock:
@@ -60,15 +76,16 @@ class Board:
         return {**last, "overlay": overlay[1] if overlay and overlay[0] == last["id"] else None}
 
     def summary(self) -> dict:
-        """The last hour: parts, defects, defect rate among judged parts, frames without verdict, errors; drift."""
+        """The last hour: parts, defects, defect rate among judged parts, frames without verdict, errors; drift;
+        a station's source."""
         with self._lock:
-            statuses = [s for _, s in self._hour]
+            statuses, source = [s for _, s in self._hour], self._source
         counts = {s: statuses.count(s) for s in ("ok", "defect", "not_inspectable", "error")}
         judged = counts["ok"] + counts["defect"]
         return {"last_hour": {"parts": len(statuses), "defects": counts["defect"],
                               "defect_rate": counts["defect"] / judged if judged else None,
                               "not_inspectable": counts["not_inspectable"], "errors": counts["error"]},
-                "drift": self.monitor.state.as_dict()}
+                "drift": self.monitor.state.as_dict(), "source": source}
 
 
 def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str:

@@ -330,9 +330,13 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
     emit = VerdictPrinter(fmt).write
     page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key)
+    def announce(event) -> None:
+        click.echo(f"{event.kind}: {event.message}", err=True)
+        if page is not None:
+            page.event(event)
+
     station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
-                      emit=emit if page is None else lambda v: (emit(v), page.show(v)),
-                      on_event=lambda event: click.echo(f"{event.kind}: {event.message}", err=True))
+                      emit=emit if page is None else lambda v: (emit(v), page.show(v)), on_event=announce)
     try:
         counts = station.run(source, stop=stop, existing=existing, stride=stride)
     except FileNotFoundError as exc:
@@ -387,6 +391,13 @@ class OperatorPage:
         self.board.add(time_utc=verdict.time, status=verdict.status, score=verdict.score, threshold=verdict.threshold,
                        error=verdict.error, image=verdict.image, anomaly_map=result.anomaly_map if result else None)
         self.metrics.verdict(verdict.status, verdict.score, dict(verdict.timings_ms), self.monitor.state)
+
+    def event(self, event) -> None:
+        from .inspections import utc_now
+
+        self.board.source_event(event.kind, event.message, utc_now())
+        if self.board.source_state is not None:
+            self.metrics.source(self.board.source_state)
 
     def close(self) -> None:
         self.server.should_exit = True

@@ -31,6 +31,7 @@ class Metrics:
         info = Info("insightad_model", "The model in use", registry=self.registry)
         info.info({"name": detector.path.name, "sha256": detector.sha256,
                    "schema": str(detector.metadata.schema_version), "threshold": f"{detector.threshold:.6g}"})
+        self.source_up: Gauge | None = None
         for status in STATUSES:
             self.verdicts.labels(status)
         for stage in STAGES:
@@ -47,6 +48,13 @@ class Metrics:
         for name, value in drift.statistics.items():
             if isinstance(value, (int, float)):
                 self.drift_statistic.labels(name).set(value)
+
+    def source(self, state: str) -> None:
+        """A station's source: up while it delivers (a server has no source, and no such gauge)."""
+        if self.source_up is None:
+            self.source_up = Gauge("insightad_source_up", "1 while the station's source delivers, 0 while it is "
+                                   "lost (or frozen) or has ended", registry=self.registry)
+        self.source_up.set(1 if state == "live" else 0)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -224,7 +224,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
-        return {"status": "ok", "model": model_id, "drift": monitor.state.as_dict()}
+        return {"status": "ok", "model": model_id, "drift": monitor.state.as_dict(), "source": board.source_state}
 
     @app.get("/model")
     async def model(request: Request):

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -82,13 +83,23 @@ def open_source(source, *, stop: Stop, existing: bool = False,
     if isinstance(source, int) or text.isdigit():
         return live_frames(int(text), text, stop, stride)
     if text.lower().startswith(STREAM_SCHEMES):
-        return live_frames(text, text, stop, stride)
+        return live_frames(text, shown(text), stop, stride)
     path = Path(text)
     if path.is_dir():
         return folder_frames(path.resolve(), stop, existing=existing, seen=seen)
     if path.is_file():
         return video_frames(path, stop, stride)
     raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
+
+
+def shown(source) -> str:
+    """SOURCE as logs, events and the operator's page name it: a stream URL's password (rtsp://user:secret@cam)
+    becomes ***, since the page and /health are read by people who need not know it."""
+    text = str(source)
+    parts = urlsplit(text)
+    if not text.lower().startswith(STREAM_SCHEMES) or parts.password is None:
+        return text
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
 
 
 def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool]) -> Iterator[Item]:

@@ -22,7 +22,7 @@ import numpy as np
 from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
-from .sources import Event, Frame, Stop, open_source
+from .sources import Event, Frame, Stop, open_source, shown
 
 log = logging.getLogger(__name__)
 ROW_KEYS = ("path", "score", "threshold", "anomaly", "error", "source", "frame", "status")
@@ -120,7 +120,7 @@ class Station:
         """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped)."""
         counts: Counter = Counter()
         if self.log is not None:
-            self.log.event("start", f"watch {source} with {self.detector.path.name} "
+            self.log.event("start", f"watch {shown(source)} with {self.detector.path.name} "
                                     f"(sha256 {self.detector.sha256[:12]})")
         try:
             for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,

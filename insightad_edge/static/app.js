@@ -20,13 +20,18 @@ function number(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
 }
 
+function showVerdict(last, sourceDown) {
+  // A verdict is of a part seen before the camera went when the source is down: it says nothing about now.
+  const status = sourceDown ? "source_down" : last ? last.status : "none";
+  const verdict = $("verdict");
+  verdict.textContent = sourceDown ? "NO VERDICT" : last ? LABELS[last.status] || last.status : "NO PART YET";
+  verdict.className = `verdict ${sourceDown || !last ? "none" : last.status}`;
+  verdict.dataset.status = status;
+}
+
 function showLast(last, threshold) {
   if (!last || last.id === shown) return;
   shown = last.id;
-  const verdict = $("verdict");
-  verdict.textContent = LABELS[last.status] || last.status;
-  verdict.className = `verdict ${last.status}`;
-  verdict.dataset.status = last.status;
   $("score").textContent = number(last.score);
   $("threshold").textContent = number(threshold);
   const share = last.score === null ? 0 : Math.min(last.score / (2 * threshold), 1);
@@ -35,6 +40,13 @@ function showLast(last, threshold) {
   $("reason").textContent = last.error || "";
   if (last.overlay) $("picture").src = last.overlay;
   $("caption").textContent = `part #${last.id} · ${last.time}`;
+}
+
+function showSource(source) {
+  const down = Boolean(source) && source.state !== "live";
+  $("source").hidden = !down;
+  if (down) $("source").textContent = `${source.state === "lost" ? "CAMERA LOST" : "SOURCE ENDED"} since ${source.since}: ${source.message}`;
+  return down;
 }
 
 function showSummary(summary) {
@@ -58,6 +70,7 @@ async function refresh() {
   try {
     const [last, summary] = await Promise.all([get("/api/last"), get("/api/summary")]);
     $("model").textContent = last.model;
+    showVerdict(last.last, showSource(summary.source));
     showLast(last.last, summary.threshold);
     showSummary(summary);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;

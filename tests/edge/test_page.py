@@ -1,31 +1,15 @@
 """The operator's page in a real browser: headless Chromium loads it from a real server on 127.0.0.1."""
 import json
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
+from browser import chromium
 from synthetic import part_image
 from test_server import encoded, request, start
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # kept after the run (ignored by git)
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def chromium(*args: str) -> str:
-    """Headless Chromium as the CI machine runs it: no sandbox (root), no GPU, no network but loopback."""
-    if CHROMIUM is None:
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run installs it)")
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                               "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                               "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,900",
-                               "--virtual-time-budget=5000", *args], capture_output=True, text=True, timeout=120)
-    return done.stdout
 
 
 def test_the_page_shows_the_verdict_of_a_request_just_sent(model_path):

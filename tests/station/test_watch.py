@@ -509,6 +509,52 @@ def test_watch_serves_the_operators_page_health_and_metrics(model_path, tmp_path
         stop(process)
 
 
+def test_a_lost_camera_replaces_the_last_verdict_on_the_page_health_and_metrics(model_path, tmp_path):
+    """A green OK from before the camera went must not stand on the line's screen; nor the camera's password."""
+    import urllib.request
+
+    from browser import chromium
+
+    MJPEG.frames = jpegs(9, 5)
+    port, http = free_port(), free_port()
+    server = serve_mjpeg(port)
+    process = start_watch(f"http://line:s3cret@127.0.0.1:{port}/stream.mjpg", "--model", model_path,
+                          "--log", tmp_path / "line.db", "--format", "jsonl", "--http", f"127.0.0.1:{http}")
+    base = f"http://127.0.0.1:{http}"
+
+    def get(path: str):
+        return urllib.request.urlopen(base + path, timeout=10).read().decode()
+
+    def health_until(state: str) -> dict:
+        deadline = time.monotonic() + 30
+        while (health := json.loads(get("/health")))["source"] != state and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return health
+
+    try:
+        assert len(lines_until(process, 3)) == 3
+        assert health_until("live")["source"] == "live" and 'data-status="ok"' in chromium("--dump-dom", base + "/")
+        MJPEG.live.clear()  # the camera is unplugged
+        server.shutdown()
+        server.server_close()
+        assert health_until("lost")["source"] == "lost"
+        dom = chromium("--dump-dom", base + "/")
+        assert 'data-status="source_down"' in dom and ">NO VERDICT<" in dom and "CAMERA LOST since" in dom
+        assert "insightad_source_up 0.0" in get("/metrics")
+        summary = get("/api/summary")
+        assert json.loads(summary)["source"]["state"] == "lost" and "s3cret" not in summary
+        server = serve_mjpeg(port)
+        assert health_until("live")["source"] == "live" and "insightad_source_up 1.0" in get("/metrics")
+    finally:
+        _, err = stop(process)
+        server.shutdown()
+        server.server_close()
+    assert "s3cret" not in err and "line:***@" in err
+    with sqlite3.connect(tmp_path / "line.db") as connection:
+        assert not any("s3cret" in " ".join(map(str, row)) for table in ("events", "inspections")
+                       for row in connection.execute(f"SELECT * FROM {table}"))
+
+
 def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
     rng = np.random.default_rng(8)
     writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
