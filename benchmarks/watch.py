@@ -5,7 +5,8 @@
 Makes a lossless video (FFV1) of 1024x1024 frames from DATA's test images in a temporary folder (deleted
 after; no picture is kept), then runs the station over it three ways, alternating, each twice: no sinks,
 with the SQLite log, with the log and evidence (defects saved as PNG with their overlays). Then serves the
-same frames as an MJPEG stream on 127.0.0.1 at 30 frames/s and counts what the latest-frame reader skips.
+same frames as an MJPEG stream on 127.0.0.1 at 30 frames/s and counts what the latest-frame reader skips,
+and what its check for a frozen camera costs next to decoding a frame.
 Prints a table and the machine; writes benchmarks/watch_results.json.
 """
 from __future__ import annotations
@@ -115,6 +116,22 @@ def live(detector: Detector, paths: list[Path], seconds: float) -> dict:
             "p95_ms": float(np.percentile(judged, 95))}
 
 
+def novelty_cost(jpeg: bytes, repeats: int = 200) -> dict:
+    """What telling a frozen camera's repeated frame from a new one costs the reader thread per frame, next to
+    decoding the frame (the two frames compared are equal: the whole array is read)."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    same = image.copy()
+    began = time.perf_counter()
+    for _ in range(repeats):
+        cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    decode_ms = (time.perf_counter() - began) * 1000.0 / repeats
+    began = time.perf_counter()
+    for _ in range(repeats):
+        np.array_equal(image, same)
+    compare_ms = (time.perf_counter() - began) * 1000.0 / repeats
+    return {"decode_ms": decode_ms, "compare_ms": compare_ms, "ratio": compare_ms / decode_ms}
+
+
 def idle_folder(files: int, seconds: float = 3.0) -> dict:
     """A folder a shift has filled with judged files, and none arriving: the CPU the folder watch takes."""
     with tempfile.TemporaryDirectory() as folder:
@@ -154,6 +171,7 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
         results["evidence_cost"] = best["none"]["fps"] / best["log+evidence"]["fps"] - 1.0
         results["budget_full_cost"] = best["none"]["fps"] / best[BUDGET_FULL]["fps"] - 1.0
     results["live"] = live(detector, paths, live_seconds)
+    results["novelty"] = novelty_cost(Stream.frames[0])
     results["idle_folder"] = [idle_folder(files) for files in (1_000, 50_000)]
     out.write_text(json.dumps(results, indent=1))
     print(f"machine: {results['machine']}")
@@ -166,6 +184,9 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
     lv = results["live"]
     print(f"live MJPEG at {lv['source_fps']:.0f} frames/s for {lv['seconds']:.0f} s: {lv['judged']} judged "
           f"({lv['judged_fps']:.1f}/s), {lv['skipped']} skipped; p50 / p95 {lv['p50_ms']:.1f} / {lv['p95_ms']:.1f} ms")
+    nv = results["novelty"]
+    print(f"is a live frame new (a frozen camera's is not)? {nv['compare_ms']:.2f} ms a 1024x1024 frame, "
+          f"{nv['ratio']:.0%} of decoding it ({nv['decode_ms']:.1f} ms)")
     print("a folder watch with nothing arriving: " + "; ".join(
         f"{r['files']} files judged, {r['cpu_share']:.0%} of a core" for r in results["idle_folder"]))
 
