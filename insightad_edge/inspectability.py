@@ -1,7 +1,8 @@
 """Can this frame be judged at all? The limits come from the good training images, widened by a margin.
 
-A frame that shows no part, a part cut by the frame's edge, a part of another size, or an exposure the
-brightness normalisation cannot undo gets no verdict: the model would only be guessing. Measured on the
+A frame that shows no part, a part cut by the frame's edge, a part of another size, an exposure the
+brightness normalisation cannot undo, or too few pixels for the detail the model works at gets no verdict:
+the model would only be guessing. Measured on the
 MVTec screw (320 training images, 160 test images): the part's contrast (Otsu separability) is 0.75-0.83
 on every image, 0.55-0.68 on frames of background or sensor noise only; the margins below keep every
 training and test image inspectable and refuse those.
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .metadata import Inspection
+from .metadata import Inspection, Preprocess
 from .preprocess import FrameStats
 
 # One place for every margin: how far outside the training images' range a frame may still be judged.
@@ -23,6 +24,7 @@ PART_SHARE_MARGIN = 0.10   # the largest blob may hold 10 points less of the seg
 AREA_FACTOR = 1.5          # the part's area within [smallest / 1.5, largest * 1.5]
 BORDER_MARGIN = 0.02       # the part may cover 2 points more of the frame's edge
 OUTSIDE_MARGIN = 0.10      # 10 points more of the model's input region may fall outside the frame
+ENLARGEMENT_MARGIN = 1.1   # a frame may be enlarged 10% more than the training frames were (or than not at all)
 
 
 def limits_from(stats: Sequence[FrameStats]) -> Inspection:
@@ -44,9 +46,21 @@ def limits_from(stats: Sequence[FrameStats]) -> Inspection:
     )
 
 
-def problems(stats: FrameStats, limits: Inspection) -> list[str]:
+def most_enlarged(spec: Preprocess) -> float:
+    """How many times a frame may be enlarged to the working size. A frame enlarged more lacks the detail the
+    model works at: on the MVTec screw, frames shrunk to 1/1.5, 1/2 and 1/3 of the working size let 31, 37
+    and 51 of 119 defects pass against 24 at full size, while every good part still passed."""
+    trained = spec.work_size / min(spec.frame_size) if spec.frame_size else 1.0
+    return ENLARGEMENT_MARGIN * max(1.0, trained)
+
+
+def problems(stats: FrameStats, limits: Inspection, spec: Preprocess) -> list[str]:
     """Why this frame cannot be judged, in words an operator can act on; empty when it can."""
     found = []
+    if stats.scale > most_enlarged(spec):
+        found.append(f"the frame is too coarse: enlarged {stats.scale:.2g} times to the model's working size (at most "
+                     f"{most_enlarged(spec):.2g}), it lacks the detail the model inspects at; is this a camera's "
+                     "preview stream or a thumbnail? send frames at full resolution")
     low, high = limits.brightness
     if stats.brightness < low:
         found.append(f"too dark: median gray level {stats.brightness:.3f} is below {low:.3f} "

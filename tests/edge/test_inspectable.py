@@ -74,6 +74,7 @@ def frames_that_cannot_be_judged(rng) -> dict:
         "perfectly flat": np.full((SIZE, SIZE), 200, np.uint8),
         "black": np.zeros((SIZE, SIZE), np.uint8),
         "two parts": np.minimum(good, np.roll(part_image(rng, SIZE, angle=1.7)[0], 40, axis=0)),
+        "a thumbnail": cv2.resize(good, (SIZE // 3, SIZE // 3), interpolation=cv2.INTER_AREA),
     }
 
 
@@ -87,6 +88,16 @@ def test_frames_without_a_judgeable_part_are_never_ok(model_path, name):
     reported = detector(frame, not_inspectable="report")
     assert reported.status == "not_inspectable" and reported.anomaly is None and reported.score is None
     assert reported.reason == str(error.value)
+
+
+def test_a_frame_coarser_than_the_model_works_at_is_refused_not_passed(model_path):
+    """A camera's preview stream or a thumbnail: a defect finer than its pixels would pass unseen."""
+    detector = Detector(model_path)  # trained on 128-pixel frames, works at 64 pixels
+    good = part_image(np.random.default_rng(12), SIZE)[0]
+    for side in (SIZE, 96, 64):  # down to the working size itself: nothing the model looks at is missing
+        assert detector(cv2.resize(good, (side, side), interpolation=cv2.INTER_AREA)).status == "ok"
+    with pytest.raises(NotInspectable, match="too coarse: enlarged 1.5 times"):
+        detector(cv2.resize(good, (42, 42), interpolation=cv2.INTER_AREA))
 
 
 def test_good_frames_pass_the_check(model_path):
