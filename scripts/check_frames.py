@@ -5,8 +5,9 @@
 For every test image of an MVTec-layout DATA folder (photometrically equalised, so brightness tells nothing):
 the original, padded to 4:3 and 16:9, padded to 4:3 and resized to 640x480, and cut to 1024x700 around the part.
 Prints, per model and shape, how many good images are flagged or not inspectable, how many defective ones are
-caught, and the image AUROC over the inspectable ones; then what the check says on background-only frames.
-Writes no image.
+caught, and the image AUROC over the inspectable ones; then what the check says on background-only frames;
+then frames shrunk below the model's working size (a preview stream, a thumbnail): what the model would say
+of them without the check, and how many the check refuses. Writes no image.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from insightad_edge import Detector
+from insightad_edge import Detector, preprocess, scoring
 from insightad_edge.preprocess import decode
 from insightad_train.data import load_dataset
 from insightad_train.evaluate import HONEST, dataset_level, equalise
@@ -80,6 +81,33 @@ def main() -> None:
     for name, frame in backgrounds.items():
         result = detector(frame, not_inspectable="report")
         print(f"{name}: {result.status} ({result.reason or result.score})")
+    coarse_frames(detector, samples, level)
+
+
+def unchecked_score(detector: Detector, frame: np.ndarray) -> float:
+    """The score the model gives FRAME when nobody asks whether it can be judged."""
+    meta = detector.metadata
+    prepared = preprocess.prepare(frame, meta.preprocess, meta.inspection)
+    maps = scoring.smooth_maps(detector.infer(prepared.input[None]), meta.score)
+    return float(scoring.image_scores(maps, meta.score)[0])
+
+
+def coarse_frames(detector: Detector, samples, level: float) -> None:
+    """Frames whose short side is the working size divided by 1 to 3: judged unchecked, and checked."""
+    labels = np.array([s.is_anomalous for s in samples])
+    frames = [equalise(decode(s.path), HONEST, level) for s in samples]
+    print("| enlarged to the working size | defects passed, unchecked | good flagged, unchecked | refused by the check |"
+          "\n|---:|---:|---:|---:|")
+    for enlarged in (1.0, 1.05, 1.5, 2.0, 3.0):
+        flagged, refused = [], 0
+        for frame in frames:
+            scale = detector.metadata.preprocess.work_size / enlarged / min(frame.shape[:2])
+            small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            flagged.append(unchecked_score(detector, small) > detector.threshold)
+            refused += detector(small, not_inspectable="report").status == "not_inspectable"
+        flagged = np.array(flagged)
+        print(f"| {enlarged:g} | {int((~flagged[labels]).sum())} / {int(labels.sum())} "
+              f"| {int(flagged[~labels].sum())} / {int((~labels).sum())} | {refused} / {len(frames)} |")
 
 
 if __name__ == "__main__":
