@@ -168,7 +168,7 @@ def prepare_checked(image: np.ndarray, metadata: ModelMetadata) -> preprocess.Pr
     """Preprocess one decoded frame and refuse it (NotInspectable) when the model cannot judge it."""
     prepared = preprocess.prepare(image, metadata.preprocess, metadata.inspection)
     if metadata.inspection is not None:
-        reasons = inspectability.problems(prepared.stats, metadata.inspection, metadata.preprocess)
+        reasons = inspectability.problems(prepared.stats, metadata)
         if metadata.preprocess.channels == 3 and preprocess.lacks_colour(image):
             reasons.append("the model judges colour and this frame has none (a gray image, or a camera in mono "
                            "mode): a defect of colour alone would pass unseen")

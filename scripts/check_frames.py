@@ -6,8 +6,8 @@ For every test image of an MVTec-layout DATA folder (photometrically equalised, 
 the original, padded to 4:3 and 16:9, padded to 4:3 and resized to 640x480, and cut to 1024x700 around the part.
 Prints, per model and shape, how many good images are flagged or not inspectable, how many defective ones are
 caught, and the image AUROC over the inspectable ones; then what the check says on background-only frames;
-then frames shrunk below the model's working size (a preview stream, a thumbnail): what the model would say
-of them without the check, and how many the check refuses. Writes no image.
+then frames shrunk below the model's working size (a preview stream, a thumbnail) or blurred (a lens out of
+focus): what the model would say of them without the checks, and how many the checks refuse. Writes no image.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def main() -> None:
     for name, frame in backgrounds.items():
         result = detector(frame, not_inspectable="report")
         print(f"{name}: {result.status} ({result.reason or result.score})")
-    coarse_frames(detector, samples, level)
+    degraded_frames(detector, samples, level)
 
 
 def unchecked_score(detector: Detector, frame: np.ndarray) -> float:
@@ -92,21 +92,32 @@ def unchecked_score(detector: Detector, frame: np.ndarray) -> float:
     return float(scoring.image_scores(maps, meta.score)[0])
 
 
-def coarse_frames(detector: Detector, samples, level: float) -> None:
-    """Frames whose short side is the working size divided by 1 to 3: judged unchecked, and checked."""
+def degraded_frames(detector: Detector, samples, level: float) -> None:
+    """Frames shrunk below the working size (short side the working size over 1 to 3) or blurred (a lens out of
+    focus, sigma 2 to 8 pixels): judged unchecked, and checked."""
     labels = np.array([s.is_anomalous for s in samples])
     frames = [equalise(decode(s.path), HONEST, level) for s in samples]
-    print("| enlarged to the working size | defects passed, unchecked | good flagged, unchecked | refused by the check |"
-          "\n|---:|---:|---:|---:|")
-    for enlarged in (1.0, 1.05, 1.5, 2.0, 3.0):
+
+    def shrunk(enlarged):
+        def degrade(frame):
+            scale = detector.metadata.preprocess.work_size / enlarged / min(frame.shape[:2])
+            return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return degrade
+
+    def blurred(sigma):
+        return lambda frame: cv2.GaussianBlur(frame, (0, 0), sigma)
+
+    degradations = {f"enlarged {k:g} times to the working size": shrunk(k) for k in (1.0, 1.05, 1.5, 2.0, 3.0)}
+    degradations |= {f"blurred by sigma {sigma:g}": blurred(sigma) for sigma in (1, 2, 4, 8)}
+    print("| frames | defects passed, unchecked | good flagged, unchecked | refused by the checks |\n|---|---:|---:|---:|")
+    for name, degrade in degradations.items():
         flagged, refused = [], 0
         for frame in frames:
-            scale = detector.metadata.preprocess.work_size / enlarged / min(frame.shape[:2])
-            small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            flagged.append(unchecked_score(detector, small) > detector.threshold)
-            refused += detector(small, not_inspectable="report").status == "not_inspectable"
+            worse = degrade(frame)
+            flagged.append(unchecked_score(detector, worse) > detector.threshold)
+            refused += detector(worse, not_inspectable="report").status == "not_inspectable"
         flagged = np.array(flagged)
-        print(f"| {enlarged:g} | {int((~flagged[labels]).sum())} / {int(labels.sum())} "
+        print(f"| {name} | {int((~flagged[labels]).sum())} / {int(labels.sum())} "
               f"| {int(flagged[~labels].sum())} / {int((~labels).sum())} | {refused} / {len(frames)} |")
 
 

@@ -75,6 +75,7 @@ def frames_that_cannot_be_judged(rng) -> dict:
         "black": np.zeros((SIZE, SIZE), np.uint8),
         "two parts": np.minimum(good, np.roll(part_image(rng, SIZE, angle=1.7)[0], 40, axis=0)),
         "a thumbnail": cv2.resize(good, (SIZE // 3, SIZE // 3), interpolation=cv2.INTER_AREA),
+        "out of focus": cv2.GaussianBlur(good, (0, 0), 3),
     }
 
 
@@ -98,6 +99,18 @@ def test_a_frame_coarser_than_the_model_works_at_is_refused_not_passed(model_pat
         assert detector(cv2.resize(good, (side, side), interpolation=cv2.INTER_AREA)).status == "ok"
     with pytest.raises(NotInspectable, match="too coarse: enlarged 1.5 times"):
         detector(cv2.resize(good, (42, 42), interpolation=cv2.INTER_AREA))
+
+
+def test_a_blurred_frame_is_refused_as_out_of_focus(model_path):
+    """A lens out of focus, or a part moving during the exposure: the defects blur away with the part's edges."""
+    detector = Detector(model_path)
+    good = part_image(np.random.default_rng(13), SIZE)[0]
+    assert detector(cv2.GaussianBlur(good, (0, 0), 0.5)).status == "ok"
+    with pytest.raises(NotInspectable, match="out of focus or blurred"):
+        detector(cv2.GaussianBlur(good, (0, 0), 3))
+    motion = cv2.filter2D(good, -1, np.full((1, 15), 1 / 15.0))  # moved 15 pixels during the exposure
+    with pytest.raises(NotInspectable, match="out of focus or blurred"):
+        detector(motion)
 
 
 def test_good_frames_pass_the_check(model_path):
