@@ -139,6 +139,10 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
         report = run_evaluate(model, data, out)
     except (ValueError, InsightadError) as exc:
         _fail(exc)
+    copies = report["copies_of_training_images"]
+    if copies:
+        click.echo(f"warning: {len(copies)} test images are exact copies of training or validation images, left out "
+                   f"(the first: {copies[0]})", err=True)
     a = report["image_auroc"]
     pixel = report["pixel_auroc"]
     click.echo(f"image AUROC on equalised inputs (the honest number) {a[HONEST]:.3f}; "

@@ -21,7 +21,7 @@ from insightad_edge.errors import DataError
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode
 
-from .data import GOOD, load_dataset, read_mask
+from .data import GOOD, content_digest, load_dataset, read_mask
 from .metrics import auroc, precision_recall_f1, roc_curve
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,15 @@ def equalise(image: np.ndarray, mode: str, level: float) -> np.ndarray:
     raise ValueError(mode)
 
 
+def unseen(dataset) -> tuple[tuple, list]:
+    """The test samples that copy no training or validation image exactly, and apart the copies: a model's score on
+    a picture it learned from says nothing of new parts (a copied good one flatters the AUROC, and a defective one
+    filed among the good training images was learned as good)."""
+    learned = {content_digest(path) for path in (*dataset.train, *(s.path for s in dataset.validation))}
+    copies = [s for s in dataset.test if content_digest(s.path) in learned]
+    return tuple(s for s in dataset.test if s not in copies), copies
+
+
 def open_model(model: Path) -> tuple[ModelMetadata, object, str]:
     """An exported model file (scored by the edge itself, which refuses a file that is not one) or a training
     run folder (scored by torch)."""
@@ -67,13 +76,13 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
     dataset = load_dataset(data)
     if not dataset.test:
         raise DataError(f"{data} has no test split (test/good, test/<defect>) to evaluate on")
-    kinds = {sample.is_anomalous for sample in dataset.test}
+    samples, copies = unseen(dataset)
+    kinds = {sample.is_anomalous for sample in samples}
     if len(kinds) < 2:  # an AUROC compares the two: with one kind it is undefined, not a number to report
         raise DataError(f"{data}'s test split holds only {'defective' if kinds == {True} else 'good'} images: an evaluation "
                         "needs good ones (test/good) and defective ones (test/<defect>); `insightad-edge score` judges "
                         "a folder of one kind")
     threshold = metadata.threshold.value
-    samples = dataset.test
     labels = np.array([s.is_anomalous for s in samples])
     scores = {c: np.zeros(len(samples)) for c in CONDITIONS}
     brightness = np.zeros(len(samples))
@@ -110,6 +119,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         "brightness_baseline_auroc": {"raw": auroc(labels, brightness), "equalised": 0.5},
         "pixel_auroc": auroc(np.concatenate(pixel_labels), np.concatenate(pixel_scores)) if has_masks else None,
         "defects_without_mask": unmasked,
+        "copies_of_training_images": [s.path.relative_to(dataset.root).as_posix() for s in copies],
         "equalised_level": level,
         "not_inspectable": {c: int(np.isinf(scores[c]).sum()) for c in CONDITIONS},
         "from_the_defects": _from_the_defects(evidence) if has_masks else None,
@@ -222,6 +232,11 @@ def render_markdown(report: dict) -> str:
          "equalised inputs remove that cue, so only the equalised AUROC measures defect detection."),
         "",
     ]
+    copies = report.get("copies_of_training_images")
+    if copies:
+        lines += [f"**{len(copies)} test images are exact copies of training or validation images and are left out** "
+                  "(a score on a picture the model learned from says nothing of new parts): "
+                  + ", ".join(f"`{c}`" for c in copies[:10]) + (" ..." if len(copies) > 10 else ""), ""]
     if report["pixel_auroc"] is not None:
         left_out = report.get("defects_without_mask")
         lines += [f"Pixel-level AUROC against the ground-truth masks (equalised inputs): **{report['pixel_auroc']:.3f}**"

@@ -92,6 +92,19 @@ def test_a_failed_export_leaves_out_as_it_was(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["line.onnx", "run"]
 
 
+def test_evaluate_leaves_out_test_images_the_model_learned_from(trained, mvtec, tmp_path):
+    """A good test image copied from the training folder scores as low as a learned picture does: it flatters."""
+    data = tmp_path / "data"
+    shutil.copytree(mvtec, data)
+    shutil.copy(sorted((data / "train" / "good").iterdir())[0], data / "test" / "good" / "copied.png")
+    done = invoke(train, "evaluate", trained, "--data", data, "--out", tmp_path / "report")
+    assert done.exit_code == 0 and "1 test images are exact copies" in done.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["copies_of_training_images"] == ["test/good/copied.png"]
+    assert len(report["scores"]) == len(list((mvtec / "test").rglob("*.png")))
+    assert "left out" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_evaluate_a_run_folder_directly(trained, mvtec):
     result = invoke(train, "evaluate", trained, "--data", mvtec)
     assert result.exit_code == 0 and (trained / "report" / "report.json").is_file()
