@@ -71,8 +71,19 @@ def run_station(detector: Detector, video: Path, folder: Path, sinks: str) -> di
         if sink is not None:
             sink.close()
     seconds = time.perf_counter() - began
-    return {"frames": sum(counts.values()) - counts["skipped"], "fps": len(latencies) / seconds,
-            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95))}
+    frames = sum(counts.values()) - counts["skipped"]
+    result = {"frames": frames, "fps": len(latencies) / seconds,
+              "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95))}
+    if log is not None:  # what the verdicts added to the file once closed (its write-ahead log checkpointed into it)
+        result["log_bytes_per_verdict"] = (log.path.stat().st_size - empty_log_bytes(folder)) / frames
+    return result
+
+
+def empty_log_bytes(folder: Path) -> int:
+    """The size of a log holding nothing: its schema's tables and indexes, a page each."""
+    empty = InspectionLog(folder / f"empty-{time.monotonic_ns()}.db")
+    empty.close()
+    return empty.path.stat().st_size
 
 
 class Stream(BaseHTTPRequestHandler):
@@ -179,6 +190,8 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
     print("|---|---:|---:|")
     for sinks, r in best.items():
         print(f"| {sinks} | {r['fps']:.1f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} |")
+    per_verdict = best["log"]["log_bytes_per_verdict"]
+    print(f"the log takes {per_verdict:.0f} bytes a verdict: {per_verdict * 30 * 86400 / 1e9:.2f} GB a day at 30 frames/s")
     print(f"log costs {results['log_cost']:+.1%} of the frame rate; log and evidence {results['evidence_cost']:+.1%}; "
           f"with the evidence budget full ({FULL_DAY_FILES} files in the oldest day) {results['budget_full_cost']:+.1%}")
     lv = results["live"]

@@ -285,6 +285,8 @@ def serve(model: Path | None, **options) -> None:
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=Path(DEFAULT_LOG),
               show_default=True, help="SQLite inspection log: every verdict and event.")
 @click.option("--no-log", is_flag=True, help="Keep no log.")
+@click.option("--log-keep-days", type=Number(min=0, min_open=True),
+              help="Delete verdicts older than this from the log, at the start and every hour [default: keep all].")
 @click.option("--save", type=click.Path(file_okay=False, path_type=Path),
               help="Keep evidence here: defects and frames without a verdict, as PNG with their overlays.")
 @click.option("--save-all", is_flag=True, help="Keep every frame as evidence, not only defects.")
@@ -300,9 +302,9 @@ def serve(model: Path | None, **options) -> None:
 @click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="Require this key on the page's data and /metrics.")
 @click.option("--expected-defect-rate", type=Number(0, 1), default=DRIFT_DEFAULTS["expected_defect_rate"],
               show_default=True, help="The line's usual share of defects; the drift monitor alarms on far more.")
-def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: Path | None, save_all: bool,
-          save_max_gb: float | None, existing: bool, stride: int, fmt: str, threshold: float | None,
-          http_address: str | None, api_key: str | None, expected_defect_rate: float) -> None:
+def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_keep_days: float | None,
+          save: Path | None, save_all: bool, save_max_gb: float | None, existing: bool, stride: int, fmt: str,
+          threshold: float | None, http_address: str | None, api_key: str | None, expected_defect_rate: float) -> None:
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
     stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
     import signal
@@ -323,12 +325,13 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, save: P
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
     try:
-        inspection_log = None if no_log else InspectionLog(log_path)
+        inspection_log = None if no_log else InspectionLog(log_path, keep_days=log_keep_days)
     except (sqlite3.Error, ValueError) as exc:  # not a log, a newer one, or no room for it: before the line starts
         click.echo(f"Error: cannot keep the inspection log at {log_path}: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     if inspection_log is not None:
-        click.echo(f"logging every verdict to {log_path}", err=True)
+        click.echo(f"logging every verdict to {log_path}"
+                   + ("" if log_keep_days is None else f", keeping {log_keep_days:g} days"), err=True)
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
     monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import queue
 import re
 import sqlite3
@@ -26,6 +27,8 @@ COMMIT_S = 0.25
 BUSY_S = 5.0          # how long a write waits for another program's lock on the file before it gives up
 RETRY_S = 2.0         # while the file cannot be written (disk full, locked by another program), try again this often
 MAX_HELD = 200_000    # records held in memory meanwhile (about 100 MB); past it the oldest are lost, and counted
+PRUNE_S = 3600.0      # with a retention period, verdicts older than it are deleted at the start and every hour,
+PRUNE_BATCH = 5000    # this many rows a transaction, between the station's own writes
 COLUMNS = ("time", "source", "frame", "path", "status", "score", "threshold", "anomaly", "error", "model",
            "model_sha256", "decode_ms", "preprocess_ms", "reconstruct_ms", "score_ms", "latency_ms", "skipped",
            "evidence")
@@ -56,7 +59,7 @@ CREATE INDEX IF NOT EXISTS inspections_source_frame ON inspections (source, fram
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
-    kind TEXT NOT NULL,                 -- start, stop, opened, lost, reopened, ended, drift, error
+    kind TEXT NOT NULL,                 -- start, stop, opened, lost, reopened, ended, drift, error, pruned
     source TEXT,
     message TEXT NOT NULL
 );
@@ -111,11 +114,13 @@ class InspectionLog:
 
     While the file cannot be written (a full disk, another program holding a write lock) the writer holds the
     records and tries again every ``RETRY_S``, so nothing is lost once it can write; ``unwritten`` counts what
-    never reached the file (known after ``close``).
+    never reached the file (known after ``close``). With ``keep_days`` the writer deletes verdicts older than
+    that, at the start and every ``PRUNE_S``, and says so in a ``pruned`` event: a station on a live camera
+    writes about 1 GB a day, which no line PC's disk holds for ever. Events are kept.
     """
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path, keep_days: float | None = None):
+        self.path, self.keep_days = Path(path), keep_days
         self._writer = connect(self.path, any_thread=True)  # opened now, so a bad path fails before the line starts
         self.unwritten, self._holding = 0, False
         self._queue: queue.Queue = queue.Queue()
@@ -147,17 +152,38 @@ class InspectionLog:
         connection = self._writer
         held: list[tuple[str, tuple]] = []  # records the file could not take yet
         retry_at, closing = 0.0, False
+        prune_at, pruned = (time.monotonic() if self.keep_days else math.inf), 0
         while not closing:
-            batch = self._next_batch(wait=RETRY_S if held else None)
+            wait = RETRY_S if held else None if prune_at == math.inf else max(0.0, prune_at - time.monotonic())
+            batch = self._next_batch(wait=wait)
             closing = bool(batch) and batch[-1] is None
             held += [(INSERT[table], values) for table, values in (b for b in batch if b is not None)]
             if held and (closing or time.monotonic() >= retry_at):
                 held = self._store(connection, held)
                 retry_at = time.monotonic() + RETRY_S if held else 0.0  # a file that refused is given a rest
+            if not held and not closing and time.monotonic() >= prune_at:
+                deleted, horizon = self._prune(connection)
+                pruned += deleted
+                if deleted < PRUNE_BATCH:  # this round is done: say so, and rest until the next
+                    if pruned:
+                        self.event("pruned", f"deleted {pruned} verdicts from before {horizon} "
+                                              f"(the log keeps {self.keep_days:g} days)")
+                    prune_at, pruned = time.monotonic() + PRUNE_S, 0
         if held:
             self.unwritten += len(held)
             log.error("%d verdicts and events never reached %s", len(held), self.path)
         connection.close()
+
+    def _prune(self, connection: sqlite3.Connection) -> tuple[int, str]:
+        """Delete up to PRUNE_BATCH verdicts older than the retention period: (how many, the horizon)."""
+        horizon = format_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=self.keep_days))
+        try:
+            cursor = connection.execute("DELETE FROM inspections WHERE id IN (SELECT id FROM inspections WHERE time < ? "
+                                        "ORDER BY time LIMIT ?)", (horizon, PRUNE_BATCH))
+        except sqlite3.Error as exc:  # the file is busy or full: the verdicts wait, and so does the pruning
+            log.warning("could not delete old verdicts from %s: %s", self.path, exc)
+            return 0, horizon
+        return cursor.rowcount, horizon
 
     def _next_batch(self, wait: float | None) -> list:
         """What arrives within COMMIT_S of the first record (None ends the log); empty after ``wait`` seconds idle."""

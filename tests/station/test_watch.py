@@ -1,4 +1,5 @@
 """`insightad-edge watch` as a line runs it: real files, a real video, a real MJPEG stream, a real SQLite log."""
+import datetime
 import json
 import os
 import select
@@ -337,6 +338,34 @@ def test_log_and_summary_on_a_known_log(tmp_path):
     for arguments in ([], ["--summary"]):
         unreadable = CliRunner().invoke(main, ["log", str(tmp_path / "notes.txt"), *arguments])
         assert unreadable.exit_code == 3 and "cannot be read as an inspection log" in unreadable.stderr
+
+
+def test_a_log_with_a_retention_period_deletes_older_verdicts_and_says_so(model_path, tmp_path):
+    """A station on a live camera writes about 1 GB of log a day: a retention period keeps the disk from filling."""
+    from insightad_edge.inspections import PRUNE_BATCH, InspectionLog, format_time
+
+    log = tmp_path / "line.db"
+    writer = InspectionLog(log)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for age_days, count in ((100, PRUNE_BATCH * 2 + 7), (10, 3)):  # more old rows than one delete takes
+        for i in range(count):
+            writer.record({"time": format_time(now - datetime.timedelta(days=age_days, seconds=i)), "source": "cam",
+                           "frame": f"{age_days}-{i}", "status": "ok", "model": "m.onnx", "model_sha256": "abc"})
+    writer.close()
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    process = start_watch(folder, "--model", model_path, "--log", log, "--log-keep-days", "30", "--format", "jsonl")
+    try:
+        time.sleep(1.0)
+        cv2.imwrite(str(folder / "part.png"), part_image(np.random.default_rng(21), 128)[0])
+        assert len(lines_until(process, 1)) == 1
+    finally:
+        _, err = stop(process)
+    assert "keeping 30 days" in err
+    assert [r["frame"] for r in rows_of(log)] == ["10-0", "10-1", "10-2", str(folder.resolve() / "part.png")]
+    with sqlite3.connect(log) as connection:
+        pruned = connection.execute("SELECT message FROM events WHERE kind = 'pruned'").fetchall()
+    assert len(pruned) == 1 and pruned[0][0].startswith(f"deleted {PRUNE_BATCH * 2 + 7} verdicts from before")
 
 
 def test_a_log_another_program_locks_holds_the_verdicts_and_writes_them_when_it_can(tmp_path, monkeypatch, caplog):
