@@ -154,8 +154,8 @@ class InspectionLog:
         retry_at, closing = 0.0, False
         prune_at, pruned = (time.monotonic() if self.keep_days else math.inf), 0
         while not closing:
-            wait = RETRY_S if held else None if prune_at == math.inf else max(0.0, prune_at - time.monotonic())
-            batch = self._next_batch(wait=wait)
+            until_pruning = None if prune_at == math.inf else max(0.0, prune_at - time.monotonic())
+            batch = self._next_batch(wait=RETRY_S if held else until_pruning)
             closing = bool(batch) and batch[-1] is None
             held += [(INSERT[table], values) for table, values in (b for b in batch if b is not None)]
             if held and (closing or time.monotonic() >= retry_at):
