@@ -278,8 +278,9 @@ def serve(model: Path | None, **options) -> None:
     run(detector, settings, sock)
 
 
-@main.command(epilog="Exit codes: 0 stopped (SIGINT/SIGTERM) or the video ended; 2 usage error; 3 the model cannot be "
-                     "used. Frames that fail are rows in the log, not exit codes: a station keeps running.")
+@main.command(epilog="Exit codes: 0 stopped (SIGINT/SIGTERM) or the video ended; 1 stopped, but some verdicts never "
+                     "reached the log (they are on stdout); 2 usage error, or a log that cannot be opened; 3 the model "
+                     "cannot be used. Frames that fail are rows in the log, not exit codes: a station keeps running.")
 @click.argument("source")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=Path(DEFAULT_LOG),
@@ -318,6 +319,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
 
     if save_all and save is None:
         raise click.BadParameter("needs --save DIR", param_hint="--save-all")
+    if log_keep_days is not None and no_log:
+        raise click.BadParameter("there is no log to keep with --no-log", param_hint="--log-keep-days")
     writable_file(None if no_log else log_path, "--log")
     quiet_opencv()
     detector = open_detector(model, threshold)

@@ -362,6 +362,8 @@ def test_a_log_with_a_retention_period_deletes_older_verdicts_and_says_so(model_
     finally:
         _, err = stop(process)
     assert "keeping 30 days" in err
+    unkept = CliRunner().invoke(main, ["watch", str(folder), "--no-log", "--log-keep-days", "30"])
+    assert unkept.exit_code == 2 and "no log to keep" in unkept.stderr
     assert [r["frame"] for r in rows_of(log)] == ["10-0", "10-1", "10-2", str(folder.resolve() / "part.png")]
     with sqlite3.connect(log) as connection:
         pruned = connection.execute("SELECT message FROM events WHERE kind = 'pruned'").fetchall()
