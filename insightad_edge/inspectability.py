@@ -2,10 +2,10 @@
 
 A frame that shows no part, a part cut by the frame's edge, a part of another size, an exposure the
 brightness normalisation cannot undo, too few pixels for the detail the model works at, or a blur gets no
-verdict: the model would only be guessing. Measured on the
-MVTec screw (320 training images, 160 test images): the part's contrast (Otsu separability) is 0.75-0.83
-on every image, 0.55-0.68 on frames of background or sensor noise only; the margins below keep every
-training and test image inspectable and refuse those.
+verdict: the model would only be guessing. Measured on the MVTec screw (320 training images, 160 test
+images): the part's contrast (Otsu separability) is 0.75-0.83 on every image, 0.55-0.68 on frames of
+background or sensor noise only; the margins below keep every training and test image inspectable and
+refuse those.
 """
 from __future__ import annotations
 
@@ -72,9 +72,9 @@ def problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
         found.append(f"the frame is too coarse: enlarged {stats.scale:.2g} times to the model's working size (at most "
                      f"{most_enlarged(meta.preprocess):.2g}), it lacks the detail the model inspects at; is this a "
                      "camera's preview stream or a thumbnail? send frames at full resolution")
-    sharpest_needed = least_sharpness(meta)
-    if sharpest_needed is not None and stats.sharpness < sharpest_needed:
-        found.append(f"out of focus or blurred: sharpness {stats.sharpness:.2g} is below {sharpest_needed:.2g} (half the "
+    needed = least_sharpness(meta)
+    if needed is not None and stats.sharpness < needed:
+        found.append(f"out of focus or blurred: sharpness {stats.sharpness:.2g} is below {needed:.2g} (half the "
                      "least sharp training image's); check the focus, the part's height, and motion blur")
     low, high = limits.brightness
     if stats.brightness < low:

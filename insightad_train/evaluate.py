@@ -50,9 +50,9 @@ def equalise(image: np.ndarray, mode: str, level: float) -> np.ndarray:
 
 
 def unseen(dataset) -> tuple[tuple, list]:
-    """The test samples that copy no training or validation image exactly, and apart the copies: a model's score on
-    a picture it learned from says nothing of new parts (a copied good one flatters the AUROC, and a defective one
-    filed among the good training images was learned as good)."""
+    """(the test samples, the exact copies of training or validation images among them, left out): a model's score
+    on a picture it learned from says nothing of new parts (a copied good one flatters the AUROC, and a defective
+    one filed among the good training images was learned as good)."""
     learned = {content_digest(path) for path in (*dataset.train, *(s.path for s in dataset.validation))}
     copies = [s for s in dataset.test if content_digest(s.path) in learned]
     return tuple(s for s in dataset.test if s not in copies), copies
