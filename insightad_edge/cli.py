@@ -314,13 +314,17 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     from .evidence import Evidence
     from .inspections import InspectionLog
     from .monitor import DriftMonitor
-    from .sources import Stop
+    from .sources import Stop, check_options
     from .station import Station, summary_line
 
     if save_all and save is None:
         raise click.BadParameter("needs --save DIR", param_hint="--save-all")
     if log_keep_days is not None and no_log:
         raise click.BadParameter("there is no log to keep with --no-log", param_hint="--log-keep-days")
+    try:
+        check_options(source, existing=existing, stride=stride)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     writable_file(None if no_log else log_path, "--log")
     quiet_opencv()
     detector = open_detector(model, threshold)

@@ -74,9 +74,19 @@ class Stop:
         return self._event.wait(seconds)
 
 
+def check_options(source, *, existing: bool, stride: int) -> None:
+    """Refuse options that would mean nothing for SOURCE rather than ignore them (ValueError)."""
+    folder = isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+    if folder and stride > 1:  # judging every N-th file would pass the others unjudged
+        raise ValueError("every file in a folder is a part of its own: stride is for videos and streams")
+    if existing and not folder:
+        raise ValueError("only a folder has images there already: existing is for folders")
+
+
 def open_source(source, *, stop: Stop, existing: bool = False,
                 seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1) -> Iterator[Item]:
     """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames."""
+    check_options(source, existing=existing, stride=stride)
     if not isinstance(source, (str, os.PathLike, int)):
         return iterable_frames(source, stop, stride)
     text = str(source)

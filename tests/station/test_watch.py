@@ -340,6 +340,20 @@ def test_log_and_summary_on_a_known_log(tmp_path):
         assert unreadable.exit_code == 3 and "cannot be read as an inspection log" in unreadable.stderr
 
 
+def test_options_that_mean_nothing_for_the_source_are_refused_not_ignored(model_path, tmp_path):
+    """--stride on a folder would judge every other part and pass the rest; --existing means nothing to a stream."""
+    import insightad_edge
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    strided = CliRunner().invoke(main, ["watch", str(folder), "--no-log", "--stride", "2"])
+    assert strided.exit_code == 2 and "every file in a folder is a part" in strided.stderr
+    existing = CliRunner().invoke(main, ["watch", "http://127.0.0.1:9/stream.mjpg", "--no-log", "--existing"])
+    assert existing.exit_code == 2 and "only a folder" in existing.stderr
+    with pytest.raises(ValueError, match="stride is for videos and streams"):
+        next(insightad_edge.watch(folder, Detector(model_path), stride=3))
+
+
 def test_a_log_with_a_retention_period_deletes_older_verdicts_and_says_so(model_path, tmp_path):
     """A station on a live camera writes about 1 GB of log a day: a retention period keeps the disk from filling."""
     from insightad_edge.inspections import PRUNE_BATCH, InspectionLog, format_time
