@@ -317,8 +317,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     from .sources import Stop, check_options
     from .station import Station, summary_line
 
-    if save_all and save is None:
-        raise click.BadParameter("needs --save DIR", param_hint="--save-all")
+    for given, name in ((save_all, "--save-all"), (save_max_gb is not None, "--save-max-gb")):
+        if given and save is None:
+            raise click.BadParameter("needs --save DIR", param_hint=name)
     if log_keep_days is not None and no_log:
         raise click.BadParameter("there is no log to keep with --no-log", param_hint="--log-keep-days")
     try:

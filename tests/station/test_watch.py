@@ -350,6 +350,9 @@ def test_options_that_mean_nothing_for_the_source_are_refused_not_ignored(model_
     assert strided.exit_code == 2 and "every file in a folder is a part" in strided.stderr
     existing = CliRunner().invoke(main, ["watch", "http://127.0.0.1:9/stream.mjpg", "--no-log", "--existing"])
     assert existing.exit_code == 2 and "only a folder" in existing.stderr
+    for option in (["--save-all"], ["--save-max-gb", "5"]):  # a budget for evidence nobody keeps
+        unsaved = CliRunner().invoke(main, ["watch", str(folder), "--no-log", *option])
+        assert unsaved.exit_code == 2 and "needs --save DIR" in unsaved.stderr
     with pytest.raises(ValueError, match="stride is for videos and streams"):
         next(insightad_edge.watch(folder, Detector(model_path), stride=3))
 
