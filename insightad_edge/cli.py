@@ -260,7 +260,8 @@ def info(model: Path | None, as_json: bool) -> None:
               show_default=True, help="Cut a client that has not sent its whole request within this time.")
 @click.option("--max-queue", type=click.IntRange(min=0), default=SERVE_DEFAULTS.max_queue, show_default=True,
               help="Answer 503 with Retry-After when this many requests already wait for a worker.")
-def serve(model: Path | None, **options) -> None:
+@click.option("--threshold", type=Number(), help="Override the model's calibrated threshold.")
+def serve(model: Path | None, threshold: float | None, **options) -> None:
     """Serve POST /infer, GET /health and GET /model over HTTP (needs the [serve] extra)."""
     try:
         from .server import bind, run
@@ -269,7 +270,7 @@ def serve(model: Path | None, **options) -> None:
         sys.exit(EXIT_USAGE)
     settings = ServeOptions(**options)
     quiet_opencv()
-    detector = open_detector(model, threads=1 if settings.workers > 1 else None)
+    detector = open_detector(model, threshold, threads=1 if settings.workers > 1 else None)
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:

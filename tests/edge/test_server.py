@@ -206,6 +206,18 @@ def test_api_key(model_path):
         process.wait(timeout=30)
 
 
+def test_the_threshold_can_be_overridden_as_for_score_and_watch(model_path):
+    """The model file cannot be edited (its seal would break): a line runs at another threshold by option."""
+    process, url = start(model_path, "--threshold", "0")
+    try:
+        status, _, answer = request(url + "/infer", encoded(part_image(np.random.default_rng(5), 128)[0]))
+        answer = json.loads(answer)
+        assert status == 200 and answer["threshold"] == 0.0 and answer["Anomaly"] is True
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_idle_clients_are_cut_and_a_full_queue_answers_503(model_path):
     process, url = start(model_path, "--client-timeout-s", "1", "--workers", "1", "--max-queue", "0")
     try:
