@@ -52,16 +52,20 @@ def machine() -> dict:
             "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
 
 
-def stage_latency(detector, blobs: list[bytes], infer, repeats: int) -> dict:
-    """Per-stage times for batch 1 through the given model call: the edge's own pipeline, timed by itself."""
-    times = {"decode": [], "preprocess": [], "reconstruct": [], "score": [], "total": []}
+def stage_latency(detector, blobs: list[bytes], infers: dict, repeats: int) -> dict:
+    """Per-stage times for batch 1 through each named model call: the edge's own pipeline, timed by itself. The
+    calls take turns pass by pass (``repeats`` passes over the images each), so a stretch of a slower machine
+    (this VM has them) weighs on all alike; turns image by image would not do: one runtime's threads still
+    spinning after its call slow the other's next call down."""
+    times = {name: {"decode": [], "preprocess": [], "reconstruct": [], "score": [], "total": []} for name in infers}
     for _ in range(repeats):
-        for blob in blobs:
-            stages = run_pipeline([blob], detector.metadata, detector.threshold, infer)[0].timings_ms
-            for key, value in stages.items():
-                times[key].append(value / 1000.0)
-            times["total"].append(sum(stages.values()) / 1000.0)
-    return {stage: percentiles(values) for stage, values in times.items()}
+        for name, infer in infers.items():
+            for blob in blobs:
+                stages = run_pipeline([blob], detector.metadata, detector.threshold, infer)[0].timings_ms
+                for key, value in stages.items():
+                    times[name][key].append(value / 1000.0)
+                times[name]["total"].append(sum(stages.values()) / 1000.0)
+    return {name: {stage: percentiles(values) for stage, values in stages.items()} for name, stages in times.items()}
 
 
 def torch_infer_for(run: Path, threads: int):
@@ -102,6 +106,27 @@ def import_time(statement: str, repeats: int = 5) -> float:
     runs = [float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
             for _ in range(repeats)]
     return statistics.median(runs)
+
+
+def load_times(model: Path, repeats: int = 5) -> dict:
+    """Loading the model (read, seal check, session, graph check), and the seal check alone, median ms."""
+    import onnxruntime as ort
+
+    from insightad_edge import modelfile
+
+    def median_ms(call) -> float:
+        runs = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            call()
+            runs.append((time.perf_counter() - began) * 1000.0)
+        return statistics.median(runs)
+
+    data = model.read_bytes()
+    recorded = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    seal = recorded.get(modelfile.SEAL_KEY)
+    return {"detector": median_ms(lambda: Detector(model)),
+            "seal_check": None if seal is None else median_ms(lambda: modelfile.is_sealed(data, seal, model))}
 
 
 def quantise(model: Path, detector: Detector, calibration: list[bytes], out: Path) -> Path:
@@ -160,12 +185,10 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
     results: dict = {"machine": machine(), "model": str(model), "images": len(blobs),
                      "image_size": list(preprocess.decode(blobs[0]).shape)}
 
-    stage_latency(detector, blobs[:3], detector.infer, 1)  # warm-up
-    results["edge"] = stage_latency(detector, blobs, detector.infer, 2)
+    infers = {"edge": detector.infer} | ({} if run is None else {"torch_eager": torch_infer_for(run, cores)})
+    stage_latency(detector, blobs[:3], infers, 1)  # warm-up
+    results.update(stage_latency(detector, blobs, infers, 4))
     if run is not None:
-        torch_infer = torch_infer_for(run, cores)
-        stage_latency(detector, blobs[:3], torch_infer, 1)
-        results["torch_eager"] = stage_latency(detector, blobs, torch_infer, 2)
         for key in ("reconstruct", "total"):
             results[f"torch_over_edge_{key}"] = (results["torch_eager"][key]["p50_ms"]
                                                  / results["edge"][key]["p50_ms"])
@@ -186,6 +209,7 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
         results["in_process_batch8_images_per_s"] = len(batched) / (time.perf_counter() - began)
         results["peak_rss_mb_edge_scoring"] = peak_rss_mb(model, folder)
 
+        results["load_ms"] = load_times(model)
         results["import_s"] = {"insightad_edge": import_time("import insightad_edge"),
                                "insightad_edge + Detector": import_time("from insightad_edge import Detector"),
                                "torch": import_time("import torch")}
@@ -193,11 +217,12 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
         if int8:
             int8_path = quantise(model, detector, [p.read_bytes() for p in dataset.train[:32]], Path(tmp) / "int8.onnx")
             quantised = Detector(int8_path)
-            stage_latency(quantised, blobs[:3], quantised.infer, 1)
-            int8_latency = stage_latency(quantised, blobs, quantised.infer, 2)
+            pair = {"int8": quantised.infer, "fp32": detector.infer}  # the same metadata: one pipeline, two models
+            stage_latency(detector, blobs[:3], pair, 1)
+            latency = stage_latency(detector, blobs, pair, 4)
             results["int8"] = {
-                "reconstruct_p50_ms": int8_latency["reconstruct"]["p50_ms"],
-                "fp32_reconstruct_p50_ms": results["edge"]["reconstruct"]["p50_ms"],
+                "reconstruct_p50_ms": latency["int8"]["reconstruct"]["p50_ms"],
+                "fp32_reconstruct_p50_ms": latency["fp32"]["reconstruct"]["p50_ms"],
                 "size_mb": int8_path.stat().st_size / 1e6, "fp32_size_mb": model.stat().st_size / 1e6,
                 "equalised_auroc": equalised_auroc(quantised, dataset.test, dataset_level(dataset.train)),
                 "fp32_equalised_auroc": equalised_auroc(detector, dataset.test, dataset_level(dataset.train)),
@@ -228,6 +253,9 @@ def render(r: dict) -> str:
     lines.append(f"in-process Detector.batch(8): {r['in_process_batch8_images_per_s']:.1f} images/s")
     lines.append(f"peak RSS, edge-only scoring process: {r['peak_rss_mb_edge_scoring']:.0f} MB")
     lines.append("import: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r["import_s"].items()))
+    load = r["load_ms"]
+    lines.append(f"Detector load: {load['detector']:.0f} ms" + ("" if load["seal_check"] is None else
+                 f", of which the seal check {load['seal_check']:.0f} ms ({load['seal_check'] / load['detector']:.0%})"))
     if "int8" in r:
         q = r["int8"]
         lines.append(f"INT8 (QDQ): reconstruct p50 {q['reconstruct_p50_ms']:.2f} ms "
