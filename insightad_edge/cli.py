@@ -321,6 +321,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     for given, name in ((save_all, "--save-all"), (save_max_gb is not None, "--save-max-gb")):
         if given and save is None:
             raise click.BadParameter("needs --save DIR", param_hint=name)
+    typed = click.get_current_context().get_parameter_source("api_key") == click.core.ParameterSource.COMMANDLINE
+    if typed and http_address is None:  # from the environment it may be meant for `serve`
+        raise click.BadParameter("protects the page, which needs --http HOST:PORT", param_hint="--api-key")
     if log_keep_days is not None and no_log:
         raise click.BadParameter("there is no log to keep with --no-log", param_hint="--log-keep-days")
     try:

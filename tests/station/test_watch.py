@@ -350,6 +350,8 @@ def test_options_that_mean_nothing_for_the_source_are_refused_not_ignored(model_
     assert strided.exit_code == 2 and "every file in a folder is a part" in strided.stderr
     existing = CliRunner().invoke(main, ["watch", "http://127.0.0.1:9/stream.mjpg", "--no-log", "--existing"])
     assert existing.exit_code == 2 and "only a folder" in existing.stderr
+    keyless = CliRunner().invoke(main, ["watch", str(folder), "--no-log", "--api-key", "k"])  # a page never served
+    assert keyless.exit_code == 2 and "needs --http" in keyless.stderr
     for option in (["--save-all"], ["--save-max-gb", "5"]):  # a budget for evidence nobody keeps
         unsaved = CliRunner().invoke(main, ["watch", str(folder), "--no-log", *option])
         assert unsaved.exit_code == 2 and "needs --save DIR" in unsaved.stderr
