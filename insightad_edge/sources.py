@@ -120,23 +120,34 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     A folder that fills up over a shift stays cheap to watch: it is listed again when its own modification
     time says files came or went (and every RELIST_S, for file systems with coarse times), files judged before
     are looked at again RECHECK_PER_POLL at a time, and a poll waits at least twice as long as it took.
+    A folder that cannot be read (a network share gone) is lost until it can be again, and forgets nothing
+    meanwhile: its files are not parts that were taken away, and are not judged twice when it comes back.
     """
     from .errors import ImageError
     from .preprocess import load
 
     name = str(folder)
-    there_before = set(_images_in(folder))  # only these can have been judged by an earlier run (``seen``)
+    there_before = set(_images_in(folder) or ())  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
     if not existing:
         done.update((path, signature[1]) for path in there_before if (signature := _signature(path)))
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else ""))
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
+    unreadable = False
     while not stop.is_set():
         now, judging = time.monotonic(), 0.0  # judging: time spent by the consumer of the frames this poll yields
         changed = _signature(str(folder))
         if changed != listed[0] or now - listed[1] >= RELIST_S:  # files came or went, or a while has passed
-            paths, listed = _images_in(folder), (changed, now)
+            paths = _images_in(folder)
+            if (paths is None) != unreadable:
+                unreadable = paths is None
+                yield (Event("lost", name, f"cannot read {folder} (a network share gone?); waiting for it") if unreadable
+                       else Event("reopened", name, f"{folder} can be read again"))
+            if unreadable:
+                stop.wait(BACKOFF_S[0])
+                continue
+            listed = (changed, now)
             present = set(paths)  # files taken away are forgotten: one written again under their name is new
             done = {path: modified for path, modified in done.items() if path in present}
             there_before &= present
@@ -173,14 +184,15 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         stop.wait(max(POLL_S, 2.0 * (time.monotonic() - now - judging)))  # the watch's own cost, not the model's
 
 
-def _images_in(folder: Path) -> list[str]:
-    """The image files' paths in FOLDER, sorted by name (no stat: the directory says which entries are files)."""
+def _images_in(folder: Path) -> Optional[list[str]]:
+    """The image files' paths in FOLDER, sorted by name (no stat: the directory says which entries are files);
+    None when the folder cannot be read."""
     try:
         with os.scandir(folder) as entries:
             return sorted(entry.path for entry in entries
                           if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file())
     except OSError:
-        return []
+        return None
 
 
 def _signature(path: str) -> Optional[tuple[int, int]]:

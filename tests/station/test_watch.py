@@ -148,6 +148,29 @@ def test_a_folder_judges_each_new_file_once_complete_and_a_restart_judges_nothin
     assert len(logged) == len(set(logged)) == 6
 
 
+def test_a_folder_that_goes_away_and_comes_back_is_lost_meanwhile_and_judges_nothing_twice(model_path, tmp_path):
+    """A network share that drops: its files were not taken away, and must not be judged again on its return."""
+    folder, away = tmp_path / "share", tmp_path / "unmounted"
+    folder.mkdir()
+    log = tmp_path / "line.db"
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    rng = np.random.default_rng(22)
+    try:
+        time.sleep(1.0)
+        cv2.imwrite(str(folder / "p0.png"), part_image(rng, 128)[0])
+        assert len(lines_until(process, 1)) == 1
+        folder.rename(away)
+        time.sleep(2.0)
+        away.rename(folder)
+        cv2.imwrite(str(folder / "p1.png"), part_image(rng, 128)[0])
+        assert [Path(r["frame"]).name for r in lines_until(process, 2, timeout=5)] == ["p1.png"]
+    finally:
+        _, err = stop(process)
+    assert "cannot read" in err and "can be read again" in err
+    kinds = events_of(log)
+    assert kinds.index("lost") < kinds.index("reopened")
+
+
 def test_a_camera_that_always_writes_the_same_file_name_gets_a_verdict_for_each_part(model_path, tmp_path):
     """Smart cameras often overwrite one file (last.bmp) per part: each write is a new part, not a file seen."""
     folder = tmp_path / "camera"
