@@ -447,19 +447,26 @@ class VerdictPrinter:
 @click.option("--until", help="Before this time, same forms.")
 @click.option("--status", type=click.Choice(["ok", "defect", "not_inspectable", "error"]))
 @click.option("--summary", is_flag=True, help="Per hour: parts, defects, defect rate, not inspectable, errors, p95 latency.")
+@click.option("--events", "list_events", is_flag=True,
+              help="The events instead: start, stop, a source lost and back, drift, pruned.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
-def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool, fmt: str) -> None:
-    """List the verdicts (or a summary per hour) of an inspection log written by `watch`."""
+def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool,
+                list_events: bool, fmt: str) -> None:
+    """List the verdicts (or a summary per hour, or the events) of an inspection log written by `watch`."""
     import sqlite3
 
     from . import inspections
 
+    if list_events and (summary or status):
+        raise click.UsageError("--events lists the events: not with --summary or --status")
     try:
         bounds = [None if t is None else inspections.parse_time(t) for t in (since, until)]
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:
-        if summary:
+        if list_events:
+            rows, keys = inspections.events(path, *bounds), ("time", "kind", "source", "message")
+        elif summary:
             rows = inspections.summary(path, *bounds)
             keys = ("hour", "parts", "defects", "defect_rate", "not_inspectable", "errors", "p95_latency_ms")
         else:

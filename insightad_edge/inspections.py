@@ -277,11 +277,13 @@ def summary(path: Path, since: str | None = None, until: str | None = None) -> l
     return table
 
 
-def events(path: Path, since: str | None = None) -> list[sqlite3.Row]:
+def events(path: Path, since: str | None = None, until: str | None = None) -> list[dict]:
+    """The logged events in time order (start, stop, a source lost and back, drift, pruned), within time bounds."""
+    where = [clause for clause, value in (("time >= ?", since), ("time < ?", until)) if value is not None]
     connection = connect(path, readonly=True)
     try:
-        return connection.execute("SELECT time, kind, source, message FROM events"
-                                  + (" WHERE time >= ?" if since else "") + " ORDER BY id",
-                                  (since,) if since else ()).fetchall()
+        return [dict(row) for row in connection.execute(
+            "SELECT time, kind, source, message FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY time, id", [v for v in (since, until) if v is not None])]
     finally:
         connection.close()

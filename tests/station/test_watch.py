@@ -344,7 +344,14 @@ def test_log_and_summary_on_a_known_log(tmp_path):
                        "score": None if status in ("not_inspectable", "error") else float(i),
                        "threshold": 5.0, "anomaly": {"ok": 0, "defect": 1}.get(status), "model": "m.onnx",
                        "model_sha256": "abc", "latency_ms": float(10 + i)})
+    writer.event("lost", "lost cam; reopening with backoff", "cam")
+    writer.event("drift", "drift alarm: darker than any training image", "cam")
     writer.close()
+    happened = CliRunner().invoke(main, ["log", str(log), "--events", "--format", "jsonl"])
+    kinds = [json.loads(line)["kind"] for line in happened.stdout.splitlines()]
+    assert happened.exit_code == 0 and kinds == ["lost", "drift"]
+    assert CliRunner().invoke(main, ["log", str(log), "--events", "--since", "2099-01-01"]).stdout.count("\n") == 1
+    assert CliRunner().invoke(main, ["log", str(log), "--events", "--summary"]).exit_code == 2
     listed = CliRunner().invoke(main, ["log", str(log), "--status", "defect", "--format", "jsonl"])
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["frame"] for r in rows] == ["6", "7"] and all(r["anomaly"] is True for r in rows)
