@@ -441,7 +441,8 @@ class VerdictPrinter:
         sys.stdout.flush()
 
 
-@main.command(name="log", epilog="Exit codes: 0 listed; 2 usage error (no log there, a bad time).")
+@main.command(name="log", epilog="Exit codes: 0 listed; 2 usage error (no file there, a bad time); 3 the file is not "
+                                 "an inspection log.")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--since", help="From this time: ISO 8601 (2026-11-29T06:00, local unless it says Z) or an age (8h, 2d).")
 @click.option("--until", help="Before this time, same forms.")
