@@ -279,7 +279,7 @@ def serve(model: Path | None, threshold: float | None, **options) -> None:
     run(detector, settings, sock)
 
 
-@main.command(epilog="Exit codes: 0 stopped (SIGINT/SIGTERM) or the video ended; 1 stopped, but some verdicts never "
+@main.command(epilog="Exit codes: 0 stopped (SIGINT, SIGTERM, SIGHUP) or the video ended; 1 stopped, but some verdicts never "
                      "reached the log (they are on stdout); 2 usage error, or a log that cannot be opened; 3 the model "
                      "cannot be used. Frames that fail are rows in the log, not exit codes: a station keeps running.")
 @click.argument("source")
@@ -334,7 +334,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     quiet_opencv()
     detector = open_detector(model, threshold)
     stop = Stop()
-    for number in (signal.SIGINT, signal.SIGTERM):
+    # a closed terminal (SIGHUP) stops the line as cleanly as Ctrl-C: the log flushed, the summary printed
+    for number in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
         signal.signal(number, lambda *_: stop.set())
     try:
         inspection_log = None if no_log else InspectionLog(log_path, keep_days=log_keep_days)

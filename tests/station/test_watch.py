@@ -309,6 +309,21 @@ def test_a_camera_frozen_for_long_is_lost_once_not_every_few_seconds(model_path,
     assert "same image" in events[1].message and len(verdicts) > 5
 
 
+def test_a_closed_terminal_stops_the_station_cleanly(model_path, tmp_path):
+    """SIGHUP (the SSH session that started it ends) flushes the log and prints the summary, like Ctrl-C."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    log = tmp_path / "line.db"
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    time.sleep(1.0)
+    cv2.imwrite(str(folder / "p.png"), part_image(np.random.default_rng(23), 128)[0])
+    assert len(lines_until(process, 1)) == 1
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "watch stopped: 1 frames" in err
+    assert len(rows_of(log)) == 1 and events_of(log)[-1] == "stop"
+
+
 def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
     rng = np.random.default_rng(4)
     frames = [part_image(rng, 128)[0] for _ in range(50)]
