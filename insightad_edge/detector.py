@@ -222,10 +222,11 @@ def run_pipeline(images: Sequence[preprocess.ImageSource], metadata: ModelMetada
     return results
 
 
-def _rebuild(path: str, threshold: float, threads: int | None, sha256: str) -> Detector:
-    """The pickled Detector again, from its path; refused when another model has been put there since."""
+def _rebuild(path: str, threshold: float, threads: int | None, sha256: str | None = None) -> Detector:
+    """The pickled Detector again, from its path; refused when another model has been put there since (a pickle
+    made by insightad 0.2 carries no sha256 to compare)."""
     detector = Detector(path, threshold=threshold, threads=threads)
-    if detector.sha256 != sha256:
+    if sha256 is not None and detector.sha256 != sha256:
         raise ModelError(f"{path} is not the model this Detector was loaded from (sha256 {sha256[:12]} then, "
                          f"{detector.sha256[:12]} now): the file was replaced; load the new one deliberately")
     return detector
