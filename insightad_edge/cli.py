@@ -350,7 +350,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
     emit = VerdictPrinter(fmt).write
     page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key)
-    def announce(event) -> None:
+
+    def announce(event) -> None:  # every event on stderr, and a source's state on the page
         click.echo(f"{event.kind}: {event.message}", err=True)
         if page is not None:
             page.event(event)
