@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -86,17 +87,17 @@ def open_detector(model: Path | None, threshold: float | None = None, threads: i
     return detector
 
 
-def _score_one(detector, path: Path, maps_dir: Path | None, root: Path) -> dict:
+def _score_one(detector, path: Path, overlay: Path | None) -> dict:
     from . import preprocess
 
     row = {"path": str(path), "score": None, "threshold": detector.threshold, "anomaly": None, "error": None,
            "status": "error"}
     try:
         image = preprocess.decode(path, detector.metadata.preprocess.channels)
-        result = detector(image, with_map=maps_dir is not None)
+        result = detector(image, with_map=overlay is not None)
         row.update(score=result.score, anomaly=result.anomaly, status=result.status)
-        if maps_dir is not None:
-            _save_overlay(maps_dir, path, root, image, result)
+        if overlay is not None:
+            _save_overlay(overlay, image, result)
     except InsightadError as exc:
         row["error"] = str(exc)
         row["status"] = _status_of(exc)
@@ -112,13 +113,29 @@ def _status_of(exc: Exception) -> str:
     return "not_inspectable" if isinstance(exc, NotInspectable) else "error"
 
 
-def _save_overlay(maps_dir: Path, path: Path, root: Path, gray, result) -> None:
+def overlay_targets(images: list[Path], folder: Path, recursive: bool, maps_dir: Path) -> dict[Path, Path]:
+    """Where each image's overlay goes: its path under FOLDER, as PNG (``a.png`` and ``a.jpg`` side by side
+    keep their whole names, ``a.png.png`` and ``a.jpg.png``, so neither overwrites the other).
+
+    A maps folder that this command scores is refused: the overlays would overwrite the images (or, beside
+    JPEGs, be scored as parts by the next run).
+    """
+    root = folder if folder.is_dir() else folder.parent
+    inside = maps_dir.resolve() == root.resolve() or (recursive and root.resolve() in maps_dir.resolve().parents)
+    if inside:
+        raise click.BadParameter(f"{maps_dir} is where the images are: the overlays would overwrite them or be "
+                                 "scored as parts; choose a folder outside it", param_hint="--save-maps")
+    relative = {image: image.relative_to(root) for image in images}
+    shared = Counter(r.with_suffix(".png") for r in relative.values())
+    return {image: maps_dir / (r.with_suffix(".png") if shared[r.with_suffix(".png")] == 1 else r.with_name(f"{r.name}.png"))
+            for image, r in relative.items()}
+
+
+def _save_overlay(target: Path, gray, result) -> None:
     import cv2
 
     from .overlay import render_overlay
 
-    relative = path.relative_to(root) if root.is_dir() else Path(path.name)
-    target = maps_dir / relative.with_suffix(".png")
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), render_overlay(gray, result.anomaly_map, result.threshold)):
         raise InsightadError(f"could not write the overlay {target}")
@@ -170,12 +187,12 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
           threshold: float | None, workers: int, save_maps: Path | None) -> None:
     """Score every image in FOLDER (or one image file); one row per image with path, score, threshold,
     anomaly, error. A frame the model cannot judge gets no verdict: its row's error says why."""
-    from collections import Counter
     from concurrent.futures import ThreadPoolExecutor
 
     writable_file(output, "--output")
     quiet_opencv()
     images = find_images(folder, recursive)
+    overlays = overlay_targets(images, folder, recursive, save_maps) if save_maps else {}
     detector = open_detector(model, threshold, threads=1 if workers > 1 else None)
     if not images:
         click.echo(f"Error: no images found in {folder}", err=True)
@@ -187,7 +204,7 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
         with ThreadPoolExecutor(workers) as pool, click.progressbar(
             length=len(images), label="scoring", file=sys.stderr
         ) as bar:
-            for row in pool.map(lambda p: _score_one(detector, p, save_maps, folder), images):
+            for row in pool.map(lambda p: _score_one(detector, p, overlays.get(p)), images):
                 counts[row["status"]] += 1
                 writer.write(row)
                 bar.update(1)

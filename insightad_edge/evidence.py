@@ -3,7 +3,8 @@
 Files go to ``FOLDER/YYYY-MM-DD/HHMMSS.mmm_<frame>_<status>.png`` (and ``..._overlay.png``); the log row's
 ``evidence`` column holds that path relative to FOLDER. A writer thread encodes and writes them, so a slow
 disk never holds up the line; when the folder passes its budget, the oldest days go first (then the oldest
-files of the day), so a full disk never stops inspection.
+files of the day), so a full disk never stops inspection. Only day folders count toward the budget, and only
+their files are ever deleted: FOLDER may hold anything else of the user's.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .overlay import render_overlay
 from .preprocess import to_float
 
 log = logging.getLogger(__name__)
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the name of a day's folder, as ``keep`` makes it
 
 
 class Evidence:
@@ -30,7 +32,7 @@ class Evidence:
         self.folder, self.max_bytes, self.save_all = Path(folder), max_bytes, save_all
         self.folder.mkdir(parents=True, exist_ok=True)
         self.failed = 0  # frames whose evidence could not be written (their log rows still name it)
-        self._total = sum(p.stat().st_size for p in self.folder.rglob("*.png"))
+        self._total = sum(p.stat().st_size for day in self._days() for p in day.glob("*.png"))
         self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
         self._thread = threading.Thread(target=self._write, name="evidence", daemon=True)
@@ -82,7 +84,7 @@ class Evidence:
         and taken from the front, so a day of a million files costs one listing, not one per frame."""
         while self.max_bytes is not None and self._total > self.max_bytes:
             if not self._oldest:
-                days = sorted(d for d in self.folder.iterdir() if d.is_dir())
+                days = self._days()
                 if not days:
                     return
                 self._oldest = deque(sorted(days[0].glob("*.png")))
@@ -99,6 +101,11 @@ class Evidence:
             if not self._oldest and not any(path.parent.iterdir()):
                 path.parent.rmdir()
                 log.info("evidence budget: removed %s", path.parent)
+
+
+    def _days(self) -> list[Path]:
+        """The day folders evidence was written to, oldest first; nothing else in FOLDER is the budget's."""
+        return sorted(d for d in self.folder.iterdir() if DAY.fullmatch(d.name) and d.is_dir())
 
 
 def _safe(frame: str) -> str:

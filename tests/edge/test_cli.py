@@ -90,6 +90,23 @@ def test_save_maps_writes_one_overlay_per_image(folder, model_path, tmp_path):
     assert overlay.shape == (128, 128, 3)
 
 
+def test_save_maps_never_writes_over_the_images_it_scores(folder, model_path):
+    before = {p: p.read_bytes() for p in folder.rglob("*.png")}
+    for args in ([folder, "--save-maps", folder], [folder, "--recursive", "--save-maps", folder / "sub" / "maps"],
+                 [folder / "good_0.png", "--save-maps", folder]):
+        result = run("score", *args, "--model", model_path)
+        assert result.exit_code == 2 and "overwrite" in result.stderr, result.output
+    assert {p: p.read_bytes() for p in folder.rglob("*.png")} == before
+
+
+def test_images_that_share_a_name_keep_an_overlay_each(folder, model_path, tmp_path):
+    cv2.imwrite(str(folder / "good_0.jpg"), cv2.imread(str(folder / "good_1.png")))
+    maps = tmp_path / "maps"
+    assert run("score", folder, "--model", model_path, "--save-maps", maps).exit_code == 0
+    assert sorted(p.name for p in maps.iterdir()) == ["good_0.jpg.png", "good_0.png.png", "good_1.png", "good_2.png"]
+    assert not np.array_equal(cv2.imread(str(maps / "good_0.jpg.png")), cv2.imread(str(maps / "good_0.png.png")))
+
+
 def test_usage_errors_exit_2_and_model_errors_exit_3(folder, model_path, tmp_path):
     assert run("score", tmp_path / "nowhere").exit_code == 2
     assert run("score", folder, "--format", "xml").exit_code == 2

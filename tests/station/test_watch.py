@@ -495,6 +495,7 @@ def test_a_log_that_cannot_be_opened_stops_watch_before_the_line_starts(model_pa
 
 
 def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model_path, tmp_path):
+    """... and only evidence: the user's own pictures in the same folder are neither counted nor deleted."""
     rng = np.random.default_rng(5)
     writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
     for i in range(12):
@@ -503,6 +504,10 @@ def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model
     old_day = tmp_path / "evidence" / "2020-01-01"
     old_day.mkdir(parents=True)
     (old_day / "000000.000_0_defect.png").write_bytes(b"x" * 200_000)
+    theirs = [tmp_path / "evidence" / "archive" / "part.png", tmp_path / "evidence" / "reference.png"]
+    theirs[0].parent.mkdir()
+    for path in theirs:
+        path.write_bytes(b"y" * 200_000)
     log = tmp_path / "line.db"
     done = CliRunner().invoke(main, ["watch", str(tmp_path / "line.avi"), "--model", str(model_path), "--log", str(log),
                                      "--save", str(tmp_path / "evidence"), "--save-max-gb", "0.00015"])
@@ -516,8 +521,9 @@ def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model
         image = cv2.imread(str(tmp_path / "evidence" / row["evidence"]), cv2.IMREAD_UNCHANGED)
         assert image.shape[:2] == (128, 128)
         assert (tmp_path / "evidence" / row["evidence"].replace(".png", "_overlay.png")).is_file()
-    total = sum(p.stat().st_size for p in (tmp_path / "evidence").rglob("*.png"))
+    total = sum(p.stat().st_size for p in (tmp_path / "evidence").glob("????-??-??/*.png"))
     assert total <= 150_000
+    assert all(path.read_bytes() == b"y" * 200_000 for path in theirs)
 
 
 def test_evidence_that_cannot_be_written_leaves_no_broken_file_and_is_counted(model_path, tmp_path):
