@@ -1,21 +1,29 @@
 """How fast a station judges a line, and what its log and evidence cost, side by side in one run.
 
-    python benchmarks/watch.py --data DATA [--frames 160] [--live-seconds 10]
+    python benchmarks/watch.py --data DATA [--frames 160] [--live-seconds 10] [--soak-seconds 300]
 
 Makes a lossless video (FFV1) of 1024x1024 frames from DATA's test images in a temporary folder (deleted
 after; no picture is kept), then runs the station over it three ways, alternating, each twice: no sinks,
 with the SQLite log, with the log and evidence (defects saved as PNG with their overlays). Then serves the
 same frames as an MJPEG stream on 127.0.0.1 at 30 frames/s and counts what the latest-frame reader skips,
-and what its check for a frozen camera costs next to decoding a frame.
+and what its check for a frozen camera costs next to decoding a frame. Last, a soak: the `watch` command as a
+line runs it (the log, the operator's page asked for its data every second) on that stream, its memory read
+after a minute and at the end, and its printed verdicts counted against the log's rows.
 Prints a table and the machine; writes benchmarks/watch_results.json.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -109,19 +117,28 @@ class Stream(BaseHTTPRequestHandler):
         pass
 
 
-def live(detector: Detector, paths: list[Path], seconds: float) -> dict:
-    """A 30 frames/s MJPEG stream on loopback: what the station judges and what it skips."""
+@contextlib.contextmanager
+def mjpeg_stream(paths: list[Path]):
+    """The first 30 images as a 30 frames/s MJPEG stream on loopback, in a loop: its URL."""
     Stream.frames = [cv2.imencode(".jpg", cv2.resize(cv2.imread(str(p)), (1024, 1024)),
                                   [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for p in paths[:30]]
     server = ThreadingHTTPServer(("127.0.0.1", 0), Stream)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    finally:
+        server.shutdown()
+
+
+def live(detector: Detector, paths: list[Path], seconds: float) -> dict:
+    """A 30 frames/s MJPEG stream on loopback: what the station judges and what it skips."""
     stop = Stop()
     threading.Timer(seconds, stop.set).start()
     judged: list[float] = []
     station = Station(detector, emit=lambda v: judged.append((time.perf_counter() - v.read_at) * 1000.0))
-    counts = station.run(f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg", stop=stop)
-    server.shutdown()
+    with mjpeg_stream(paths) as url:
+        counts = station.run(url, stop=stop)
     return {"source_fps": Stream.fps, "seconds": seconds, "judged": len(judged), "skipped": counts["skipped"],
             "judged_fps": len(judged) / seconds, "p50_ms": float(np.percentile(judged, 50)),
             "p95_ms": float(np.percentile(judged, 95))}
@@ -141,6 +158,48 @@ def novelty_cost(jpeg: bytes, repeats: int = 200) -> dict:
         np.array_equal(image, same)
     compare_ms = (time.perf_counter() - began) * 1000.0 / repeats
     return {"decode_ms": decode_ms, "compare_ms": compare_ms, "ratio": compare_ms / decode_ms}
+
+
+def soak(model: Path | None, paths: list[Path], seconds: float, folder: Path) -> dict:
+    """``insightad-edge watch`` on the live stream for SECONDS with its log and page, stopped as Ctrl-C stops it:
+    resident memory after a minute and at the end, verdicts printed and verdicts in the log."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = folder / "soak.db"
+    with mjpeg_stream(paths) as url:
+        command = [sys.executable, "-m", "insightad_edge.cli", "watch", url, "--log", str(log), "--http",
+                   f"127.0.0.1:{port}", "--format", "jsonl"] + (["--model", str(model)] if model else [])
+        station = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        printed = [0]
+        threading.Thread(target=lambda: printed.__setitem__(0, sum(1 for _ in station.stdout)), daemon=True).start()
+
+        def poll_page():  # what an open operator's page asks for, every second
+            while station.poll() is None:
+                with contextlib.suppress(OSError):
+                    for route in ("/api/summary", "/api/last"):
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}{route}", timeout=5).read()
+                time.sleep(1.0)
+
+        threading.Thread(target=poll_page, daemon=True).start()
+        time.sleep(60.0)
+        early = rss_mb(station.pid)
+        time.sleep(max(0.0, seconds - 60.0))
+        late = rss_mb(station.pid)
+        station.send_signal(signal.SIGINT)
+        station.wait(timeout=60)
+    time.sleep(0.5)  # the line counter reads the last lines
+    with contextlib.closing(sqlite3.connect(log)) as connection:
+        logged, skipped = connection.execute("SELECT count(*), total(skipped) FROM inspections").fetchone()
+    return {"seconds": seconds, "printed": printed[0], "logged": logged, "skipped": int(skipped),
+            "rss_mb_at_60s": early, "rss_mb_at_end": late,
+            "growth_kb_per_s": (late - early) * 1024.0 / max(1.0, seconds - 60.0)}
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024.0
 
 
 def idle_folder(files: int, seconds: float = 3.0) -> dict:
@@ -163,9 +222,10 @@ def idle_folder(files: int, seconds: float = 3.0) -> dict:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--frames", type=int, default=160, show_default=True)
 @click.option("--live-seconds", type=float, default=10.0, show_default=True)
+@click.option("--soak-seconds", type=click.FloatRange(min=60.0), default=300.0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(__file__).with_name("watch_results.json"), show_default=True)
-def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: Path) -> None:
+def main(data: Path, model: Path | None, frames: int, live_seconds: float, soak_seconds: float, out: Path) -> None:
     paths = [s.path for s in load_dataset(data).test][:frames]
     detector = Detector(model)
     results: dict = {"machine": machine(), "model": detector.path.name, "frames": len(paths)}
@@ -184,6 +244,8 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
     results["live"] = live(detector, paths, live_seconds)
     results["novelty"] = novelty_cost(Stream.frames[0])
     results["idle_folder"] = [idle_folder(files) for files in (1_000, 50_000)]
+    with tempfile.TemporaryDirectory() as folder:
+        results["soak"] = soak(model, paths, soak_seconds, Path(folder))
     out.write_text(json.dumps(results, indent=1))
     print(f"machine: {results['machine']}")
     print(f"| sinks ({len(paths)} frames, 1024x1024, video file) | frames/s | p50 / p95 ms, read to verdict |")
@@ -202,6 +264,10 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, out: 
           f"{nv['ratio']:.0%} of decoding it ({nv['decode_ms']:.1f} ms)")
     print("a folder watch with nothing arriving: " + "; ".join(
         f"{r['files']} files judged, {r['cpu_share']:.0%} of a core" for r in results["idle_folder"]))
+    sk = results["soak"]
+    print(f"watch with log and page on the live stream for {sk['seconds']:.0f} s: {sk['printed']} verdicts printed, "
+          f"{sk['logged']} in the log, {sk['skipped']} frames skipped; resident memory {sk['rss_mb_at_60s']:.0f} MB "
+          f"after a minute, {sk['rss_mb_at_end']:.0f} MB at the end ({sk['growth_kb_per_s']:+.1f} KB/s)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from .overlay import render_overlay
 from .preprocess import to_float
 
 HOUR_S = 3600.0
+TALLIES = ("ok", "defect", "not_inspectable", "error", "skipped")  # counted per second for the last hour
 PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
 SOURCE_STATES = {"opened": "live", "reopened": "live", "lost": "lost", "ended": "ended"}  # by event kind
 
@@ -31,7 +32,7 @@ class Board:
     def __init__(self, monitor: DriftMonitor):
         self.monitor = monitor
         self._lock = threading.Lock()
-        self._hour: deque = deque()
+        self._hour: deque[tuple[int, dict]] = deque()  # (second, tallies) of the last hour: memory that never grows
         self._last: Optional[dict] = None
         self._picture: Optional[tuple] = None
         self._overlay: Optional[tuple[int, str]] = None
@@ -39,13 +40,18 @@ class Board:
         self._source: Optional[dict] = None  # a station's source: state, since (UTC), message; None when serving
 
     def add(self, *, time_utc: str, status: str, score: float | None, threshold: float, error: str | None,
-            image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None) -> None:
+            image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None, skipped: int = 0) -> None:
+        """One verdict; ``skipped``: the live frames a station dropped unjudged before it."""
         now = time.monotonic()
         with self._lock:
             self._count += 1
-            self._hour.append((now, status))
-            while self._hour and now - self._hour[0][0] > HOUR_S:
+            while self._hour and self._hour[0][0] < now - HOUR_S:
                 self._hour.popleft()
+            if not self._hour or self._hour[-1][0] != int(now):
+                self._hour.append((int(now), dict.fromkeys(TALLIES, 0)))
+            tally = self._hour[-1][1]
+            tally[status] += 1
+            tally["skipped"] += skipped
             self._last = {"id": self._count, "time": time_utc, "status": status, "score": score,
                           "threshold": threshold, "anomaly": None if score is None else status == "defect",
                           "error": error}
@@ -76,15 +82,18 @@ class Board:
         return {**last, "overlay": overlay[1] if overlay and overlay[0] == last["id"] else None}
 
     def summary(self) -> dict:
-        """The last hour: parts, defects, defect rate among judged parts, frames without verdict, errors; drift;
-        a station's source."""
+        """The last hour: parts, defects, defect rate among judged parts, frames without verdict, errors, frames
+        skipped while busy; drift; a station's source."""
+        since = time.monotonic() - HOUR_S  # a station idle for hours shows an empty hour, not its last busy one
         with self._lock:
-            statuses, source = [s for _, s in self._hour], self._source
-        counts = {s: statuses.count(s) for s in ("ok", "defect", "not_inspectable", "error")}
+            hour = [tally for second, tally in self._hour if second >= since]
+            counts = {name: sum(tally[name] for tally in hour) for name in TALLIES}
+            source = self._source
         judged = counts["ok"] + counts["defect"]
-        return {"last_hour": {"parts": len(statuses), "defects": counts["defect"],
+        return {"last_hour": {"parts": judged + counts["not_inspectable"] + counts["error"], "defects": counts["defect"],
                               "defect_rate": counts["defect"] / judged if judged else None,
-                              "not_inspectable": counts["not_inspectable"], "errors": counts["error"]},
+                              "not_inspectable": counts["not_inspectable"], "errors": counts["error"],
+                              "skipped": counts["skipped"]},
                 "drift": self.monitor.state.as_dict(), "source": source}
 
 

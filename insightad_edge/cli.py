@@ -427,8 +427,10 @@ class OperatorPage:
     def show(self, verdict) -> None:
         result = verdict.result
         self.board.add(time_utc=verdict.time, status=verdict.status, score=verdict.score, threshold=verdict.threshold,
-                       error=verdict.error, image=verdict.image, anomaly_map=result.anomaly_map if result else None)
+                       error=verdict.error, image=verdict.image, anomaly_map=result.anomaly_map if result else None,
+                       skipped=verdict.skipped)
         self.metrics.verdict(verdict.status, verdict.score, dict(verdict.timings_ms), self.monitor.state)
+        self.metrics.skipped(verdict.skipped)
 
     def event(self, event) -> None:
         from .inspections import utc_now
@@ -466,7 +468,8 @@ class VerdictPrinter:
 @click.option("--since", help="From this time: ISO 8601 (2026-11-29T06:00, local unless it says Z) or an age (8h, 2d).")
 @click.option("--until", help="Before this time, same forms.")
 @click.option("--status", type=click.Choice(["ok", "defect", "not_inspectable", "error"]))
-@click.option("--summary", is_flag=True, help="Per hour: parts, defects, defect rate, not inspectable, errors, p95 latency.")
+@click.option("--summary", is_flag=True, help="Per hour: parts, defects, defect rate, not inspectable, errors, "
+              "live frames skipped while busy, p95 latency.")
 @click.option("--events", "list_events", is_flag=True,
               help="The events instead: start, stop, a source lost and back, drift, pruned.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
@@ -488,7 +491,7 @@ def log_command(path: Path, since: str | None, until: str | None, status: str | 
             rows, keys = inspections.events(path, *bounds), ("time", "kind", "source", "message")
         elif summary:
             rows = inspections.summary(path, *bounds)
-            keys = ("hour", "parts", "defects", "defect_rate", "not_inspectable", "errors", "p95_latency_ms")
+            keys = ("hour", "parts", "defects", "defect_rate", "not_inspectable", "errors", "skipped", "p95_latency_ms")
         else:
             rows = [{**r, "anomaly": None if r["anomaly"] is None else bool(r["anomaly"])}
                     for r in map(dict, inspections.verdicts(path, *bounds, status=status))]

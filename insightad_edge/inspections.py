@@ -256,16 +256,18 @@ def verdicts(path: Path, since: str | None = None, until: str | None = None,
 
 
 def summary(path: Path, since: str | None = None, until: str | None = None) -> list[dict]:
-    """Per hour (UTC): parts, defects, defect rate among judged parts, not inspectable, errors, p95 latency."""
+    """Per hour (UTC): parts, defects, defect rate among judged parts, not inspectable, errors, live frames skipped
+    while busy, p95 latency."""
     hours: dict[str, dict] = {}
     for row in verdicts(path, since, until):
         hour = row["time"][:13] + ":00Z"
         entry = hours.setdefault(hour, {"hour": hour, "parts": 0, "defects": 0, "not_inspectable": 0, "errors": 0,
-                                        "latencies": []})
+                                        "skipped": 0, "latencies": []})
         entry["parts"] += 1
         entry["defects"] += row["status"] == "defect"
         entry["not_inspectable"] += row["status"] == "not_inspectable"
         entry["errors"] += row["status"] == "error"
+        entry["skipped"] += row["skipped"]
         if row["latency_ms"] is not None:
             entry["latencies"].append(row["latency_ms"])
     table = []

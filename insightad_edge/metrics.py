@@ -32,6 +32,7 @@ class Metrics:
         info.info({"name": detector.path.name, "sha256": detector.sha256,
                    "schema": str(detector.metadata.schema_version), "threshold": f"{detector.threshold:.6g}"})
         self.source_up: Gauge | None = None
+        self.frames_skipped: Counter | None = None
         for status in STATUSES:
             self.verdicts.labels(status)
         for stage in STAGES:
@@ -55,6 +56,13 @@ class Metrics:
             self.source_up = Gauge("insightad_source_up", "1 while the station's source delivers, 0 while it is "
                                    "lost (or frozen) or has ended", registry=self.registry)
         self.source_up.set(1 if state == "live" else 0)
+
+    def skipped(self, frames: int) -> None:
+        """Live frames a station dropped unjudged while the model was busy: parts, when each frame is one."""
+        if self.frames_skipped is None:
+            self.frames_skipped = Counter("insightad_frames_skipped", "Live frames the station dropped unjudged "
+                                          "because the model was busy", registry=self.registry)
+        self.frames_skipped.inc(frames)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -56,6 +56,7 @@ function showSummary(summary) {
   $("rate").textContent = hour.defect_rate === null ? "–" : `${(hour.defect_rate * 100).toFixed(1)} %`;
   $("uninspectable").textContent = hour.not_inspectable;
   $("errors").textContent = hour.errors;
+  $("skipped").textContent = hour.skipped;
   const drift = summary.drift;
   $("drift").textContent = drift.level.toUpperCase() + (drift.reference ? "" : " (no reference)");
   $("drift").className = `drift ${drift.level}`;

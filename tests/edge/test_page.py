@@ -34,3 +34,22 @@ def test_the_page_shows_the_verdict_of_a_request_just_sent(model_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_last_hour_on_the_page_forgets_parts_older_than_an_hour(model_path, monkeypatch):
+    """A station idle since its last busy hour shows an empty hour, not the old one as if it were now."""
+    import time
+
+    from insightad_edge import Detector, board
+    from insightad_edge.monitor import DriftMonitor
+
+    monkeypatch.setattr(board, "HOUR_S", 0.5)
+    tally = board.Board(DriftMonitor(Detector(model_path).metadata))
+    for status, skipped in (("ok", 0), ("defect", 3), ("not_inspectable", 1)):
+        tally.add(time_utc="2026-11-30T08:00:00.000Z", status=status, score=None, threshold=1.0, error=None,
+                  skipped=skipped)
+    hour = tally.summary()["last_hour"]
+    assert (hour["parts"], hour["defects"], hour["not_inspectable"], hour["skipped"]) == (3, 1, 1, 4)
+    time.sleep(1.6)
+    assert tally.summary()["last_hour"] == {"parts": 0, "defects": 0, "defect_rate": None, "not_inspectable": 0,
+                                            "errors": 0, "skipped": 0}

@@ -195,6 +195,7 @@ class MJPEG(BaseHTTPRequestHandler):
 
     frames: list = []
     live = threading.Event()  # cleared: every open stream ends, as when a camera is unplugged
+    interval = 0.05  # seconds between frames
 
     def do_GET(self):
         self.send_response(200)
@@ -207,7 +208,7 @@ class MJPEG(BaseHTTPRequestHandler):
                 data = self.frames[i % len(self.frames)]
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                  + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n")
-                time.sleep(0.05)
+                time.sleep(self.interval)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -358,7 +359,7 @@ def test_log_and_summary_on_a_known_log(tmp_path):
         writer.record({"time": f"2026-11-29T{hour:02d}:{i:02d}:00.000Z", "source": "cam", "frame": str(i), "status": status,
                        "score": None if status in ("not_inspectable", "error") else float(i),
                        "threshold": 5.0, "anomaly": {"ok": 0, "defect": 1}.get(status), "model": "m.onnx",
-                       "model_sha256": "abc", "latency_ms": float(10 + i)})
+                       "model_sha256": "abc", "latency_ms": float(10 + i), "skipped": i % 3})
     writer.event("lost", "lost cam; reopening with backoff", "cam")
     writer.event("drift", "drift alarm: darker than any training image", "cam")
     writer.close()
@@ -375,9 +376,9 @@ def test_log_and_summary_on_a_known_log(tmp_path):
     summary = CliRunner().invoke(main, ["log", str(log), "--summary", "--format", "jsonl"])
     hours = [json.loads(line) for line in summary.stdout.splitlines()]
     assert hours[0] == {"hour": "2026-11-29T08:00Z", "parts": 5, "defects": 0, "defect_rate": 0.0,
-                        "not_inspectable": 0, "errors": 0, "p95_latency_ms": pytest.approx(13.8)}
+                        "not_inspectable": 0, "errors": 0, "skipped": 4, "p95_latency_ms": pytest.approx(13.8)}
     assert hours[1]["parts"] == 5 and hours[1]["defects"] == 2 and hours[1]["defect_rate"] == pytest.approx(2 / 3)
-    assert hours[1]["not_inspectable"] == 1 and hours[1]["errors"] == 1
+    assert hours[1]["not_inspectable"] == 1 and hours[1]["errors"] == 1 and hours[1]["skipped"] == 5
     assert CliRunner().invoke(main, ["log", str(log), "--since", "yesterday"]).exit_code == 2
     (tmp_path / "notes.txt").write_text("not a log")
     for arguments in ([], ["--summary"]):
@@ -654,6 +655,40 @@ def test_a_lost_camera_replaces_the_last_verdict_on_the_page_health_and_metrics(
     with sqlite3.connect(tmp_path / "line.db") as connection:
         assert not any("s3cret" in " ".join(map(str, row)) for table in ("events", "inspections")
                        for row in connection.execute(f"SELECT * FROM {table}"))
+
+
+def test_frames_a_busy_station_skips_are_counted_on_the_page_in_metrics_and_in_the_log(model_path, tmp_path,
+                                                                                   monkeypatch):
+    """A camera faster than the model: the frames dropped unjudged (parts, when each frame is one) must show."""
+    import urllib.request
+
+    from browser import chromium
+
+    monkeypatch.setattr(MJPEG, "interval", 0.0005)
+    MJPEG.frames = jpegs(12, 5)
+    port, http = free_port(), free_port()
+    server = serve_mjpeg(port)
+    process = start_watch(f"http://127.0.0.1:{port}/stream.mjpg", "--model", model_path, "--log", tmp_path / "line.db",
+                          "--format", "jsonl", "--http", f"127.0.0.1:{http}")
+    base = f"http://127.0.0.1:{http}"
+    try:
+        assert len(lines_until(process, 20)) == 20
+        MJPEG.live.clear()  # the camera stops: no verdict after the source is lost
+        server.shutdown()
+        server.server_close()
+        deadline = time.monotonic() + 30
+        while json.loads(urllib.request.urlopen(base + "/health", timeout=10).read())["source"] != "lost":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        on_page = json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())["last_hour"]["skipped"]
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        dom = chromium("--dump-dom", base + "/")
+    finally:
+        stop(process)
+    with sqlite3.connect(tmp_path / "line.db") as connection:
+        logged = connection.execute("SELECT total(skipped) FROM inspections").fetchone()[0]
+    assert on_page > 0 and on_page == logged and f'<dd id="skipped">{on_page}</dd>' in dom
+    assert f"insightad_frames_skipped_total {float(logged)}" in metrics
 
 
 def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
