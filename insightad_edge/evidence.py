@@ -102,7 +102,6 @@ class Evidence:
                 path.parent.rmdir()
                 log.info("evidence budget: removed %s", path.parent)
 
-
     def _days(self) -> list[Path]:
         """The day folders evidence was written to, oldest first; nothing else in FOLDER is the budget's."""
         return sorted(d for d in self.folder.iterdir() if DAY.fullmatch(d.name) and d.is_dir())
