@@ -98,7 +98,11 @@ def load_dataset(root: Path) -> Dataset:
     else:
         train, test, validation = list_images(root), (), ()
     if not train:
-        raise DataError(f"no good training images in {train_dir if train_dir.is_dir() else root}")
+        where = train_dir if train_dir.is_dir() else root
+        folders = sorted(d.name for d in where.iterdir() if d.is_dir())
+        raise DataError(f"no good training images in {where}" + (
+            f" (its subfolders {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''} are not read: put the "
+            "good images in one folder, or in train/good of the MVTec layout)" if folders else ""))
     return Dataset(root, tuple(train), test, validation)
 
 

@@ -111,3 +111,14 @@ def test_a_folder_of_copies_is_refused_and_a_few_copies_are_named(tmp_path, capl
         cv2.imwrite(str(folder / f"{i:03d}.png"), part_image(rng, 64)[0])
     refuse_copies(tuple(sorted(folder.iterdir())))
     assert "4 of the 40 good images are exact copies" in caplog.text
+
+
+def test_good_images_in_subfolders_of_a_plain_folder_are_named_not_silently_missing(tmp_path):
+    """A camera that files its pictures by day: the refusal says where they are and what is read."""
+    from insightad_train.data import DataError
+
+    for day in ("2026-11-01", "2026-11-02"):
+        (tmp_path / day).mkdir()
+        cv2.imwrite(str(tmp_path / day / "part.png"), np.full((64, 64), 128, np.uint8))
+    with pytest.raises(DataError, match="its subfolders 2026-11-01, 2026-11-02 are not read"):
+        load_dataset(tmp_path)
