@@ -121,8 +121,8 @@ def overlay_targets(images: list[Path], folder: Path, recursive: bool, maps_dir:
     JPEGs, be scored as parts by the next run).
     """
     root = folder if folder.is_dir() else folder.parent
-    inside = maps_dir.resolve() == root.resolve() or (recursive and root.resolve() in maps_dir.resolve().parents)
-    if inside:
+    scanned = folder.is_dir() and recursive and root.resolve() in maps_dir.resolve().parents
+    if maps_dir.resolve() == root.resolve() or scanned:
         raise click.BadParameter(f"{maps_dir} is where the images are: the overlays would overwrite them or be "
                                  "scored as parts; choose a folder outside it", param_hint="--save-maps")
     relative = {image: image.relative_to(root) for image in images}
