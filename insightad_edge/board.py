@@ -21,7 +21,8 @@ from .overlay import render_overlay
 from .preprocess import to_float
 
 HOUR_S = 3600.0
-TALLIES = ("ok", "defect", "not_inspectable", "error", "skipped")  # counted per second for the last hour
+MINUTE_S = 60.0  # the last hour is tallied per minute: 60 small counts, however fast the line
+TALLIES = ("ok", "defect", "not_inspectable", "error", "skipped")
 PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
 SOURCE_STATES = {"opened": "live", "reopened": "live", "lost": "lost", "ended": "ended"}  # by event kind
 
@@ -32,7 +33,7 @@ class Board:
     def __init__(self, monitor: DriftMonitor):
         self.monitor = monitor
         self._lock = threading.Lock()
-        self._hour: deque[tuple[int, dict]] = deque()  # (second, tallies) of the last hour: memory that never grows
+        self._hour: deque[tuple[float, dict]] = deque()  # (minute's start, tallies) of the last hour
         self._last: Optional[dict] = None
         self._picture: Optional[tuple] = None
         self._overlay: Optional[tuple[int, str]] = None
@@ -47,8 +48,9 @@ class Board:
             self._count += 1
             while self._hour and self._hour[0][0] < now - HOUR_S:
                 self._hour.popleft()
-            if not self._hour or self._hour[-1][0] != int(now):
-                self._hour.append((int(now), dict.fromkeys(TALLIES, 0)))
+            minute = now - now % MINUTE_S
+            if not self._hour or self._hour[-1][0] != minute:
+                self._hour.append((minute, dict.fromkeys(TALLIES, 0)))
             tally = self._hour[-1][1]
             tally[status] += 1
             tally["skipped"] += skipped
@@ -86,7 +88,7 @@ class Board:
         skipped while busy; drift; a station's source."""
         since = time.monotonic() - HOUR_S  # a station idle for hours shows an empty hour, not its last busy one
         with self._lock:
-            hour = [tally for second, tally in self._hour if second >= since]
+            hour = [tally for minute, tally in self._hour if minute >= since]
             counts = {name: sum(tally[name] for tally in hour) for name in TALLIES}
             source = self._source
         judged = counts["ok"] + counts["defect"]

@@ -44,6 +44,7 @@ def test_the_last_hour_on_the_page_forgets_parts_older_than_an_hour(model_path, 
     from insightad_edge.monitor import DriftMonitor
 
     monkeypatch.setattr(board, "HOUR_S", 0.5)
+    monkeypatch.setattr(board, "MINUTE_S", 0.1)
     tally = board.Board(DriftMonitor(Detector(model_path).metadata))
     for status, skipped in (("ok", 0), ("defect", 3), ("not_inspectable", 1)):
         tally.add(time_utc="2026-11-30T08:00:00.000Z", status=status, score=None, threshold=1.0, error=None,
