@@ -173,8 +173,9 @@ def soak(model: Path | None, paths: list[Path], seconds: float, folder: Path) ->
         command = [sys.executable, "-m", "insightad_edge.cli", "watch", url, "--log", str(log), "--http",
                    f"127.0.0.1:{port}", "--format", "jsonl"] + (["--model", str(model)] if model else [])
         station = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        printed = [0]
-        threading.Thread(target=lambda: printed.__setitem__(0, sum(1 for _ in station.stdout)), daemon=True).start()
+        printed: list[int] = []  # the verdict lines on stdout, counted when it closes
+        counter = threading.Thread(target=lambda: printed.append(sum(1 for _ in station.stdout)), daemon=True)
+        counter.start()
 
         def poll_page():  # what an open operator's page asks for, every second
             while station.poll() is None:
@@ -190,7 +191,7 @@ def soak(model: Path | None, paths: list[Path], seconds: float, folder: Path) ->
         late = rss_mb(station.pid)
         station.send_signal(signal.SIGINT)
         station.wait(timeout=60)
-    time.sleep(0.5)  # the line counter reads the last lines
+        counter.join(timeout=60)
     with contextlib.closing(sqlite3.connect(log)) as connection:
         logged, skipped = connection.execute("SELECT count(*), total(skipped) FROM inspections").fetchone()
     return {"seconds": seconds, "printed": printed[0], "logged": logged, "skipped": int(skipped),
