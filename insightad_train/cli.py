@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -212,15 +213,20 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
         images = load_dataset(data).train
     except InsightadError as exc:
         _fail(exc)
+    stems = Counter(path.stem for path in images)  # a.png and a.jpg keep their whole names: a.png_aug0.png
     with click.progressbar(images, label="augmenting", file=sys.stderr) as bar:
         for index, path in enumerate(bar):
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:
                 click.echo(f"Error: {path} is not a readable image", err=True)
                 sys.exit(EXIT_UNUSABLE)
+            name = path.stem if stems[path.stem] == 1 else path.name
             for copy in range(copies):
                 rng = np.random.default_rng([seed, index, copy])
-                cv2.imwrite(str(out / f"{path.stem}_aug{copy}.png"), transform(image, rng, PRESETS[preset]))
+                target = out / f"{name}_aug{copy}.png"
+                if not cv2.imwrite(str(target), transform(image, rng, PRESETS[preset])):
+                    click.echo(f"Error: could not write {target}", err=True)
+                    sys.exit(EXIT_FAILED)
     click.echo(f"wrote {len(images) * copies} images to {out}")
 
 

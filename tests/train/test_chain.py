@@ -267,6 +267,18 @@ def test_augment_command_is_reproducible(mvtec, tmp_path):
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
 
+def test_augment_keeps_every_copy_of_images_that_share_a_name(mvtec, tmp_path):
+    import cv2
+
+    data = tmp_path / "data"
+    shutil.copytree(mvtec / "train", data / "train")
+    first = sorted((data / "train" / "good").iterdir())[0]
+    cv2.imwrite(str(first.with_suffix(".bmp")), cv2.imread(str(first)))  # a.png and a.bmp side by side
+    result = invoke(train, "augment", "--data", data, "--out", tmp_path / "a", "--copies", "2")
+    assert result.exit_code == 0 and "wrote 66 images" in result.output
+    assert len(list((tmp_path / "a").iterdir())) == 66
+
+
 def test_upgrade_turns_a_schema_1_model_into_schema_2_with_the_same_scores(trained, mvtec, tmp_path):
     """A model exported by insightad 0.1 (schema 1) gains inspection limits and a drift reference, nothing else."""
     from models import as_schema_1
