@@ -15,10 +15,19 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import API_KEY_ENV, DEFAULT_LOG, DRIFT_DEFAULTS, PORT_ENV, SERVE_DEFAULTS, ServeOptions, install_hint, limit_decoder
+from .config import (
+    API_KEY_ENV,
+    DEFAULT_LOG,
+    DRIFT_DEFAULTS,
+    PORT_ENV,
+    SCORE_KEYS,
+    SERVE_DEFAULTS,
+    ServeOptions,
+    install_hint,
+    limit_decoder,
+)
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError, ModelError
 
-ROW_KEYS = ("path", "score", "threshold", "anomaly", "error")
 log = logging.getLogger("insightad_edge")
 
 
@@ -154,16 +163,16 @@ class RowWriter:
     def __init__(self, stream, fmt: str, path_width: int):
         self.stream, self.fmt, self.width = stream, fmt, max(path_width, 4)
         if fmt == "csv":
-            self.csv = csv.DictWriter(stream, fieldnames=ROW_KEYS, lineterminator="\n")
+            self.csv = csv.DictWriter(stream, fieldnames=SCORE_KEYS, lineterminator="\n")
             self.csv.writeheader()
         elif fmt == "table":
             stream.write(f"{'path':<{self.width}}  {'score':>10}  {'threshold':>10}  {'verdict':<8}  error\n")
 
     def write(self, row: dict) -> None:
         if self.fmt == "jsonl":
-            self.stream.write(json.dumps({k: row[k] for k in ROW_KEYS}) + "\n")
+            self.stream.write(json.dumps({k: row[k] for k in SCORE_KEYS}) + "\n")
         elif self.fmt == "csv":
-            self.csv.writerow({k: _csv_value(row[k]) for k in ROW_KEYS})
+            self.csv.writerow({k: _csv_value(row[k]) for k in SCORE_KEYS})
         else:
             score = "" if row["score"] is None else f"{row['score']:.6f}"
             verdict = {"error": "ERROR", "not_inspectable": "NO-VERDICT", "defect": "ANOMALY"}.get(row["status"], "ok")

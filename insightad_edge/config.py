@@ -7,6 +7,7 @@ from dataclasses import dataclass
 API_KEY_ENV = "INSIGHTAD_API_KEY"
 PORT_ENV = "INSIGHTAD_PORT"
 DEFAULT_LOG = "inspections.db"  # `watch` writes its inspection log here unless told otherwise
+SCORE_KEYS = ("path", "score", "threshold", "anomaly", "error")  # `score`'s rows: users' scripts read them; add, never rename
 # The largest frame judged: above the largest area-scan sensors (151 MP); beyond it a frame is a mistake or a
 # decompression bomb (a PNG of 20000x20000 zeros is 0.4 MB and decodes to 400 MB, 2 GB once in float).
 MAX_FRAME_PIXELS = 160_000_000

@@ -19,13 +19,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .config import SCORE_KEYS
 from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
 from .sources import Event, Frame, Stop, open_source, shown
 
 log = logging.getLogger(__name__)
-ROW_KEYS = ("path", "score", "threshold", "anomaly", "error", "source", "frame", "status")
+ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Verdict:
     result: Optional[Result] = field(default=None, repr=False, compare=False)
 
     def row(self) -> dict:
-        """The JSON Lines form: `score`'s keys plus source, frame and status."""
+        """The JSON Lines form: `score`'s keys plus source, frame, status and skipped."""
         return {k: getattr(self, k) for k in ROW_KEYS}
 
 
