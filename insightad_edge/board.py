@@ -11,6 +11,7 @@ import base64
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Optional
 
 import cv2
@@ -48,16 +49,28 @@ class Board:
             self._count += 1
             while self._hour and self._hour[0][0] < now - HOUR_S:
                 self._hour.popleft()
-            minute = now - now % MINUTE_S
-            if not self._hour or self._hour[-1][0] != minute:
-                self._hour.append((minute, dict.fromkeys(TALLIES, 0)))
-            tally = self._hour[-1][1]
-            tally[status] += 1
-            tally["skipped"] += skipped
+            self._count_in(now, status, skipped)
             self._last = {"id": self._count, "time": time_utc, "status": status, "score": score,
                           "threshold": threshold, "anomaly": None if score is None else status == "defect",
                           "error": error}
             self._picture = (self._count, image, anomaly_map, threshold)
+
+    def seed(self, earlier: Iterable[tuple[float, str, int]]) -> None:
+        """Verdicts of the last hour from before this board existed, as (age in seconds, status, skipped), oldest
+        first: a restarted station's page counts the hour its log holds, not only the minutes since the restart."""
+        now = time.monotonic()
+        with self._lock:
+            for age, status, skipped in earlier:
+                if age <= HOUR_S:
+                    self._count_in(now - age, status, skipped)
+
+    def _count_in(self, moment: float, status: str, skipped: int) -> None:
+        """Count a verdict in its minute's tally (under the lock, oldest first)."""
+        minute = moment - moment % MINUTE_S
+        if not self._hour or self._hour[-1][0] != minute:
+            self._hour.append((minute, dict.fromkeys(TALLIES, 0)))
+        self._hour[-1][1][status] += 1
+        self._hour[-1][1]["skipped"] += skipped
 
     def source_event(self, kind: str, message: str, time_utc: str) -> None:
         """A station's source opened, was lost, came back or ended (other events leave its state as it is)."""

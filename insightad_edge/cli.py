@@ -375,7 +375,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
     monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
     emit = VerdictPrinter(fmt).write
-    page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key)
+    page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key,
+                                                          None if no_log else log_path)
 
     def announce(event) -> None:  # every event on stderr, and a source's state on the page
         click.echo(f"{event.kind}: {event.message}", err=True)
@@ -406,7 +407,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
 class OperatorPage:
     """`watch --http`: the server's page, /health and /metrics in a thread, fed by the station's verdicts."""
 
-    def __init__(self, detector, monitor, address: str, api_key: str | None):
+    def __init__(self, detector, monitor, address: str, api_key: str | None, log_path: Path | None = None):
         import threading
 
         try:
@@ -425,7 +426,7 @@ class OperatorPage:
         except OSError as exc:
             click.echo(f"Error: {exc}; choose another --http port", err=True)
             sys.exit(EXIT_USAGE)
-        self.detector, self.monitor = detector, monitor
+        self.detector, self.monitor, self.log_path = detector, monitor, log_path
         self.board, self.metrics = Board(monitor), Metrics(detector)
         self.server = server_for(create_app(detector, options, monitor=monitor, board=self.board,
                                             metrics=self.metrics, infer=False), options)
@@ -444,9 +445,29 @@ class OperatorPage:
     def event(self, event) -> None:
         from .inspections import utc_now
 
+        if self.log_path is not None and event.source:  # the first event: the source is named, no verdict yet
+            self._count_the_logged_hour(event.source)
+            self.log_path = None
         self.board.source_event(event.kind, event.message, utc_now())
         if self.board.source_state is not None:
             self.metrics.source(self.board.source_state)
+
+    def _count_the_logged_hour(self, source: str) -> None:
+        """A restarted station's page counts the last hour its log holds for this source."""
+        import datetime
+        import sqlite3
+
+        from .inspections import format_time, verdicts
+
+        now = datetime.datetime.now(datetime.timezone.utc)
+        since = format_time(now - datetime.timedelta(hours=1))
+        try:
+            rows = [((now - datetime.datetime.fromisoformat(row["time"].replace("Z", "+00:00"))).total_seconds(),
+                     row["status"], row["skipped"]) for row in verdicts(self.log_path, since, source=source)]
+        except (OSError, sqlite3.Error) as exc:  # the page's count is a convenience; the line goes on without it
+            log.warning("the page's last hour starts empty: cannot read %s (%s)", self.log_path, exc)
+            return
+        self.board.seed(rows)
 
     def close(self) -> None:
         self.server.should_exit = True

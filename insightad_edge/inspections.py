@@ -239,10 +239,10 @@ def _commit(connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> N
 
 
 def verdicts(path: Path, since: str | None = None, until: str | None = None,
-             status: str | None = None) -> Iterator[sqlite3.Row]:
-    """The logged verdicts in time order, filtered by time bounds (see ``parse_time``) and status."""
+             status: str | None = None, source: str | None = None) -> Iterator[sqlite3.Row]:
+    """The logged verdicts in time order, filtered by time bounds (see ``parse_time``), status and source."""
     where, values = [], []
-    for clause, value in (("time >= ?", since), ("time < ?", until), ("status = ?", status)):
+    for clause, value in (("time >= ?", since), ("time < ?", until), ("status = ?", status), ("source = ?", source)):
         if value is not None:
             where.append(clause)
             values.append(value)

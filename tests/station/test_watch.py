@@ -1,4 +1,5 @@
 """`insightad-edge watch` as a line runs it: real files, a real video, a real MJPEG stream, a real SQLite log."""
+import contextlib
 import datetime
 import json
 import os
@@ -607,6 +608,46 @@ def test_watch_serves_the_operators_page_health_and_metrics(model_path, tmp_path
                   if s.name == "insightad_verdicts_total"}
         assert counts["defect"] == 1 and counts["ok"] == 2
         assert b"<title>insightad" in urllib.request.urlopen(base + "/", timeout=10).read()
+    finally:
+        stop(process)
+
+
+def test_a_restarted_stations_page_counts_the_last_hour_its_log_holds(model_path, tmp_path):
+    """Restarted (a crash, a reboot), the page's last hour is the log's for this source, not since the restart."""
+    import urllib.request
+
+    from insightad_edge.inspections import InspectionLog, format_time
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    log = tmp_path / "line.db"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    writer = InspectionLog(log)
+    for minutes, status, source in ((50, "ok", folder), (9, "defect", folder), (5, "not_inspectable", folder),
+                                    (90, "ok", folder), (3, "ok", "rtsp://another-camera")):
+        writer.record({"time": format_time(now - datetime.timedelta(minutes=minutes)), "source": str(source),
+                       "frame": f"earlier-{minutes}", "status": status, "threshold": 1.0, "model": "m.onnx",
+                       "model_sha256": "abc", "skipped": 2})
+    writer.close()
+    http = free_port()
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", f"127.0.0.1:{http}")
+
+    def get(route: str) -> dict:
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http}{route}", timeout=10).read())
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the page serves from the start; the source opens (and the log is read) just after
+            with contextlib.suppress(OSError):
+                if get("/health")["source"] == "live":
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        hour = get("/api/summary")["last_hour"]
+        assert (hour["parts"], hour["defects"], hour["not_inspectable"], hour["skipped"]) == (3, 1, 1, 6)
+        cv2.imwrite(str(folder / "new.png"), part_image(np.random.default_rng(3), 128)[0])
+        assert len(lines_until(process, 1)) == 1
+        assert get("/api/summary")["last_hour"]["parts"] == 4
     finally:
         stop(process)
 
