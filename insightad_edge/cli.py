@@ -426,7 +426,8 @@ class OperatorPage:
         except OSError as exc:
             click.echo(f"Error: {exc}; choose another --http port", err=True)
             sys.exit(EXIT_USAGE)
-        self.detector, self.monitor, self.log_path = detector, monitor, log_path
+        self.detector, self.monitor = detector, monitor
+        self._uncounted_log = log_path  # whose last hour the page counts once the source is named
         self.board, self.metrics = Board(monitor), Metrics(detector)
         self.server = server_for(create_app(detector, options, monitor=monitor, board=self.board,
                                             metrics=self.metrics, infer=False), options)
@@ -445,27 +446,28 @@ class OperatorPage:
     def event(self, event) -> None:
         from .inspections import utc_now
 
-        if self.log_path is not None and event.source:  # the first event: the source is named, no verdict yet
-            self._count_the_logged_hour(event.source)
-            self.log_path = None
+        if self._uncounted_log is not None and event.source:  # the first event: the source is named, no verdict yet
+            self._count_the_logged_hour(self._uncounted_log, event.source)
+            self._uncounted_log = None
         self.board.source_event(event.kind, event.message, utc_now())
         if self.board.source_state is not None:
             self.metrics.source(self.board.source_state)
 
-    def _count_the_logged_hour(self, source: str) -> None:
+    def _count_the_logged_hour(self, log_path: Path, source: str) -> None:
         """A restarted station's page counts the last hour its log holds for this source."""
         import datetime
         import sqlite3
 
+        from .board import HOUR_S
         from .inspections import format_time, verdicts
 
         now = datetime.datetime.now(datetime.timezone.utc)
-        since = format_time(now - datetime.timedelta(hours=1))
+        since = format_time(now - datetime.timedelta(seconds=HOUR_S))
         try:
             rows = [((now - datetime.datetime.fromisoformat(row["time"].replace("Z", "+00:00"))).total_seconds(),
-                     row["status"], row["skipped"]) for row in verdicts(self.log_path, since, source=source)]
+                     row["status"], row["skipped"]) for row in verdicts(log_path, since, source=source)]
         except (OSError, sqlite3.Error) as exc:  # the page's count is a convenience; the line goes on without it
-            log.warning("the page's last hour starts empty: cannot read %s (%s)", self.log_path, exc)
+            log.warning("the page's last hour starts empty: cannot read %s (%s)", log_path, exc)
             return
         self.board.seed(rows)
 
