@@ -528,7 +528,7 @@ def log_command(path: Path, since: str | None, until: str | None, status: str | 
             rows = [{**r, "anomaly": None if r["anomaly"] is None else bool(r["anomaly"])}
                     for r in map(dict, inspections.verdicts(path, *bounds, status=status))]
             keys = ("time", "source", "frame", "status", "score", "threshold", "anomaly", "error", "latency_ms",
-                    "evidence")
+                    "skipped", "evidence")
     except (sqlite3.Error, ValueError) as exc:  # not SQLite, another program's database, or a newer log
         click.echo(f"Error: {path} cannot be read as an inspection log: {exc}", err=True)
         sys.exit(EXIT_UNUSABLE)

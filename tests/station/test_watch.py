@@ -372,6 +372,7 @@ def test_log_and_summary_on_a_known_log(tmp_path):
     listed = CliRunner().invoke(main, ["log", str(log), "--status", "defect", "--format", "jsonl"])
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["frame"] for r in rows] == ["6", "7"] and all(r["anomaly"] is True for r in rows)
+    assert [r["skipped"] for r in rows] == [0, 1]
     since = CliRunner().invoke(main, ["log", str(log), "--since", "2026-11-29T09:00Z", "--format", "csv"])
     assert len(since.stdout.splitlines()) == 1 + 5
     summary = CliRunner().invoke(main, ["log", str(log), "--summary", "--format", "jsonl"])
