@@ -455,21 +455,15 @@ class OperatorPage:
 
     def _count_the_logged_hour(self, log_path: Path, source: str) -> None:
         """A restarted station's page counts the last hour its log holds for this source."""
-        import datetime
         import sqlite3
 
         from .board import HOUR_S
-        from .inspections import format_time, verdicts
+        from .inspections import recent
 
-        now = datetime.datetime.now(datetime.timezone.utc)
-        since = format_time(now - datetime.timedelta(seconds=HOUR_S))
         try:
-            rows = [((now - datetime.datetime.fromisoformat(row["time"].replace("Z", "+00:00"))).total_seconds(),
-                     row["status"], row["skipped"]) for row in verdicts(log_path, since, source=source)]
+            self.board.seed(recent(log_path, source, HOUR_S))
         except (OSError, sqlite3.Error) as exc:  # the page's count is a convenience; the line goes on without it
             log.warning("the page's last hour starts empty: cannot read %s (%s)", log_path, exc)
-            return
-        self.board.seed(rows)
 
     def close(self) -> None:
         self.server.should_exit = True

@@ -255,6 +255,14 @@ def verdicts(path: Path, since: str | None = None, until: str | None = None,
         connection.close()
 
 
+def recent(path: Path, source: str, seconds: float) -> list[tuple[float, str, int]]:
+    """(age in seconds, status, skipped) of SOURCE's verdicts of the last SECONDS, oldest first."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return [((now - datetime.datetime.fromisoformat(row["time"].replace("Z", "+00:00"))).total_seconds(),
+             row["status"], row["skipped"])
+            for row in verdicts(path, format_time(now - datetime.timedelta(seconds=seconds)), source=source)]
+
+
 def summary(path: Path, since: str | None = None, until: str | None = None) -> list[dict]:
     """Per hour (UTC): parts, defects, defect rate among judged parts, not inspectable, errors, live frames skipped
     while busy, p95 latency."""
