@@ -56,11 +56,30 @@ class Number(click.FloatRange):
         return "" if self.min is None and self.max is None else super()._describe_range()
 
 
+class HostPort(click.ParamType):
+    """HOST:PORT (an IPv6 host in brackets, [::1]:8080) as (host, port), the port a real one."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            self.fail(f"{value!r} is not HOST:PORT (a port from 0 to 65535)", param, ctx)
+        return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 def quiet_opencv() -> None:
     """OpenCV prints decoder warnings straight to stderr; the row's error already says what went wrong."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def typed_on_command_line(parameter: str) -> bool:
+    """Whether the user gave this option on the command line, not its default or an environment variable."""
+    return click.get_current_context().get_parameter_source(parameter) == click.core.ParameterSource.COMMANDLINE
 
 
 def writable_file(path: Path | None, option: str) -> None:
@@ -325,14 +344,15 @@ def serve(model: Path | None, threshold: float | None, **options) -> None:
               help="Judge every N-th frame of a video or stream.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--threshold", type=Number(), help="Override the model's calibrated threshold.")
-@click.option("--http", "http_address", metavar="HOST:PORT",
+@click.option("--http", "http_address", type=HostPort(), metavar="HOST:PORT",
               help="Also serve the operator's page, /health and /metrics here (needs the [serve] extra).")
 @click.option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="Require this key on the page's data and /metrics.")
 @click.option("--expected-defect-rate", type=Number(0, 1), default=DRIFT_DEFAULTS["expected_defect_rate"],
               show_default=True, help="The line's usual share of defects; the drift monitor alarms on far more.")
 def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_keep_days: float | None,
           save: Path | None, save_all: bool, save_max_gb: float | None, existing: bool, stride: int, fmt: str,
-          threshold: float | None, http_address: str | None, api_key: str | None, expected_defect_rate: float) -> None:
+          threshold: float | None, http_address: tuple[str, int] | None, api_key: str | None,
+          expected_defect_rate: float) -> None:
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
     stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
     import signal
@@ -347,14 +367,15 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     for given, name in ((save_all, "--save-all"), (save_max_gb is not None, "--save-max-gb")):
         if given and save is None:
             raise click.BadParameter("needs --save DIR", param_hint=name)
-    typed = click.get_current_context().get_parameter_source("api_key") == click.core.ParameterSource.COMMANDLINE
-    if typed and http_address is None:  # from the environment it may be meant for `serve`
+    if typed_on_command_line("api_key") and http_address is None:  # from the environment it may be meant for `serve`
         raise click.BadParameter("protects the page, which needs --http HOST:PORT", param_hint="--api-key")
     if log_keep_days is not None and no_log:
         raise click.BadParameter("there is no log to keep with --no-log", param_hint="--log-keep-days")
+    if no_log and typed_on_command_line("log_path"):
+        raise click.BadParameter("names a log that --no-log says not to keep", param_hint="--log")
     try:
         check_options(source, existing=existing, stride=stride)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     writable_file(None if no_log else log_path, "--log")
     quiet_opencv()
@@ -363,6 +384,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     # a closed terminal (SIGHUP) stops the line as cleanly as Ctrl-C: the log flushed, the summary printed
     for number in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
         signal.signal(number, lambda *_: stop.set())
+    monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
+    page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key,
+                                                          None if no_log else log_path)
     try:
         inspection_log = None if no_log else InspectionLog(log_path, keep_days=log_keep_days)
     except (sqlite3.Error, ValueError) as exc:  # not a log, a newer one, or no room for it: before the line starts
@@ -373,10 +397,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
                    + ("" if log_keep_days is None else f", keeping {log_keep_days:g} days"), err=True)
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
-    monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
     emit = VerdictPrinter(fmt).write
-    page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key,
-                                                          None if no_log else log_path)
 
     def announce(event) -> None:  # every event on stderr, and a source's state on the page
         click.echo(f"{event.kind}: {event.message}", err=True)
@@ -407,7 +428,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
 class OperatorPage:
     """`watch --http`: the server's page, /health and /metrics in a thread, fed by the station's verdicts."""
 
-    def __init__(self, detector, monitor, address: str, api_key: str | None, log_path: Path | None = None):
+    def __init__(self, detector, monitor, address: tuple[str, int], api_key: str | None, log_path: Path | None = None):
         import threading
 
         try:
@@ -417,10 +438,7 @@ class OperatorPage:
         except ImportError as exc:
             click.echo(f"Error: --http needs the serve extra: {install_hint('serve')} ({exc})", err=True)
             sys.exit(EXIT_USAGE)
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--http")
-        options = ServeOptions(host=host, port=int(port), api_key=api_key)
+        options = ServeOptions(host=address[0], port=address[1], api_key=api_key)
         try:
             sock = bind(options.host, options.port)
         except OSError as exc:
@@ -433,7 +451,8 @@ class OperatorPage:
                                             metrics=self.metrics, infer=False), options)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
-        click.echo(f"operator's page on http://{address}/", err=True)
+        host, port = options.host, sock.getsockname()[1]  # port 0 lets the system choose one: name it
+        click.echo(f"operator's page on http://{f'[{host}]' if ':' in host else host}:{port}/", err=True)
 
     def show(self, verdict) -> None:
         result = verdict.result

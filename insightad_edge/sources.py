@@ -74,32 +74,46 @@ class Stop:
         return self._event.wait(seconds)
 
 
-def check_options(source, *, existing: bool, stride: int) -> None:
-    """Refuse options that would mean nothing for SOURCE rather than ignore them (ValueError)."""
-    folder = isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
-    if folder and stride > 1:  # judging every N-th file would pass the others unjudged
+def source_kind(source) -> str:
+    """What SOURCE is: ``frames`` (an iterable), ``camera``, ``stream``, ``folder`` or ``video``; a name that is
+    none of these raises FileNotFoundError, so a mistyped path stops a station before it starts."""
+    if not isinstance(source, (str, os.PathLike, int)):
+        return "frames"
+    text = str(source)
+    if isinstance(source, int) or text.isdigit():
+        return "camera"
+    if text.lower().startswith(STREAM_SCHEMES):
+        return "stream"
+    if Path(text).is_dir():
+        return "folder"
+    if Path(text).is_file():
+        return "video"
+    raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
+
+
+def check_options(source, *, existing: bool, stride: int) -> str:
+    """SOURCE's kind, once options that would mean nothing for it are refused rather than ignored (ValueError)."""
+    kind = source_kind(source)
+    if kind == "folder" and stride > 1:  # judging every N-th file would pass the others unjudged
         raise ValueError("every file in a folder is a part of its own: stride is for videos and streams")
-    if existing and not folder:
+    if existing and kind != "folder":
         raise ValueError("only a folder has images there already: existing is for folders")
+    return kind
 
 
 def open_source(source, *, stop: Stop, existing: bool = False,
                 seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1) -> Iterator[Item]:
     """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames."""
-    check_options(source, existing=existing, stride=stride)
-    if not isinstance(source, (str, os.PathLike, int)):
+    kind = check_options(source, existing=existing, stride=stride)
+    if kind == "frames":
         return iterable_frames(source, stop, stride)
-    text = str(source)
-    if isinstance(source, int) or text.isdigit():
-        return live_frames(int(text), text, stop, stride)
-    if text.lower().startswith(STREAM_SCHEMES):
-        return live_frames(text, shown(text), stop, stride)
-    path = Path(text)
-    if path.is_dir():
-        return folder_frames(path.resolve(), stop, existing=existing, seen=seen)
-    if path.is_file():
-        return video_frames(path, stop, stride)
-    raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
+    if kind == "camera":
+        return live_frames(int(source), str(source), stop, stride)
+    if kind == "stream":
+        return live_frames(str(source), shown(str(source)), stop, stride)
+    if kind == "folder":
+        return folder_frames(Path(source).resolve(), stop, existing=existing, seen=seen)
+    return video_frames(Path(source), stop, stride)
 
 
 def shown(source) -> str:

@@ -3,6 +3,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -48,6 +49,19 @@ def lines_until(process, count: int, timeout: float = 60) -> list[dict]:
         buffer += chunk
     process.unread = buffer
     return rows
+
+
+def announced_page(process, timeout: float = 60) -> str:
+    """The operator's page's address as a running watch names it on stderr (with --http HOST:0, the port the
+    system chose)."""
+    buffer, deadline = b"", time.monotonic() + timeout
+    while (found := re.search(rb"operator's page on (http://\S+)/\n", buffer)) is None:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and select.select([process.stderr], [], [], remaining)[0], buffer.decode()
+        chunk = os.read(process.stderr.fileno(), 65536)
+        assert chunk, buffer.decode()
+        buffer += chunk
+    return found.group(1).decode()
 
 
 def stop(process) -> tuple[str, str]:
@@ -407,6 +421,21 @@ def test_options_that_mean_nothing_for_the_source_are_refused_not_ignored(model_
         next(insightad_edge.watch(folder, Detector(model_path), stride=3))
 
 
+def test_a_mistyped_command_stops_before_the_line_starts_and_leaves_nothing_behind(model_path, tmp_path):
+    """A mistyped source, a port that cannot exist, or a log both named and refused is a usage error before the
+    model loads: no log file made, no table header on stdout for a script to take as the start of a run."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    log = tmp_path / "line.db"
+    for arguments, reason in (([str(tmp_path / "incomming")], "is neither a folder, a video file"),
+                              ([str(folder), "--http", "127.0.0.1:99999"], "a port from 0 to 65535"),
+                              ([str(folder), "--http", "8080"], "is not HOST:PORT"),
+                              ([str(folder), "--no-log"], "that --no-log says not to keep")):
+        result = CliRunner().invoke(main, ["watch", *arguments, "--model", str(model_path), "--log", str(log)])
+        assert result.exit_code == 2 and reason in result.stderr, result.output
+        assert result.stdout == "" and not log.exists()
+
+
 def test_a_log_with_a_retention_period_deletes_older_verdicts_and_says_so(model_path, tmp_path):
     """A station on a live camera writes about 1 GB of log a day: a retention period keeps the disk from filling."""
     from insightad_edge.inspections import PRUNE_BATCH, InspectionLog, format_time
@@ -587,18 +616,15 @@ def test_watch_serves_the_operators_page_health_and_metrics(model_path, tmp_path
 
     folder = tmp_path / "incoming"
     folder.mkdir()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     process = start_watch(folder, "--model", model_path, "--log", tmp_path / "line.db", "--format", "jsonl",
-                          "--http", f"127.0.0.1:{port}")
+                          "--http", "127.0.0.1:0")  # the system chooses the port, and watch names it
     try:
+        base = announced_page(process)
         rng = np.random.default_rng(7)
         time.sleep(1.0)
         for i in range(3):
             cv2.imwrite(str(folder / f"p{i}.png"), part_image(rng, 128, defect=i == 2)[0])
         assert len(lines_until(process, 3)) == 3
-        base = f"http://127.0.0.1:{port}"
         last = json.loads(urllib.request.urlopen(base + "/api/last", timeout=10).read())["last"]
         assert last["status"] == "defect" and last["overlay"].startswith("data:image/png;base64,")
         summary = json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())
