@@ -185,7 +185,8 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
-        return JSONResponse({"error": "invalid request"}, status_code=400)
+        reasons = "; ".join(f"{' '.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # "query overlay: ..."
+        return JSONResponse({"error": f"invalid request: {reasons}"}, status_code=400)
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, exc: Exception):
@@ -194,7 +195,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     if infer:
         @app.post("/infer")
-        async def infer_route(request: Request, overlay: int = 0):
+        async def infer_route(request: Request, overlay: bool = False):  # 1, true, yes, on
             began = time.perf_counter()
             check_api_key(request, options.api_key)
             body = await read_body(request, options.max_body_bytes, options.client_timeout_s)

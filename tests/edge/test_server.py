@@ -331,6 +331,10 @@ def test_overlay_on_request(server):
     overlay = cv2.imdecode(np.frombuffer(base64.b64decode(answer["overlay"]), np.uint8), cv2.IMREAD_COLOR)
     assert overlay.shape == (128, 128, 3)
     assert "overlay" not in raw_request(server, png, "image/png")[1]
+    assert "overlay" in raw_request(server, png, "image/png", path="/infer?overlay=true")[1]
+    assert "overlay" not in raw_request(server, png, "image/png", path="/infer?overlay=0")[1]
+    status, answer = raw_request(server, png, "image/png", path="/infer?overlay=please")
+    assert status == 400 and "query overlay" in answer["error"]
 
 
 def test_metrics_parse_and_count_what_was_sent(model_path):
