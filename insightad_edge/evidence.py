@@ -60,7 +60,7 @@ class Evidence:
             target = self.folder / relative
             overlay = target.with_name(target.stem + "_overlay.png")
             try:
-                pictures = [(target, image)]
+                pictures = [(target, png_pixels(image))]
                 if anomaly_map is not None:
                     pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
                 target.parent.mkdir(exist_ok=True)
@@ -72,9 +72,10 @@ class Evidence:
                     if path.is_file():
                         path.unlink()
                 self.failed += 1
-                if self.failed == 1 or self.failed % 100 == 0 or not isinstance(exc, OSError):
+                expected = isinstance(exc, (OSError, ValueError))  # no room, no permission, a frame PNG cannot hold
+                if self.failed == 1 or self.failed % 100 == 0 or not expected:
                     log.error("could not write evidence %s (%s): %d frames without evidence so far", target,
-                              getattr(exc, "strerror", None) or exc, self.failed, exc_info=not isinstance(exc, OSError))
+                              getattr(exc, "strerror", None) or exc, self.failed, exc_info=not expected)
                 continue
             self._total += sum(path.stat().st_size for path, _ in pictures)
             self._enforce_budget()
@@ -105,6 +106,17 @@ class Evidence:
     def _days(self) -> list[Path]:
         """The day folders evidence was written to, oldest first; nothing else in FOLDER is the budget's."""
         return sorted(d for d in self.folder.iterdir() if DAY.fullmatch(d.name) and d.is_dir())
+
+
+def png_pixels(image: np.ndarray) -> np.ndarray:
+    """The frame as a PNG can hold it: 8- and 16-bit as they are; a float frame in [0, 1] as 16-bit (PNG has
+    no float, and OpenCV would write it as 8-bit 0s and 1s: a black picture of the part). Anything else is
+    refused rather than written as something it is not."""
+    if image.dtype in (np.uint8, np.uint16):
+        return image
+    if image.dtype in (np.float32, np.float64):  # outside [0, 1] only for a frame refused for it (--save-all)
+        return np.rint(np.clip(np.nan_to_num(image), 0.0, 1.0) * 65535.0).astype(np.uint16)
+    raise ValueError(f"a frame of dtype {image.dtype} has no lossless PNG form")
 
 
 def _safe(frame: str) -> str:

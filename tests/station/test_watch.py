@@ -581,6 +581,27 @@ def test_evidence_that_cannot_be_written_leaves_no_broken_file_and_is_counted(mo
     assert "the evidence of 6 frames could not be written" in done.stderr
 
 
+def test_evidence_of_float_and_16_bit_frames_is_the_frame_not_a_black_picture(model_path, tmp_path):
+    """A camera SDK's float frame in [0, 1] was written as 8-bit 0s and 1s; it is kept as 16-bit, like a 16-bit
+    frame, and reads back as the frame the model judged. A dtype PNG cannot hold is counted, not faked."""
+    from insightad_edge.evidence import Evidence
+    from insightad_edge.station import Station
+
+    part = part_image(np.random.default_rng(8), 128)[0]
+    frames = [part.astype(np.float32) / 255, part.astype(np.uint16) * 257, part.astype(np.int32)]
+    evidence = Evidence(tmp_path / "evidence", save_all=True)
+    statuses = []
+    Station(Detector(model_path), evidence=evidence, emit=lambda v: statuses.append(v.status)).run(frames)
+    evidence.close()
+    assert statuses == ["ok", "ok", "error"]
+    kept = sorted((tmp_path / "evidence").glob("*/*_ok.png"))
+    assert [path.name.split("_")[1] for path in kept] == ["0", "1"]
+    for path in kept:
+        saved = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert saved.dtype == np.uint16 and np.abs(saved.astype(np.int64) - part.astype(np.int64) * 257).max() <= 1
+    assert not list((tmp_path / "evidence").glob("*/*_error.png")) and evidence.failed == 1
+
+
 def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
     """A GenICam camera's loop plugs in as an iterable; a frame without a part never ends the loop."""
     import insightad_edge
