@@ -17,6 +17,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from .errors import ImageError
 from .monitor import DriftMonitor
 from .overlay import render_overlay
 from .preprocess import to_float
@@ -112,9 +113,13 @@ class Board:
                 "drift": self.monitor.state.as_dict(), "source": source}
 
 
-def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str:
-    """The part (and its heat map, when there is one) as a PNG data URL at most PAGE_SIDE wide or high."""
-    gray = to_float(image, 1)
+def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str | None:
+    """The part (and its heat map, when there is one) as a PNG data URL at most PAGE_SIDE wide or high; None for
+    a frame that has no picture (the error verdict of a frame that cannot be read as an image is shown without)."""
+    try:
+        gray = to_float(image, 1)
+    except ImageError:
+        return None
     scale = min(1.0, PAGE_SIDE / max(gray.shape))
     size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
     gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

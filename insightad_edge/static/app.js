@@ -38,7 +38,11 @@ function showLast(last, threshold) {
   $("bar-fill").style.width = `${share * 100}%`;
   $("bar-fill").className = last.status === "defect" ? "over" : "";
   $("reason").textContent = last.error || "";
-  if (last.overlay) $("picture").src = last.overlay;
+  // A verdict without a picture (bytes that are no image) must not stand beside the part before it.
+  const picture = $("picture");
+  picture.hidden = !last.overlay;
+  if (last.overlay) picture.src = last.overlay;
+  else picture.removeAttribute("src");
   $("caption").textContent = `part #${last.id} · ${last.time}`;
 }
 

@@ -1,11 +1,12 @@
 """The operator's page in a real browser: headless Chromium loads it from a real server on 127.0.0.1."""
+import base64
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from browser import chromium
+from browser import chromium, open_page
 from synthetic import part_image
 from test_server import encoded, request, start
 
@@ -54,3 +55,39 @@ def test_the_last_hour_on_the_page_forgets_parts_older_than_an_hour(model_path, 
     time.sleep(1.6)
     assert tally.summary()["last_hour"] == {"parts": 0, "defects": 0, "defect_rate": None, "not_inspectable": 0,
                                             "errors": 0, "skipped": 0}
+
+
+def test_a_page_left_open_follows_each_verdict_and_never_shows_a_part_beside_another(model_path):
+    """On the line's screen the page stays open for a shift: a verdict without a picture (bytes that are no image)
+    hides the part before it, which would otherwise stand beside ERROR as if it were that part."""
+    process, url = start(model_path)
+    rng = np.random.default_rng(32)
+    try:
+        with open_page(url + "/") as page:
+            page.wait_for_selector('[data-status="none"]')
+            assert request(url + "/infer", encoded(part_image(rng, 128, defect=True)[0]))[0] == 200
+            page.wait_for_selector('[data-status="defect"]')
+            assert page.is_visible("#picture") and page.get_attribute("#picture", "src").startswith("data:image/png")
+            unreadable = json.dumps({"image": base64.b64encode(b"not an image").decode()}).encode()
+            assert request(url + "/infer", unreadable)[0] == 422
+            page.wait_for_selector('[data-status="error"]')
+            assert "not a readable image" in page.inner_text("#reason")
+            assert not page.is_visible("#picture") and page.get_attribute("#picture", "src") is None
+            assert request(url + "/infer", encoded(part_image(rng, 128)[0]))[0] == 200
+            page.wait_for_selector('[data-status="ok"]')
+            assert page.is_visible("#picture") and page.inner_text("#reason") == ""
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_frame_that_is_no_image_gives_its_verdict_without_a_picture_not_a_broken_page(model_path):
+    """A station's error verdict for a float frame outside [0, 1] made every /api/last fail until the next part."""
+    from insightad_edge import Detector, board
+    from insightad_edge.monitor import DriftMonitor
+
+    tally = board.Board(DriftMonitor(Detector(model_path).metadata))
+    tally.add(time_utc="2026-11-30T08:00:00.000Z", status="error", score=None, threshold=1.0,
+              error="a float image must lie in [0, 1]", image=np.full((64, 64), 3.0, np.float32))
+    last = tally.last()
+    assert last["status"] == "error" and last["overlay"] is None
