@@ -10,7 +10,12 @@ const $ = (id) => document.getElementById(id);
 let shown = null;
 
 async function get(path) {
-  const response = await fetch(path, {headers, cache: "no-store"});
+  let response;
+  try {
+    response = await fetch(path, {headers, cache: "no-store"});
+  } catch {  // the station or server is gone (stopped, crashed, the network cut)
+    throw new Error("cannot reach the station: no part is judged here until it answers again");
+  }
   if (response.status === 401) throw new Error("this server wants an API key: open the page as /#key=YOUR_KEY");
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
@@ -20,13 +25,13 @@ function number(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
 }
 
-function showVerdict(last, sourceDown) {
-  // A verdict is of a part seen before the camera went when the source is down: it says nothing about now.
-  const status = sourceDown ? "source_down" : last ? last.status : "none";
+function showVerdict(last, down) {
+  // `down` says why no verdict stands now: the camera is lost ("source_down"), or the station does not answer
+  // ("unreachable"). The last verdict is of a part seen before then: it says nothing about the part there now.
   const verdict = $("verdict");
-  verdict.textContent = sourceDown ? "NO VERDICT" : last ? LABELS[last.status] || last.status : "NO PART YET";
-  verdict.className = `verdict ${sourceDown || !last ? "none" : last.status}`;
-  verdict.dataset.status = status;
+  verdict.textContent = down ? "NO VERDICT" : last ? LABELS[last.status] || last.status : "NO PART YET";
+  verdict.className = `verdict ${down || !last ? "none" : last.status}`;
+  verdict.dataset.status = down || (last ? last.status : "none");
 }
 
 function showLast(last, threshold) {
@@ -75,12 +80,13 @@ async function refresh() {
   try {
     const [last, summary] = await Promise.all([get("/api/last"), get("/api/summary")]);
     $("model").textContent = last.model;
-    showVerdict(last.last, showSource(summary.source));
+    showVerdict(last.last, showSource(summary.source) ? "source_down" : null);
     showLast(last.last, summary.threshold);
     showSummary(summary);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("problem").hidden = true;
   } catch (error) {
+    showVerdict(null, "unreachable");
     $("problem").textContent = error.message;
     $("problem").hidden = false;
   }

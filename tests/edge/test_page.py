@@ -57,9 +57,10 @@ def test_the_last_hour_on_the_page_forgets_parts_older_than_an_hour(model_path, 
                                             "errors": 0, "skipped": 0}
 
 
-def test_a_page_left_open_follows_each_verdict_and_never_shows_a_part_beside_another(model_path):
+def test_a_page_left_open_follows_each_verdict_and_never_shows_one_that_no_longer_stands(model_path):
     """On the line's screen the page stays open for a shift: a verdict without a picture (bytes that are no image)
-    hides the part before it, which would otherwise stand beside ERROR as if it were that part."""
+    hides the part before it, which would otherwise stand beside ERROR as if it were that part; and a station that
+    stops answering takes its last verdict off the screen."""
     process, url = start(model_path)
     rng = np.random.default_rng(32)
     try:
@@ -76,6 +77,10 @@ def test_a_page_left_open_follows_each_verdict_and_never_shows_a_part_beside_ano
             assert request(url + "/infer", encoded(part_image(rng, 128)[0]))[0] == 200
             page.wait_for_selector('[data-status="ok"]')
             assert page.is_visible("#picture") and page.inner_text("#reason") == ""
+            process.terminate()  # the server stops: its last OK must not stay on the screen as if parts still passed
+            process.wait(timeout=30)
+            page.wait_for_selector('[data-status="unreachable"]')
+            assert page.inner_text("#verdict") == "NO VERDICT" and "cannot reach" in page.inner_text("#problem")
     finally:
         process.terminate()
         process.wait(timeout=30)
