@@ -35,8 +35,9 @@ function showVerdict(last, down) {
 }
 
 function showLast(last, threshold) {
-  if (!last || last.id === shown) return;
-  shown = last.id;
+  // A verdict is known by its number and time: a restarted station numbers its parts from 1 again.
+  if (!last || `${last.id} ${last.time}` === shown) return;
+  shown = `${last.id} ${last.time}`;
   $("score").textContent = number(last.score);
   $("threshold").textContent = number(threshold);
   const share = last.score === null ? 0 : Math.min(last.score / (2 * threshold), 1);

@@ -96,3 +96,27 @@ def test_a_frame_that_is_no_image_gives_its_verdict_without_a_picture_not_a_brok
               error="a float image must lie in [0, 1]", image=np.full((64, 64), 3.0, np.float32))
     last = tally.last()
     assert last["status"] == "error" and last["overlay"] is None
+
+
+def test_a_page_left_open_across_a_restart_shows_the_new_part_not_the_old_one_of_the_same_number(model_path):
+    """A restarted server numbers its verdicts from 1 again: the page must not take its part #1 for the one it
+    already shows, and keep the old part's score and picture beside the new verdict."""
+    process, url = start(model_path)
+    try:
+        with open_page(url + "/") as page:
+            assert request(url + "/infer", encoded(part_image(np.random.default_rng(33), 128, defect=True)[0]))[0] == 200
+            page.wait_for_selector('[data-status="defect"]')
+            old_score = page.inner_text("#score")
+            process.terminate()
+            process.wait(timeout=30)
+            page.wait_for_selector('[data-status="unreachable"]')
+            process, _ = start(model_path, port=int(url.rsplit(":", 1)[1]))
+            status, _, answer = request(url + "/infer", encoded(part_image(np.random.default_rng(34), 128)[0]))
+            assert status == 200
+            page.wait_for_selector('[data-status="ok"]')
+            page.wait_for_timeout(1500)  # a refresh or two after the verdict: what the screen settles on
+            assert page.inner_text("#score") == f"{json.loads(answer)['score']:.3g}" != old_score
+            assert "over" not in page.get_attribute("#bar-fill", "class")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -160,9 +160,9 @@ def test_data_url_prefix_is_accepted(server):
     assert status == 200 and isinstance(answer["Anomaly"], bool)
 
 
-def start(model_path, *extra, env=None):
-    """A real server on a free loopback port; returns (process, url) once /health answers."""
-    port = free_port()
+def start(model_path, *extra, env=None, port=None):
+    """A real server on a free loopback port (or PORT); returns (process, url) once /health answers."""
+    port = port or free_port()
     process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "serve", "--model", str(model_path),
                                 "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**clean_environment(), **(env or {})})
