@@ -340,6 +340,18 @@ def test_a_closed_terminal_stops_the_station_cleanly(model_path, tmp_path):
     assert len(rows_of(log)) == 1 and events_of(log)[-1] == "stop"
 
 
+def test_every_commit_of_the_log_is_synced_so_a_power_cut_takes_back_none(tmp_path):
+    """A power cut cannot be made here; what can be checked is that the writer asks SQLite to sync each commit
+    (WAL's default, NORMAL, leaves them in the page cache until a checkpoint)."""
+    from insightad_edge.inspections import InspectionLog
+
+    log = InspectionLog(tmp_path / "line.db")
+    try:
+        assert log._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        log.close()
+
+
 def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
     rng = np.random.default_rng(4)
     frames = [part_image(rng, 128)[0] for _ in range(50)]
