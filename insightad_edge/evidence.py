@@ -9,6 +9,7 @@ their files are ever deleted: FOLDER may hold anything else of the user's.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
@@ -23,6 +24,7 @@ from .preprocess import to_float
 
 log = logging.getLogger(__name__)
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the name of a day's folder, as ``keep`` makes it
+PARTIAL = ".part"  # a file being written; it takes its name only once whole and on the disk
 
 
 class Evidence:
@@ -32,6 +34,8 @@ class Evidence:
         self.folder, self.max_bytes, self.save_all = Path(folder), max_bytes, save_all
         self.folder.mkdir(parents=True, exist_ok=True)
         self.failed = 0  # frames whose evidence could not be written (their log rows still name it)
+        for leftover in (p for day in self._days() for p in day.glob("*" + PARTIAL)):  # a station killed mid-write
+            leftover.unlink()
         self._total = sum(p.stat().st_size for day in self._days() for p in day.glob("*.png"))
         self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
@@ -65,10 +69,9 @@ class Evidence:
                     pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
                 target.parent.mkdir(exist_ok=True)
                 for path, picture in pictures:
-                    if not cv2.imwrite(str(path), picture):
-                        raise OSError("the encoder could not write it")
+                    _write_whole(path, picture)
             except Exception as exc:  # a full disk, say: no truncated file stays behind, and the writer goes on
-                for path in (target, overlay):
+                for path in (target, overlay, _partial(target), _partial(overlay)):
                     if path.is_file():
                         path.unlink()
                 self.failed += 1
@@ -106,6 +109,24 @@ class Evidence:
     def _days(self) -> list[Path]:
         """The day folders evidence was written to, oldest first; nothing else in FOLDER is the budget's."""
         return sorted(d for d in self.folder.iterdir() if DAY.fullmatch(d.name) and d.is_dir())
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL)
+
+
+def _write_whole(path: Path, picture: np.ndarray) -> None:
+    """Write the PNG under a temporary name, sync it, then give it its name: OpenCV's imwrite streams the file
+    as it encodes, so a station killed (or a power cut) mid-write left a truncated PNG that its log row names."""
+    done, encoded = cv2.imencode(".png", picture)
+    if not done:
+        raise ValueError("the PNG encoder could not encode it")
+    partial = _partial(path)
+    with open(partial, "wb") as file:
+        file.write(encoded.data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
 
 
 def png_pixels(image: np.ndarray) -> np.ndarray:

@@ -593,6 +593,44 @@ def test_evidence_that_cannot_be_written_leaves_no_broken_file_and_is_counted(mo
     assert "the evidence of 6 frames could not be written" in done.stderr
 
 
+def test_evidence_takes_its_name_only_once_whole_so_a_killed_station_leaves_no_truncated_picture(tmp_path):
+    """OpenCV's imwrite streams a PNG as it encodes: a large frame's file stood half-written for a quarter of a
+    second under the name the log gives, what a kill -9 or a power cut then leaves. Watched while it is written,
+    every evidence file that has its name decodes whole; a partial file a killed station left is cleared."""
+    import threading
+
+    from insightad_edge.evidence import Evidence
+
+    day = tmp_path / "evidence" / "2026-11-30"
+    day.mkdir(parents=True)
+    (day / "080000.000_1_ok.png.part").write_bytes(b"half a picture")  # left by a station killed mid-write
+    evidence = Evidence(tmp_path / "evidence", save_all=True)
+    assert not list(day.glob("*.part"))
+    frame = np.random.default_rng(9).integers(0, 256, (6000, 6000), dtype=np.uint8)  # 0.2 s to encode and write
+    seen, broken, writing = [], [], threading.Event()
+
+    def look():
+        for path in day.glob("*.png"):
+            picture = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+            (broken if picture is None or picture.shape != frame.shape else seen).append(path.name)
+
+    def watch():
+        while not writing.wait(0.002):
+            look()
+
+    observer = threading.Thread(target=watch)
+    observer.start()
+    try:
+        for i in range(3):
+            evidence.keep(f"2026-11-30T08:00:0{i}.000Z", str(i), "ok", frame, None, 1.0)
+        evidence.close()
+    finally:
+        writing.set()
+        observer.join()
+    look()
+    assert not broken and len(set(seen)) == 3 and evidence.failed == 0
+
+
 def test_evidence_of_float_and_16_bit_frames_is_the_frame_not_a_black_picture(model_path, tmp_path):
     """A camera SDK's float frame in [0, 1] was written as 8-bit 0s and 1s; it is kept as 16-bit, like a 16-bit
     frame, and reads back as the frame the model judged. A dtype PNG cannot hold is counted, not faked."""
