@@ -26,7 +26,7 @@ def chromium(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def open_page(url: str):
+def open_page(url: str, **context):
     """The page at URL left open in Chromium, as on the line's screen, driven by Playwright: a page that refreshes
     itself is tested across the verdicts it follows, not only as a fresh load shows the latest one."""
     from playwright.sync_api import sync_playwright
@@ -34,7 +34,7 @@ def open_page(url: str):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_executable(), args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, **context)  # timezone_id, locale
             page.goto(url)
             yield page
         finally:

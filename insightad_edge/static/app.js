@@ -25,6 +25,11 @@ function number(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
 }
 
+function clock(iso) {
+  // The line's own time (the browser's zone and language) for people; the log keeps UTC for audits.
+  return new Date(iso).toLocaleString(undefined, {dateStyle: "short", timeStyle: "medium"});
+}
+
 function showVerdict(last, down) {
   // `down` says why no verdict stands now: the camera is lost ("source_down"), or the station does not answer
   // ("unreachable"). The last verdict is of a part seen before then: it says nothing about the part there now.
@@ -49,13 +54,14 @@ function showLast(last, threshold) {
   picture.hidden = !last.overlay;
   if (last.overlay) picture.src = last.overlay;
   else picture.removeAttribute("src");
-  $("caption").textContent = `part #${last.id} · ${last.time}`;
+  $("caption").textContent = `part #${last.id} · ${clock(last.time)}`;
+  $("caption").title = last.time;
 }
 
 function showSource(source) {
   const down = Boolean(source) && source.state !== "live";
   $("source").hidden = !down;
-  if (down) $("source").textContent = `${source.state === "lost" ? "CAMERA LOST" : "SOURCE ENDED"} since ${source.since}: ${source.message}`;
+  if (down) $("source").textContent = `${source.state === "lost" ? "CAMERA LOST" : "SOURCE ENDED"} since ${clock(source.since)}: ${source.message}`;
   return down;
 }
 

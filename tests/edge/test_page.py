@@ -1,5 +1,6 @@
 """The operator's page in a real browser: headless Chromium loads it from a real server on 127.0.0.1."""
 import base64
+import datetime
 import json
 from pathlib import Path
 
@@ -64,11 +65,14 @@ def test_a_page_left_open_follows_each_verdict_and_never_shows_one_that_no_longe
     process, url = start(model_path)
     rng = np.random.default_rng(32)
     try:
-        with open_page(url + "/") as page:
+        with open_page(url + "/", timezone_id="Asia/Tokyo", locale="de-DE") as page:
             page.wait_for_selector('[data-status="none"]')
             assert request(url + "/infer", encoded(part_image(rng, 128, defect=True)[0]))[0] == 200
             page.wait_for_selector('[data-status="defect"]')
             assert page.is_visible("#picture") and page.get_attribute("#picture", "src").startswith("data:image/png")
+            utc = datetime.datetime.fromisoformat(page.get_attribute("#caption", "title").replace("Z", "+00:00"))
+            in_tokyo = utc.astimezone(datetime.timezone(datetime.timedelta(hours=9)))  # the line's clock, not UTC
+            assert in_tokyo.strftime("%d.%m.%y, %H:%M:%S") in page.inner_text("#caption")
             unreadable = json.dumps({"image": base64.b64encode(b"not an image").decode()}).encode()
             assert request(url + "/infer", unreadable)[0] == 422
             page.wait_for_selector('[data-status="error"]')
