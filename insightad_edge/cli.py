@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -88,6 +89,19 @@ def writable_file(path: Path | None, option: str) -> None:
         raise click.BadParameter(f"folder {path.parent} does not exist", param_hint=option)
 
 
+def writable_folder(path: Path | None, option: str) -> None:
+    """Make an output folder now, or refuse it (exit 2) before any work is done: found out at the first write, a
+    folder that cannot be made cost a whole run of scoring, or an error in every row."""
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot make folder {path}: {exc.strerror or exc}", param_hint=option) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write to folder {path}", param_hint=option)
+
+
 def find_images(folder: Path, recursive: bool) -> list[Path]:
     """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped."""
     from .preprocess import IMAGE_SUFFIXES
@@ -125,7 +139,10 @@ def _score_one(detector, path: Path, overlay: Path | None) -> dict:
         result = detector(image, with_map=overlay is not None)
         row.update(score=result.score, anomaly=result.anomaly, status=result.status)
         if overlay is not None:
-            _save_overlay(overlay, image, result)
+            try:
+                _save_overlay(overlay, image, result)
+            except OSError as exc:  # a full disk, say: the verdict stands, and the row and the summary say what is missing
+                row.update(error=f"overlay not written: {exc.strerror or exc}", overlay_missing=True)
     except InsightadError as exc:
         row["error"] = str(exc)
         row["status"] = _status_of(exc)
@@ -166,7 +183,7 @@ def _save_overlay(target: Path, gray, result) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), render_overlay(gray, result.anomaly_map, result.threshold)):
-        raise InsightadError(f"could not write the overlay {target}")
+        raise OSError(f"could not write {target}")
 
 
 def _csv_value(value) -> str:
@@ -221,6 +238,7 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
     quiet_opencv()
     images = find_images(folder, recursive)
     overlays = overlay_targets(images, folder, recursive, save_maps) if save_maps else {}
+    writable_folder(save_maps, "--save-maps")
     detector = open_detector(model, threshold, threads=1 if workers > 1 else None)
     if not images:
         click.echo(f"Error: no images found in {folder}", err=True)
@@ -234,14 +252,16 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
         ) as bar:
             for row in pool.map(lambda p: _score_one(detector, p, overlays.get(p)), images):
                 counts[row["status"]] += 1
+                counts["overlay_missing"] += row.get("overlay_missing", False)
                 writer.write(row)
                 bar.update(1)
     finally:
         if output:
             stream.close()
     click.echo(f"{len(images)} images: {counts['ok'] + counts['defect']} judged, {counts['defect']} defects, "
-               f"{counts['not_inspectable']} not inspectable, {counts['error']} errors", err=True)
-    if counts["not_inspectable"] or counts["error"]:
+               f"{counts['not_inspectable']} not inspectable, {counts['error']} errors"
+               + (f", {counts['overlay_missing']} overlays not written" if counts["overlay_missing"] else ""), err=True)
+    if counts["not_inspectable"] or counts["error"] or counts["overlay_missing"]:
         sys.exit(EXIT_FAILED)
 
 
@@ -378,6 +398,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     writable_file(None if no_log else log_path, "--log")
+    writable_folder(save, "--save")
     quiet_opencv()
     detector = open_detector(model, threshold)
     stop = Stop()

@@ -2,8 +2,8 @@
 
 One writer thread owns the connection and commits small transactions at least every ``COMMIT_S``, in WAL
 mode, each synced to the disk, so a ``kill -9`` or a power cut loses at most the verdicts of the last fraction
-of a second and never corrupts the file. Columns are named like the JSON Lines keys, so a query reads like the stream. The schema's version is
-SQLite's ``user_version``; a later insightad migrates from it.
+of a second and never corrupts the file. Columns are named like the JSON Lines keys, so a query reads like
+the stream. The schema's version is SQLite's ``user_version``; a later insightad migrates from it.
 """
 from __future__ import annotations
 

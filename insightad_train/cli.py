@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from insightad_edge import __version__
-from insightad_edge.cli import Number, writable_file
+from insightad_edge.cli import Number, writable_file, writable_folder
 from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
@@ -99,6 +99,7 @@ def fit(data: Path, out: Path, device: str, time_budget: float | None, **options
     from .fit import fit as run_fit
 
     config = FitConfig(data=str(data.resolve()), **options)
+    writable_folder(out, "--out")
     try:
         metadata = run_fit(config, out, device=device,
                            time_budget_s=None if time_budget is None else time_budget * 60.0)
@@ -136,6 +137,7 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
     from .evaluate import evaluate as run_evaluate
 
     out = out or (model / "report" if model.is_dir() else model.with_name(model.stem + "_report"))
+    writable_folder(out, "--out")
     try:
         report = run_evaluate(model, data, out)
     except (ValueError, InsightadError) as exc:
@@ -208,7 +210,7 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     from .augment import augment as transform
     from .data import load_dataset
 
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out, "--out")
     try:
         images = load_dataset(data).train
     except InsightadError as exc:

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -97,6 +98,26 @@ def test_save_maps_never_writes_over_the_images_it_scores(folder, model_path):
         result = run("score", *args, "--model", model_path)
         assert result.exit_code == 2 and "overwrite" in result.stderr, result.output
     assert {p: p.read_bytes() for p in folder.rglob("*.png")} == before
+
+
+def test_a_maps_folder_that_cannot_be_made_stops_the_run_before_it_scores(folder, model_path, tmp_path):
+    """Found out at the first overlay, it put an error in every row of a run that said 0 errors and exit 0."""
+    (tmp_path / "a_file").write_text("not a folder")
+    result = run("score", folder, "--model", model_path, "--save-maps", tmp_path / "a_file" / "maps")
+    assert result.exit_code == 2 and "cannot make folder" in result.stderr and result.stdout == ""
+
+
+def test_an_overlay_that_cannot_be_written_keeps_its_verdict_and_fails_the_run(folder, model_path, tmp_path):
+    """One overlay fails mid-run (a file stands where its subfolder goes, as a full disk refuses a write): its row
+    keeps the verdict and says what is missing, the others are written, and the run says so and exits 1."""
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "sub").write_text("not a folder")
+    result = run("score", folder, "--model", model_path, "--recursive", "--save-maps", maps, "--format", "jsonl")
+    rows = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert result.exit_code == 1 and "1 overlays not written" in result.stderr
+    assert rows["deep.png"]["error"].startswith("overlay not written") and rows["deep.png"]["anomaly"] is False
+    assert all(rows[f"good_{i}.png"]["error"] is None and (maps / f"good_{i}.png").is_file() for i in range(3))
 
 
 def test_images_that_share_a_name_keep_an_overlay_each(folder, model_path, tmp_path):

@@ -438,11 +438,13 @@ def test_a_mistyped_command_stops_before_the_line_starts_and_leaves_nothing_behi
     model loads: no log file made, no table header on stdout for a script to take as the start of a run."""
     folder = tmp_path / "incoming"
     folder.mkdir()
-    log = tmp_path / "line.db"
+    log, notes = tmp_path / "line.db", tmp_path / "notes.txt"
+    notes.write_text("a file, where --save wants a folder")
     for arguments, reason in (([str(tmp_path / "incomming")], "is neither a folder, a video file"),
                               ([str(folder), "--http", "127.0.0.1:99999"], "a port from 0 to 65535"),
                               ([str(folder), "--http", "8080"], "is not HOST:PORT"),
-                              ([str(folder), "--no-log"], "that --no-log says not to keep")):
+                              ([str(folder), "--no-log"], "that --no-log says not to keep"),
+                              ([str(folder), "--save", str(notes / "evidence")], "cannot make folder")):
         result = CliRunner().invoke(main, ["watch", *arguments, "--model", str(model_path), "--log", str(log)])
         assert result.exit_code == 2 and reason in result.stderr, result.output
         assert result.stdout == "" and not log.exists()

@@ -257,6 +257,10 @@ def test_exit_codes_of_the_training_commands(mvtec, tmp_path):
     assert invoke(train, "evaluate", tmp_path, "--data", mvtec).exit_code == 3  # not a run folder
     assert invoke(train, "export", tmp_path, "--out", tmp_path / "no" / "m.onnx").exit_code == 2
     assert invoke(train, "fit", "--data", mvtec, "--out", tmp_path / "r", "--arch", "vae").exit_code == 2
+    (tmp_path / "a_file").write_text("not a folder")  # an output folder that cannot be made: before any work
+    for command in (["fit", "--data", mvtec], ["augment", "--data", mvtec], ["evaluate", tmp_path, "--data", mvtec]):
+        refused = invoke(train, *command, "--out", tmp_path / "a_file" / "out")
+        assert refused.exit_code == 2 and "cannot make folder" in refused.stderr, refused.output
 
 
 def test_augment_command_is_reproducible(mvtec, tmp_path):
