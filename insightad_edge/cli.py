@@ -4,6 +4,7 @@ Exit codes: see ``errors.EXIT_CODES_HELP`` (0 done, 1 some item failed, 2 usage,
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -245,19 +246,35 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
         sys.exit(EXIT_FAILED)
     stream = output.open("w", newline="") if output else sys.stdout
     counts: Counter = Counter()
+    written = 0
     try:
         writer = RowWriter(stream, fmt, max(len(str(p)) for p in images))
         with ThreadPoolExecutor(workers) as pool, click.progressbar(
             length=len(images), label="scoring", file=sys.stderr
         ) as bar:
-            for row in pool.map(lambda p: _score_one(detector, p, overlays.get(p)), images):
-                counts[row["status"]] += 1
-                counts["overlay_missing"] += row.get("overlay_missing", False)
-                writer.write(row)
-                bar.update(1)
-    finally:
+            try:
+                for row in pool.map(lambda p: _score_one(detector, p, overlays.get(p)), images):
+                    counts[row["status"]] += 1
+                    counts["overlay_missing"] += row.get("overlay_missing", False)
+                    writer.write(row)
+                    written += 1
+                    bar.update(1)
+            except OSError:
+                pool.shutdown(wait=False, cancel_futures=True)  # nobody takes the rows: score no more images
+                raise
         if output:
             stream.close()
+    except OSError as exc:  # a full disk, or the reader of a pipe gone (score | head)
+        if output:
+            with contextlib.suppress(OSError):  # what it still holds cannot be written either
+                stream.close()
+        else:
+            stdout_gone()
+        where = output or "stdout"
+        reason = "its reader has gone" if isinstance(exc, BrokenPipeError) else exc.strerror or exc
+        click.echo(f"Error: could not write the rows to {where} ({reason}) after {written} of {len(images)} images",
+                   err=True)
+        sys.exit(EXIT_FAILED)
     click.echo(f"{len(images)} images: {counts['ok'] + counts['defect']} judged, {counts['defect']} defects, "
                f"{counts['not_inspectable']} not inspectable, {counts['error']} errors"
                + (f", {counts['overlay_missing']} overlays not written" if counts["overlay_missing"] else ""), err=True)
@@ -418,20 +435,23 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
                    + ("" if log_keep_days is None else f", keeping {log_keep_days:g} days"), err=True)
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
-    emit = VerdictPrinter(fmt).write
 
     def announce(event) -> None:  # every event on stderr, and a source's state on the page
         click.echo(f"{event.kind}: {event.message}", err=True)
         if page is not None:
             page.event(event)
 
-    station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
-                      emit=emit if page is None else lambda v: (emit(v), page.show(v)), on_event=announce)
     try:
+        emit = VerdictPrinter(fmt, logged=not no_log).write
+        station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
+                          emit=emit if page is None else lambda v: (emit(v), page.show(v)), on_event=announce)
         counts = station.run(source, stop=stop, existing=existing, stride=stride)
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except OutputGone as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     finally:
         for sink in (evidence, inspection_log, page):
             if sink is not None:
@@ -511,21 +531,50 @@ class OperatorPage:
 
 
 class VerdictPrinter:
-    """One line per verdict on stdout, flushed: a table for people, JSON Lines for programs."""
+    """One line per verdict on stdout, flushed: a table for people, JSON Lines for programs.
 
-    def __init__(self, fmt: str):
-        self.fmt = fmt
+    Stdout is a convenience; the log is the record. When what reads stdout goes away (a pipe's reader ended, a
+    full disk), the station goes on judging and logging, and says so once; with no log, nothing would keep the
+    verdicts, so the station stops (``OutputGone``).
+    """
+
+    def __init__(self, fmt: str, logged: bool):
+        self.fmt, self.logged, self.gone = fmt, logged, False
         if fmt == "table":
-            click.echo(f"{'time':<24}  {'frame':<40}  {'status':<15}  {'score':>10}  {'threshold':>10}  error")
+            self._print(f"{'time':<24}  {'frame':<40}  {'status':<15}  {'score':>10}  {'threshold':>10}  error")
 
     def write(self, verdict) -> None:
         if self.fmt == "jsonl":
-            click.echo(json.dumps(verdict.row()))
+            self._print(json.dumps(verdict.row()))
         else:
             score = "" if verdict.score is None else f"{verdict.score:.6f}"
-            click.echo(f"{verdict.time:<24}  {verdict.frame[-40:]:<40}  {verdict.status:<15}  {score:>10}  "
-                       f"{verdict.threshold:>10.6f}  {verdict.error or ''}")
-        sys.stdout.flush()
+            self._print(f"{verdict.time:<24}  {verdict.frame[-40:]:<40}  {verdict.status:<15}  {score:>10}  "
+                        f"{verdict.threshold:>10.6f}  {verdict.error or ''}")
+
+    def _print(self, line: str) -> None:
+        if self.gone:
+            return
+        try:
+            click.echo(line)
+            sys.stdout.flush()
+        except OSError as exc:  # BrokenPipeError too
+            self.gone = True
+            stdout_gone()
+            reason = "its reader has gone" if isinstance(exc, BrokenPipeError) else exc.strerror or exc
+            if not self.logged:
+                raise OutputGone(f"stdout cannot be written ({reason}) and there is no log to keep the verdicts") from None
+            click.echo(f"Warning: stdout cannot be written ({reason}); the verdicts go on to the log only", err=True)
+
+
+class OutputGone(Exception):
+    """Stdout cannot be written, and nothing else keeps the verdicts."""
+
+
+def stdout_gone() -> None:
+    """Point stdout at nothing, so neither later prints nor Python's flush at exit raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @main.command(name="log", epilog="Exit codes: 0 listed; 2 usage error (no file there, a bad time); 3 the file is not "

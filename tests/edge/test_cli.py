@@ -1,6 +1,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -141,6 +143,19 @@ def test_usage_errors_exit_2_and_model_errors_exit_3(folder, model_path, tmp_pat
     damaged.write_bytes(shipped)
     result = run("score", folder, "--model", damaged)
     assert result.exit_code == 3 and "damaged" in result.stderr and "Traceback" not in result.output
+
+
+def test_rows_that_cannot_be_written_end_the_run_with_the_reason_not_a_traceback(folder, model_path):
+    """A full disk (/dev/full) under --output, or the reader of stdout gone (score | head): exit 1, saying how far
+    it got; with nobody taking the rows, no more images are scored."""
+    full = run("score", folder, "--model", model_path, "--output", "/dev/full")
+    assert full.exit_code == 1 and "could not write the rows to /dev/full (No space left on device)" in full.stderr
+    process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "score", str(folder), "--model",
+                                str(model_path), "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    process.stdout.close()  # the reader is gone before the first row
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 1 and "(its reader has gone) after 0 of 3" in err and "Traceback" not in err
 
 
 def test_empty_folder_fails(tmp_path, model_path):

@@ -352,6 +352,24 @@ def test_every_commit_of_the_log_is_synced_so_a_power_cut_takes_back_none(tmp_pa
         log.close()
 
 
+def test_a_station_whose_stdout_goes_away_keeps_judging_into_its_log(model_path, tmp_path):
+    """`watch ... | consumer` and the consumer ends: the log is the record, so the line goes on and says so once;
+    without a log nothing would keep the verdicts, and the station stops with the reason."""
+    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        writer.write(part_image(rng, 128)[0])
+    writer.release()
+    log = tmp_path / "line.db"
+    for options, code, said in ((["--log", log], 0, "the verdicts go on to the log only"),
+                                (["--no-log"], 1, "there is no log to keep the verdicts")):
+        process = start_watch(tmp_path / "line.avi", "--model", model_path, "--format", "jsonl", *options)
+        process.stdout.close()  # the reader is gone before the first verdict
+        err = process.stderr.read()
+        assert process.wait(timeout=60) == code and said in err and "Traceback" not in err, err
+    assert len(rows_of(log)) == 20
+
+
 def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
     rng = np.random.default_rng(4)
     frames = [part_image(rng, 128)[0] for _ in range(50)]
