@@ -33,7 +33,21 @@ from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, Ins
 log = logging.getLogger("insightad_edge")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+class Commands(click.Group):
+    """The commands, with what the machine refuses them (a full disk, the reader of stdout gone) said in one line
+    with exit 1, not as a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            stdout_gone()  # were it stdout that failed, Python's flush at exit would fail again
+            reason = "the reader of stdout has gone" if isinstance(exc, BrokenPipeError) else exc.strerror or str(exc)
+            click.echo(f"Error: {reason}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="insightad-edge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens to stderr.")
 def main(verbose: bool) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from insightad_edge import __version__
-from insightad_edge.cli import Number, writable_file, writable_folder
+from insightad_edge.cli import Commands, Number, writable_file, writable_folder
 from insightad_edge.config import install_hint
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
@@ -47,7 +47,7 @@ def option(name: str, **kwargs):
     return click.option(flag, name, default=FIT_DEFAULTS[name], show_default=True, **kwargs)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="insightad-train")
 @click.option("-v", "--verbose", is_flag=True, help="Log each epoch and image to stderr.")
 def main(verbose: bool) -> None:

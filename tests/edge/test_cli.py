@@ -156,6 +156,10 @@ def test_rows_that_cannot_be_written_end_the_run_with_the_reason_not_a_traceback
     process.stdout.close()  # the reader is gone before the first row
     err = process.stderr.read()
     assert process.wait(timeout=60) == 1 and "(its reader has gone) after 0 of 3" in err and "Traceback" not in err
+    with open("/dev/full", "w") as full_disk:  # every other command: one line and exit 1
+        info = subprocess.run([sys.executable, "-m", "insightad_edge.cli", "info", str(model_path)], stdout=full_disk,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert info.returncode == 1 and info.stderr.strip().endswith("Error: No space left on device"), info.stderr
 
 
 def test_empty_folder_fails(tmp_path, model_path):
