@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from insightad_edge import __version__
-from insightad_edge.cli import Commands, Number, writable_file, writable_folder
 from insightad_edge.config import install_hint
+from insightad_edge.console import Commands, Number, writable_file, writable_folder
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
 

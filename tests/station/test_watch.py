@@ -25,6 +25,15 @@ from insightad_edge.cli import main
 from synthetic import background, part_image
 
 
+def write_video(path: Path, frames, fps: int = 10, codec: str = "FFV1") -> Path:
+    """A real video file of 128x128 gray frames (FFV1: lossless, so a frame reads back as it was written)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (128, 128), False)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 def start_watch(*args, cwd=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
     return subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "watch", *map(str, args)], cwd=cwd,
@@ -85,10 +94,7 @@ def events_of(log: Path) -> list[str]:
 def test_a_video_file_gives_the_verdicts_score_gives_its_frames(model_path, tmp_path):
     rng = np.random.default_rng(1)
     frames = [part_image(rng, 128, defect=i % 3 == 2)[0] for i in range(9)] + [background(rng, 128, 128)]
-    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
+    write_video(tmp_path / "line.avi", frames)
     decoded = tmp_path / "decoded"
     decoded.mkdir()
     capture = cv2.VideoCapture(str(tmp_path / "line.avi"))
@@ -121,11 +127,8 @@ def test_a_video_file_gives_the_verdicts_score_gives_its_frames(model_path, tmp_
 
 def test_a_video_cut_short_says_so_at_its_end(model_path, tmp_path):
     """A recording cut off (disk full, a copy interrupted) ends early: the end says how much of it was there."""
-    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128), False)
     rng = np.random.default_rng(13)
-    for _ in range(60):
-        writer.write(part_image(rng, 128)[0])
-    writer.release()
+    write_video(tmp_path / "line.avi", (part_image(rng, 128)[0] for _ in range(60)), codec="MJPG")
     whole = (tmp_path / "line.avi").read_bytes()
     (tmp_path / "cut.avi").write_bytes(whole[:len(whole) // 2])
     done = CliRunner().invoke(main, ["watch", str(tmp_path / "cut.avi"), "--model", str(model_path), "--no-log"])
@@ -355,11 +358,8 @@ def test_every_commit_of_the_log_is_synced_so_a_power_cut_takes_back_none(tmp_pa
 def test_a_station_whose_stdout_goes_away_keeps_judging_into_its_log(model_path, tmp_path):
     """`watch ... | consumer` and the consumer ends: the log is the record, so the line goes on and says so once;
     without a log nothing would keep the verdicts, and the station stops with the reason."""
-    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
     rng = np.random.default_rng(12)
-    for _ in range(20):
-        writer.write(part_image(rng, 128)[0])
-    writer.release()
+    write_video(tmp_path / "line.avi", (part_image(rng, 128)[0] for _ in range(20)))
     log = tmp_path / "line.db"
     for options, code, said in ((["--log", log], 0, "the verdicts go on to the log only"),
                                 (["--no-log"], 1, "there is no log to keep the verdicts")):
@@ -373,10 +373,7 @@ def test_a_station_whose_stdout_goes_away_keeps_judging_into_its_log(model_path,
 def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp_path):
     rng = np.random.default_rng(4)
     frames = [part_image(rng, 128)[0] for _ in range(50)]
-    writer = cv2.VideoWriter(str(tmp_path / "long.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 30, (128, 128), False)
-    for i in range(6000):  # longer than the test lets it run
-        writer.write(frames[i % len(frames)])
-    writer.release()
+    write_video(tmp_path / "long.avi", (frames[i % len(frames)] for i in range(6000)), fps=30)  # longer than the test runs
     log = tmp_path / "line.db"
     process = start_watch(tmp_path / "long.avi", "--model", model_path, "--log", log, "--format", "jsonl")
     printed = [(time.monotonic(), json.loads(process.stdout.readline()))]
@@ -561,10 +558,7 @@ def test_a_log_that_cannot_be_opened_stops_watch_before_the_line_starts(model_pa
 def test_evidence_for_every_defect_and_the_budget_deletes_the_oldest_first(model_path, tmp_path):
     """... and only evidence: the user's own pictures in the same folder are neither counted nor deleted."""
     rng = np.random.default_rng(5)
-    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
-    for i in range(12):
-        writer.write(part_image(rng, 128, defect=i % 2 == 1)[0])
-    writer.release()
+    write_video(tmp_path / "line.avi", (part_image(rng, 128, defect=i % 2 == 1)[0] for i in range(12)))
     old_day = tmp_path / "evidence" / "2020-01-01"
     old_day.mkdir(parents=True)
     (old_day / "000000.000_0_defect.png").write_bytes(b"x" * 200_000)
@@ -595,11 +589,8 @@ def test_evidence_that_cannot_be_written_leaves_no_broken_file_and_is_counted(mo
     is still logged, no partial PNG stays behind, and the end says how many frames lack their evidence."""
     import datetime
 
-    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
     rng = np.random.default_rng(7)
-    for _ in range(6):
-        writer.write(part_image(rng, 128)[0])
-    writer.release()
+    write_video(tmp_path / "line.avi", (part_image(rng, 128)[0] for _ in range(6)))
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     today = datetime.datetime.now(datetime.timezone.utc).date()
@@ -852,11 +843,9 @@ def test_frames_a_busy_station_skips_are_counted_on_the_page_in_metrics_and_in_t
 
 def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
     rng = np.random.default_rng(8)
-    writer = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (128, 128), False)
-    for i in range(100):
-        frame = part_image(rng, 128)[0]
-        writer.write(frame if i < 40 else (frame * 0.6).astype(np.uint8))  # the lamp loses 40% after part 40
-    writer.release()
+    frames = (part_image(rng, 128)[0] for _ in range(100))
+    write_video(tmp_path / "line.avi", (frame if i < 40 else (frame * 0.6).astype(np.uint8)  # the lamp loses 40%
+                                        for i, frame in enumerate(frames)))  # after part 40
     log = tmp_path / "line.db"
     done = CliRunner().invoke(main, ["watch", str(tmp_path / "line.avi"), "--model", str(model_path), "--log",
                                      str(log), "--format", "jsonl"])

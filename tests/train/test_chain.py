@@ -162,7 +162,7 @@ def test_every_number_option_of_both_tools_is_a_finite_number():
     type that refuses it."""
     import click
 
-    from insightad_edge.cli import Number
+    from insightad_edge.console import Number
 
     floats = [option for group in (edge, train) for command in group.commands.values() for option in command.params
               if isinstance(option.type, click.types.FloatParamType)]
