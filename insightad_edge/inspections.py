@@ -144,6 +144,14 @@ class InspectionLog:
             return self._reader.execute("SELECT 1 FROM inspections WHERE source = ? AND frame = ? LIMIT 1",
                                         (source, frame)).fetchone() is not None
 
+    def last_active(self, source: str) -> Optional[float]:
+        """When this log last heard of SOURCE (its newest verdict or event), as epoch seconds; None if never. Read
+        newest first, without the source's index: a station's own source is at the end of its log."""
+        with self._reader_lock:
+            times = [row[0] for table in ("inspections", "events") if (row := self._reader.execute(
+                f"SELECT time FROM {table} NOT INDEXED WHERE source = ? ORDER BY id DESC LIMIT 1", (source,)).fetchone())]
+        return max((datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in times), default=None)
+
     def close(self) -> None:
         """Write everything queued, then stop the writer."""
         self._queue.put(None)

@@ -29,6 +29,8 @@ SETTLE_S = 0.2         # a file must keep its size and modification time this lo
 RECHECK_PER_POLL = 256  # files judged before whose modification time is looked at again per poll (a rewrite)
 RELIST_S = 1.0         # a folder is listed again at least this often, whatever its modification time says
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
+RESTART_MARGIN_S = 60.0  # files written this long before an earlier station was last heard of, and never judged
+                         # by it, are judged on a restart too (a crash loses its last moments; clocks are coarse)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
 STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
 
@@ -102,8 +104,11 @@ def check_options(source, *, existing: bool, stride: int) -> str:
 
 
 def open_source(source, *, stop: Stop, existing: bool = False,
-                seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1) -> Iterator[Item]:
-    """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames."""
+                seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1,
+                last_active: Callable[[str], Optional[float]] = lambda _source: None) -> Iterator[Item]:
+    """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames.
+    ``seen`` (source, frame) and ``last_active`` (source) say what an earlier station on it judged, and when it
+    was last heard of (see ``folder_frames``)."""
     kind = check_options(source, existing=existing, stride=stride)
     if kind == "frames":
         return iterable_frames(source, stop, stride)
@@ -112,7 +117,7 @@ def open_source(source, *, stop: Stop, existing: bool = False,
     if kind == "stream":
         return live_frames(str(source), shown(str(source)), stop, stride)
     if kind == "folder":
-        return folder_frames(Path(source).resolve(), stop, existing=existing, seen=seen)
+        return folder_frames(Path(source).resolve(), stop, existing=existing, seen=seen, last_active=last_active)
     return video_frames(Path(source), stop, stride)
 
 
@@ -126,11 +131,15 @@ def shown(source) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
 
 
-def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool]) -> Iterator[Item]:
+def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool],
+                  last_active: Callable[[str], Optional[float]] = lambda _source: None) -> Iterator[Item]:
     """Each new image file in FOLDER, when it has stopped changing and decodes (or is clearly broken); a file
     written again under the same name (a camera that always writes ``last.png``) is a new part, judged again.
 
-    Files present at the start are judged only with ``existing``; files ``seen`` (source, frame) never again.
+    Files present at the start are judged only with ``existing``, or when they came while no station watched:
+    an earlier station on FOLDER was ``last_active`` (epoch seconds) before they were written, and never judged
+    them (a crash, a reboot, a restart: parts that arrived meanwhile are not passed unjudged). Files ``seen``
+    (source, frame) are never judged again.
     A folder that fills up over a shift stays cheap to watch: it is listed again when its own modification
     time says files came or went (and every RELIST_S, for file systems with coarse times), files judged before
     are looked at again RECHECK_PER_POLL at a time, and a poll waits at least twice as long as it took.
@@ -144,9 +153,19 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     there_before = set(_images_in(folder) or ())  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
+    missed = 0
     if not existing:
-        done.update((path, signature[1]) for path in there_before if (signature := _signature(path)))
-    yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else ""))
+        since = last_active(name)  # None: no station watched this folder before
+        cutoff_ns = None if since is None else int((since - RESTART_MARGIN_S) * 1e9)
+        for path in there_before:
+            if (signature := _signature(path)) is None:
+                continue
+            if cutoff_ns is not None and signature[1] >= cutoff_ns and not seen(name, path):
+                missed += 1  # written after the last station here was last heard of, and never judged: judge it
+            else:
+                done[path] = signature[1]
+    yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else "")
+                + (f" (and {missed} that came while no station watched it)" if missed else ""))
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     unreadable = False
     while not stop.is_set():

@@ -84,17 +84,21 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
 
 def watch(source, detector: Detector | None = None, *, existing: bool = False, stride: int = 1,
           stop: Stop | None = None, seen: Callable[[str, str], bool] | None = None, with_map: bool = False,
-          on_event: Callable[[Event], None] | None = None) -> Iterator[Verdict]:
+          on_event: Callable[[Event], None] | None = None,
+          last_active: Callable[[str], float | None] | None = None) -> Iterator[Verdict]:
     """Judge every frame SOURCE delivers, one Verdict each, until the source ends or ``stop`` is set.
 
     SOURCE: a folder (new image files, once each, when complete; ``existing`` also those already there), a
     video file, a camera index, a stream URL, or any iterable of frames (arrays, paths or bytes). ``seen``
-    (source, frame) -> bool skips frames judged before (a restarted folder watch); ``on_event`` hears of
-    streams opened, lost and reopened.
+    (source, frame) -> bool skips frames judged before (a restarted folder watch), and ``last_active`` (source)
+    -> epoch seconds says when an earlier station on it was last heard of (a folder's files written since, and
+    not ``seen``, came while none watched and are judged); ``on_event`` hears of streams opened, lost and
+    reopened.
     """
     detector = detector or Detector()
     items = open_source(source, stop=Stop() if stop is None else stop, existing=existing, stride=stride,
-                        seen=seen or (lambda _source, _frame: False))
+                        seen=seen or (lambda _source, _frame: False),
+                        last_active=last_active or (lambda _source: None))
     for item in items:
         if isinstance(item, Event):
             log.info("%s: %s", item.kind, item.message)
@@ -126,6 +130,7 @@ class Station:
         try:
             for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
                                  seen=None if self.log is None else self.log.seen,
+                                 last_active=None if self.log is None else self.log.last_active,
                                  with_map=self.evidence is not None, on_event=self._event):
                 self._keep(verdict)
                 counts[verdict.status] += 1

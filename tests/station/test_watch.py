@@ -166,6 +166,39 @@ def test_a_folder_judges_each_new_file_once_complete_and_a_restart_judges_nothin
     assert len(logged) == len(set(logged)) == 6
 
 
+def test_parts_that_came_while_the_station_was_down_are_judged_when_it_is_back(model_path, tmp_path):
+    """A crash, a reboot, systemd's restart: without --existing, files written while no station watched were taken
+    for old ones and passed unjudged. Now they are judged on the restart; what was there before the first station
+    stays as it was, and nothing is judged twice."""
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    rng = np.random.default_rng(24)
+    cv2.imwrite(str(folder / "before.png"), part_image(rng, 128)[0])
+    hour_ago = time.time() - 3600  # written long before any station watched the folder
+    os.utime(folder / "before.png", (hour_ago, hour_ago))
+    first = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    time.sleep(1.0)
+    cv2.imwrite(str(folder / "first.png"), part_image(rng, 128)[0])
+    assert len(lines_until(first, 1)) == 1
+    time.sleep(1.0)  # its verdict committed (one killed within a commit's quarter second is judged again)
+    first.send_signal(signal.SIGKILL)  # the station dies; parts keep coming
+    first.wait(timeout=30)
+    for name in ("while_down_0.png", "while_down_1.png"):
+        cv2.imwrite(str(folder / name), part_image(rng, 128, defect=name.endswith("1.png"))[0])
+    again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    try:
+        rows = lines_until(again, 2)
+        time.sleep(1.0)
+        cv2.imwrite(str(folder / "after.png"), part_image(rng, 128)[0])
+        rows += lines_until(again, 1)
+    finally:
+        _, err = stop(again)
+    assert sorted(Path(r["frame"]).name for r in rows) == ["after.png", "while_down_0.png", "while_down_1.png"]
+    assert "(and 2 that came while no station watched it)" in err
+    logged = sorted(Path(r["frame"]).name for r in rows_of(log))
+    assert logged == ["after.png", "first.png", "while_down_0.png", "while_down_1.png"]
+
+
 def test_a_folder_that_goes_away_and_comes_back_is_lost_meanwhile_and_judges_nothing_twice(model_path, tmp_path):
     """A network share that drops: its files were not taken away, and must not be judged again on its return."""
     folder, away = tmp_path / "share", tmp_path / "unmounted"
