@@ -30,7 +30,7 @@ def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(
     a part into the log, and on KillSignal ends with exit 0 within TimeoutStopSec, so `systemctl stop` is a clean
     stop; any other end is restarted."""
     service = service_section()
-    assert service["Restart"] == "always" and service["KillSignal"] == "SIGTERM"
+    assert service["Restart"] == "always" and service["KillSignal"] == "SIGTERM" and service["StandardOutput"] == "null"
     folder = tmp_path / "incoming"
     folder.mkdir()
     settings = dict(word.split("=", 1) for word in shlex.split(service["Environment"]))
