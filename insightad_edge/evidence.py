@@ -59,42 +59,45 @@ class Evidence:
         self._thread.join()
 
     def _write(self) -> None:
+        """The writer thread. It must outlive whatever a disk or a person does to the folder: dead, it would leave
+        the station waiting to queue its next frame, and the line would stop being judged."""
         while (item := self._queue.get()) is not None:
-            relative, image, anomaly_map, threshold = item
-            target = self.folder / relative
-            overlay = target.with_name(target.stem + "_overlay.png")
             try:
-                pictures = [(target, png_pixels(image))]
-                if anomaly_map is not None:
-                    pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
-                target.parent.mkdir(exist_ok=True)
-                for path, picture in pictures:
-                    _write_whole(path, picture)
-            except Exception as exc:  # a full disk, say: no truncated file stays behind, and the writer goes on
-                for path in (target, overlay, _partial(target), _partial(overlay)):
-                    if path.is_file():
-                        path.unlink()
-                self.failed += 1
-                expected = isinstance(exc, (OSError, ValueError))  # no room, no permission, a frame PNG cannot hold
-                if self.failed == 1 or self.failed % 100 == 0 or not expected:
-                    log.error("could not write evidence %s (%s): %d frames without evidence so far", target,
-                              getattr(exc, "strerror", None) or exc, self.failed, exc_info=not expected)
-                continue
-            self._total += sum(path.stat().st_size for path, _ in pictures)
-            self._enforce_budget()
+                self._store(*item)
+                self._enforce_budget()
+            except Exception:  # not a frame's failure (those are counted in _store): the budget's, say
+                log.exception("the evidence writer hit a problem; it goes on")
+
+    def _store(self, relative: str, image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> None:
+        target = self.folder / relative
+        overlay = target.with_name(target.stem + "_overlay.png")
+        try:
+            pictures = [(target, png_pixels(image))]
+            if anomaly_map is not None:
+                pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
+            target.parent.mkdir(exist_ok=True)
+            for path, picture in pictures:
+                _write_whole(path, picture)
+        except Exception as exc:  # a full disk, say: no truncated file stays behind, and the writer goes on
+            for path in (target, overlay, _partial(target), _partial(overlay)):
+                if path.is_file():
+                    path.unlink()
+            self.failed += 1
+            expected = isinstance(exc, (OSError, ValueError))  # no room, no permission, a frame PNG cannot hold
+            if self.failed == 1 or self.failed % 100 == 0 or not expected:
+                log.error("could not write evidence %s (%s): %d frames without evidence so far", target,
+                          getattr(exc, "strerror", None) or exc, self.failed, exc_info=not expected)
+            return
+        self._total += sum(path.stat().st_size for path, _ in pictures)
 
     def _enforce_budget(self) -> None:
         """Delete the oldest files until the folder is within its budget. The oldest day's files are listed once
         and taken from the front, so a day of a million files costs one listing, not one per frame."""
         while self.max_bytes is not None and self._total > self.max_bytes:
             if not self._oldest:
-                days = self._days()
-                if not days:
-                    return
-                self._oldest = deque(sorted(days[0].glob("*.png")))
-                if not self._oldest:  # an empty day folder
-                    days[0].rmdir()
-                    continue
+                self._oldest = self._oldest_day()
+                if not self._oldest:
+                    return  # nothing of the budget's is left to delete
             path = self._oldest.popleft()
             try:
                 size = path.stat().st_size
@@ -102,9 +105,26 @@ class Evidence:
             except FileNotFoundError:  # taken away by hand meanwhile
                 continue
             self._total -= size
-            if not self._oldest and not any(path.parent.iterdir()):
-                path.parent.rmdir()
-                log.info("evidence budget: removed %s", path.parent)
+            if not self._oldest:
+                self._remove_if_empty(path.parent)
+
+    def _oldest_day(self) -> deque[Path]:
+        """The evidence files of the oldest day that has any, oldest first; emptied day folders go on the way."""
+        for day in self._days():
+            files = sorted(day.glob("*.png"))
+            if files:
+                return deque(files)
+            self._remove_if_empty(day)
+        return deque()
+
+    @staticmethod
+    def _remove_if_empty(day: Path) -> None:
+        """A day folder goes once its evidence has; one that also holds something of the user's stays."""
+        try:
+            day.rmdir()
+        except OSError:
+            return
+        log.info("evidence budget: removed %s", day)
 
     def _days(self) -> list[Path]:
         """The day folders evidence was written to, oldest first; nothing else in FOLDER is the budget's."""

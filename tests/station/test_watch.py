@@ -675,6 +675,30 @@ def test_evidence_takes_its_name_only_once_whole_so_a_killed_station_leaves_no_t
     assert not broken and len(set(seen)) == 3 and evidence.failed == 0
 
 
+def test_a_day_folder_holding_a_users_file_neither_stops_the_evidence_nor_loses_the_file(tmp_path):
+    """The budget's oldest day held only an operator's note: removing the folder failed, the writer thread died,
+    and the station hung at its next frames waiting to queue them (the line no longer judged). Now the folder
+    stays with the note, and the writer goes on within its budget."""
+    import threading
+
+    from insightad_edge.evidence import Evidence
+
+    note = tmp_path / "evidence" / "2020-01-01" / "note.txt"
+    note.parent.mkdir(parents=True)
+    note.write_text("checked the lamp")
+    evidence = Evidence(tmp_path / "evidence", max_bytes=40_000)
+    frame = np.random.default_rng(10).integers(0, 256, (128, 128), dtype=np.uint8)  # about 16 KB as PNG
+    queued = threading.Thread(target=lambda: [evidence.keep(f"2026-11-30T08:00:{i:02d}.000Z", str(i), "defect",
+                                                            frame, None, 1.0) for i in range(40)] + [evidence.close()],
+                              daemon=True)  # a writer that dies leaves it waiting: the test fails, never hangs
+    queued.start()
+    queued.join(timeout=60)
+    assert not queued.is_alive() and evidence.failed == 0  # all 40 taken, the writer alive to the end
+    assert note.read_text() == "checked the lamp"
+    kept = sorted((tmp_path / "evidence" / "2026-11-30").glob("*.png"))
+    assert kept and kept[-1].name.startswith("080039.000") and sum(p.stat().st_size for p in kept) <= 40_000
+
+
 def test_evidence_of_float_and_16_bit_frames_is_the_frame_not_a_black_picture(model_path, tmp_path):
     """A camera SDK's float frame in [0, 1] was written as 8-bit 0s and 1s; it is kept as 16-bit, like a 16-bit
     frame, and reads back as the frame the model judged. A dtype PNG cannot hold is counted, not faked."""
