@@ -168,11 +168,19 @@ class InspectionLog:
             batch = self._next_batch(wait=RETRY_S if held else until_pruning)
             closing = bool(batch) and batch[-1] is None
             held += [(INSERT[table], values) for table, values in (b for b in batch if b is not None)]
+            # the writer must outlive any surprise: dead, it would leave every later verdict unlogged, uncounted
             if held and (closing or time.monotonic() >= retry_at):
-                held = self._store(connection, held)
+                try:
+                    held = self._store(connection, held)
+                except Exception:  # not the file's refusal (_store holds those): kept, and tried again
+                    log.exception("could not write to %s; the verdicts are held", self.path)
                 retry_at = time.monotonic() + RETRY_S if held else 0.0  # a file that refused is given a rest
             if not held and not closing and time.monotonic() >= prune_at:
-                deleted, horizon = self._prune(connection)
+                try:
+                    deleted, horizon = self._prune(connection)
+                except Exception:
+                    log.exception("could not delete old verdicts from %s", self.path)
+                    deleted, horizon = 0, ""
                 pruned += deleted
                 if deleted < PRUNE_BATCH:  # this round is done: say so, and rest until the next
                     if pruned:
@@ -186,7 +194,10 @@ class InspectionLog:
 
     def _prune(self, connection: sqlite3.Connection) -> tuple[int, str]:
         """Delete up to PRUNE_BATCH verdicts older than the retention period: (how many, the horizon)."""
-        horizon = format_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=self.keep_days))
+        try:
+            horizon = format_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=self.keep_days))
+        except OverflowError:  # further back than the calendar goes (--log-keep-days 1e6): nothing is that old
+            return 0, ""
         try:
             cursor = connection.execute("DELETE FROM inspections WHERE id IN (SELECT id FROM inspections WHERE time < ? "
                                         "ORDER BY time LIMIT ?)", (horizon, PRUNE_BATCH))

@@ -522,6 +522,12 @@ def test_a_log_with_a_retention_period_deletes_older_verdicts_and_says_so(model_
     assert "keeping 30 days" in err
     unkept = CliRunner().invoke(main, ["watch", str(folder), "--no-log", "--log-keep-days", "30"])
     assert unkept.exit_code == 2 and "no log to keep" in unkept.stderr
+    forever = tmp_path / "forever.db"  # a horizon before the calendar began killed the writer: no verdict logged
+    rng = np.random.default_rng(22)
+    video = write_video(tmp_path / "line.avi", (part_image(rng, 128)[0] for _ in range(5)))
+    kept = CliRunner().invoke(main, ["watch", str(video), "--model", str(model_path), "--log", str(forever),
+                                     "--log-keep-days", "1000000"])
+    assert kept.exit_code == 0 and len(rows_of(forever)) == 5, kept.output
     assert [r["frame"] for r in rows_of(log)] == ["10-0", "10-1", "10-2", str(folder.resolve() / "part.png")]
     with sqlite3.connect(log) as connection:
         pruned = connection.execute("SELECT message FROM events WHERE kind = 'pruned'").fetchall()
