@@ -354,47 +354,56 @@ class LatestFrameReader:
         attempt, capture, ever_opened, frozen = 0, None, False, False
         news = Novelty()
         while self._running():
-            if capture is None:
-                capture = self._open()
+            try:
                 if capture is None:
-                    wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                    if attempt == 0 and not ever_opened:
-                        self._note("lost", f"cannot open {self.name}; retrying")
+                    capture = self._open()
+                    if capture is None:
+                        wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                        if attempt == 0 and not ever_opened:
+                            self._note("lost", f"cannot open {self.name}; retrying")
+                        attempt += 1
+                        self.stop.wait(wait)
+                        continue
+                    if not frozen:  # a frozen source is back when its images change, not when it opens again
+                        self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
+                                   f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
+                        attempt = 0
+                    ever_opened = True
+                    news.restart()
+                read_at = time.perf_counter()
+                ok, image = capture.read()
+                kind = news.of(image) if ok and image is not None else LOST
+                if kind in (LOST, FROZEN):
+                    capture.release()
+                    capture = None
+                    if kind == LOST:
+                        frozen = False
+                        self._note("lost", f"lost {self.name}; reopening with backoff")
+                        continue
+                    if not frozen:
+                        self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
+                                   "the camera is frozen (or the scene is still on a stream that codes no noise)")
+                    frozen = True
+                    self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
                     attempt += 1
-                    self.stop.wait(wait)
                     continue
-                if not frozen:  # a frozen source is back when its images change, not when it opens again
-                    self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
-                               f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
-                    attempt = 0
-                ever_opened = True
-                news.restart()
-            read_at = time.perf_counter()
-            ok, image = capture.read()
-            kind = news.of(image) if ok and image is not None else LOST
-            if kind in (LOST, FROZEN):
-                capture.release()
-                capture = None
-                if kind == LOST:
-                    frozen = False
-                    self._note("lost", f"lost {self.name}; reopening with backoff")
+                if kind == REPEAT:
                     continue
-                if not frozen:
-                    self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
-                               "the camera is frozen (or the scene is still on a stream that codes no noise)")
-                frozen = True
+                if frozen:
+                    self._note("reopened", f"{self.name} sends new images again")
+                    frozen, attempt = False, 0
+                with self._lock:
+                    self.delivered += 1
+                    self._frame = (self.delivered, image, read_at)
+                    self._lock.notify_all()
+            except Exception as exc:  # a driver's or decoder's failure: the source is lost and reopened like any
+                log.exception("reading %s failed", self.name)  # other, never a reader dead while the page says live
+                if capture is not None:
+                    capture.release()
+                capture, frozen = None, False
+                self._note("lost", f"{self.name} failed ({type(exc).__name__}: {exc}); reopening with backoff")
                 self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
                 attempt += 1
-                continue
-            if kind == REPEAT:
-                continue
-            if frozen:
-                self._note("reopened", f"{self.name} sends new images again")
-                frozen, attempt = False, 0
-            with self._lock:
-                self.delivered += 1
-                self._frame = (self.delivered, image, read_at)
-                self._lock.notify_all()
         if capture is not None:
             capture.release()
 

@@ -361,6 +361,39 @@ def test_a_camera_frozen_for_long_is_lost_once_not_every_few_seconds(model_path,
     assert "same image" in events[1].message and len(verdicts) > 5
 
 
+def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stall(model_path, monkeypatch):
+    """An exception from the capture (a driver's, injected here: none can be made to fail on demand) killed the
+    reader thread: the station then waited for frames for ever, no event said so and the page said live."""
+    import cv2
+
+    import insightad_edge
+    from insightad_edge import sources
+
+    calls = {"n": 0}
+    real_of = sources.Novelty.of
+
+    def failing_once(self, image):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise cv2.error("the driver gave up")
+        return real_of(self, image)
+
+    monkeypatch.setattr(sources.Novelty, "of", failing_once)
+    MJPEG.frames = jpegs(8, 5)
+    port = free_port()
+    server = serve_mjpeg(port)
+    stop, events = sources.Stop(), []
+    threading.Timer(4.0, stop.set).start()
+    try:
+        verdicts = list(insightad_edge.watch(f"http://127.0.0.1:{port}/stream.mjpg", Detector(model_path), stop=stop,
+                                             on_event=events.append))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [e.kind for e in events] == ["opened", "lost", "reopened"] and "the driver gave up" in events[1].message
+    assert len(verdicts) > 10  # judged on after the failure
+
+
 def test_a_closed_terminal_stops_the_station_cleanly(model_path, tmp_path):
     """SIGHUP (the SSH session that started it ends) flushes the log and prints the summary, like Ctrl-C."""
     folder = tmp_path / "incoming"
