@@ -94,6 +94,12 @@ def decode(source: ImageSource, channels: int = 1) -> np.ndarray:
     return to_float(load(source), channels)
 
 
+def _last_line(exc: Exception) -> str:
+    """OpenCV's message without its source file and line: ``validateInputImageSize: Assertion failed ...``."""
+    text = str(exc).strip().splitlines()[-1]
+    return text.split(" error: ", 1)[-1]
+
+
 def load(source: ImageSource) -> np.ndarray:
     """The image as OpenCV decodes it (any depth and channel count), from a path, bytes or an array."""
     if isinstance(source, np.ndarray):
@@ -113,11 +119,11 @@ def load(source: ImageSource) -> np.ndarray:
         raise ImageError(f"{name} is empty (0 bytes)")
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:  # OpenCV's own size limit (config.limit_decoder), checked before it allocates
-        if "MAX_IMAGE_PIXELS" not in str(exc):
-            raise
-        raise ImageError(f"{name} is an image of more than {MAX_FRAME_PIXELS / 1e6:.0f} megapixels: refused before "
-                         "decoding (a camera frame is smaller: is this file what the camera wrote?)") from None
+    except cv2.error as exc:  # the decoder refused the file's header: an unreadable image, never a crash
+        if "MAX_IMAGE_PIXELS" in str(exc):  # OpenCV's own size limit (config.limit_decoder), before it allocates
+            raise ImageError(f"{name} is an image of more than {MAX_FRAME_PIXELS / 1e6:.0f} megapixels: refused before "
+                             "decoding (a camera frame is smaller: is this file what the camera wrote?)") from None
+        raise ImageError(f"{name} is not a readable image (its header is corrupt: {_last_line(exc)})") from None
     if array is None:
         raise ImageError(f"{name} is not a readable image (corrupt, truncated or an unsupported format)")
     return array

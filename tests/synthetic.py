@@ -178,3 +178,15 @@ def write_paired_mvtec(root: Path, rng: np.random.Generator, n_train: int = 40, 
     """An MVTec-layout folder of the paired marks, mismatched on test/mismatch."""
     return write_category(root, lambda defective: paired_marks_image(rng, defect=defective), "mismatch",
                           n_train, n_test)
+
+
+def corrupt_header_bmp() -> bytes:
+    """A BMP whose header claims 5 million rows (a bit flipped in the height field): OpenCV's decoder raises on
+    it rather than returning nothing, as it does for about one in forty randomly damaged BMPs."""
+    import struct
+
+    import cv2
+
+    data = bytearray(cv2.imencode(".bmp", np.zeros((64, 64), np.uint8))[1].tobytes())
+    data[22:26] = struct.pack("<i", 5_000_000)
+    return bytes(data)

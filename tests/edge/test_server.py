@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the server needs the serve extra")
 pytest.importorskip("uvicorn", reason="the server needs the serve extra")
 
-from synthetic import part_image  # noqa: E402
+from synthetic import corrupt_header_bmp, part_image  # noqa: E402
 
 MAX_BODY_MB = 0.5
 
@@ -99,6 +99,7 @@ def test_health_and_model(server):
     (b'{"image": "###not-base64###"}', 400, "not valid base64"),
     (b'{"image": ""}', 400, "empty"),
     (json.dumps({"image": base64.b64encode(b"plain text, not an image").decode()}).encode(), 422, "not a readable image"),
+    (json.dumps({"image": base64.b64encode(corrupt_header_bmp()).decode()}).encode(), 422, "its header is corrupt"),
 ])
 def test_bad_requests_get_4xx_with_a_json_reason(server, body, status, fragment):
     got, answer = post(server, body)

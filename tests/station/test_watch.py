@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from insightad_edge import Detector
 from insightad_edge.cli import main
-from synthetic import background, part_image
+from synthetic import background, corrupt_header_bmp, part_image
 
 
 def write_video(path: Path, frames, fps: int = 10, codec: str = "FFV1") -> Path:
@@ -197,6 +197,23 @@ def test_parts_that_came_while_the_station_was_down_are_judged_when_it_is_back(m
     assert "(and 2 that came while no station watched it)" in err
     logged = sorted(Path(r["frame"]).name for r in rows_of(log))
     assert logged == ["after.png", "first.png", "while_down_0.png", "while_down_1.png"]
+
+
+def test_a_file_whose_header_the_decoder_refuses_is_an_error_row_not_the_end_of_the_station(model_path, tmp_path):
+    """OpenCV raises (not returns nothing) on some damaged BMPs: the station died on the first one, and under
+    systemd came back to die on it again, judging nothing more."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "a_damaged.bmp").write_bytes(corrupt_header_bmp())
+    cv2.imwrite(str(folder / "b_part.png"), part_image(np.random.default_rng(26), 128)[0])
+    process = start_watch(folder, "--existing", "--model", model_path, "--no-log", "--format", "jsonl")
+    try:
+        rows = lines_until(process, 2)
+    finally:
+        stop(process)  # exit 0: it was still running
+    by_name = {Path(r["frame"]).name: r for r in rows}  # the damaged file is given 5 s to be written whole
+    assert by_name["b_part.png"]["status"] == "ok" and by_name["a_damaged.bmp"]["status"] == "error"
+    assert "its header is corrupt" in by_name["a_damaged.bmp"]["error"]
 
 
 def test_a_folder_that_goes_away_and_comes_back_is_lost_meanwhile_and_judges_nothing_twice(model_path, tmp_path):
