@@ -206,6 +206,8 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     import cv2
     import numpy as np
 
+    from insightad_edge.preprocess import load
+
     from .augment import PRESETS
     from .augment import augment as transform
     from .data import load_dataset
@@ -218,10 +220,10 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     stems = Counter(path.stem for path in images)  # a.png and a.jpg keep their whole names: a.png_aug0.png
     with click.progressbar(images, label="augmenting", file=sys.stderr) as bar:
         for index, path in enumerate(bar):
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                click.echo(f"Error: {path} is not a readable image", err=True)
-                sys.exit(EXIT_UNUSABLE)
+            try:
+                image = load(path)
+            except InsightadError as exc:
+                _fail(exc)
             name = path.stem if stems[path.stem] == 1 else path.name
             for copy in range(copies):
                 rng = np.random.default_rng([seed, index, copy])

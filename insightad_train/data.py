@@ -11,11 +11,10 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from insightad_edge.errors import DataError
-from insightad_edge.preprocess import IMAGE_SUFFIXES
+from insightad_edge.errors import DataError, ImageError
+from insightad_edge.preprocess import IMAGE_SUFFIXES, load, to_float
 
 GOOD = "good"
 
@@ -78,9 +77,10 @@ def read_mask(mask: Path) -> np.ndarray:
     files = list_images(mask) if mask.is_dir() else [mask]
     region = None
     for file in files:
-        pixels = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
-        if pixels is None:
-            raise DataError(f"ground-truth mask {file} is not a readable image")
+        try:
+            pixels = to_float(load(file), 1)  # decoded as the edge decodes every image
+        except ImageError as exc:
+            raise DataError(f"ground-truth mask: {exc}") from None
         region = pixels > 0 if region is None else region | (pixels > 0)
     return region
 

@@ -133,9 +133,6 @@ def upgrade(model: Path, data: Path, out: Path, holdout_fraction: float, seed: i
 
 
 def decode_size(path: Path) -> tuple[int, int]:
-    import cv2
+    from insightad_edge.preprocess import load
 
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"{path} is not a readable image")
-    return image.shape[:2]
+    return load(path).shape[:2]  # an unreadable image is an ImageError that names it

@@ -257,6 +257,13 @@ def test_exit_codes_of_the_training_commands(mvtec, tmp_path):
     assert invoke(train, "evaluate", tmp_path, "--data", mvtec).exit_code == 3  # not a run folder
     assert invoke(train, "export", tmp_path, "--out", tmp_path / "no" / "m.onnx").exit_code == 2
     assert invoke(train, "fit", "--data", mvtec, "--out", tmp_path / "r", "--arch", "vae").exit_code == 2
+    from synthetic import corrupt_header_bmp
+
+    damaged = tmp_path / "damaged"  # an image OpenCV's decoder raises on: a line with the file's name, exit 3
+    damaged.mkdir()
+    (damaged / "part.bmp").write_bytes(corrupt_header_bmp())
+    refused = invoke(train, "augment", "--data", damaged, "--out", tmp_path / "aug")
+    assert refused.exit_code == 3 and "part.bmp is not a readable image (its header is corrupt" in refused.stderr
     (tmp_path / "a_file").write_text("not a folder")  # an output folder that cannot be made: before any work
     for command in (["fit", "--data", mvtec], ["augment", "--data", mvtec], ["evaluate", tmp_path, "--data", mvtec]):
         refused = invoke(train, *command, "--out", tmp_path / "a_file" / "out")
