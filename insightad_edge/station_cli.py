@@ -126,7 +126,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     try:
         emit = VerdictPrinter(fmt, logged=not no_log).write
         station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
-                          emit=emit if page is None else lambda v: (emit(v), page.show(v)), on_event=announce)
+                          emit=emit if page is None else lambda v: (page.show(v), emit(v)),  # printed: on the page
+                          on_event=announce)
         counts = station.run(source, stop=stop, existing=existing, stride=stride)
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
