@@ -11,7 +11,7 @@ import base64
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Optional
 
 import cv2
@@ -41,6 +41,7 @@ class Board:
         self._overlay: Optional[tuple[int, str]] = None
         self._count = 0
         self._source: Optional[dict] = None  # a station's source: state, since (UTC), message; None when serving
+        self.trouble: Callable[[], list[str]] = list  # what a station's sinks cannot do now (the log, the evidence)
 
     def add(self, *, time_utc: str, status: str, score: float | None, threshold: float, error: str | None,
             image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None, skipped: int = 0) -> None:
@@ -99,7 +100,7 @@ class Board:
 
     def summary(self) -> dict:
         """The last hour: parts, defects, defect rate among judged parts, frames without verdict, errors, frames
-        skipped while busy; drift; a station's source."""
+        skipped while busy; drift; a station's source; what its sinks cannot do now."""
         since = time.monotonic() - HOUR_S  # a station idle for hours shows an empty hour, not its last busy one
         with self._lock:
             hour = [tally for minute, tally in self._hour if minute >= since]
@@ -110,7 +111,7 @@ class Board:
                               "defect_rate": counts["defect"] / judged if judged else None,
                               "not_inspectable": counts["not_inspectable"], "errors": counts["error"],
                               "skipped": counts["skipped"]},
-                "drift": self.monitor.state.as_dict(), "source": source}
+                "drift": self.monitor.state.as_dict(), "source": source, "trouble": self.trouble()}
 
 
 def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str | None:

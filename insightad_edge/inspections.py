@@ -125,6 +125,7 @@ class InspectionLog:
         self.path, self.keep_days = Path(path), keep_days
         self._writer = connect(self.path, any_thread=True)  # opened now, so a bad path fails before the line starts
         self.unwritten, self._holding = 0, False
+        self.held = 0  # records waiting in memory because the file cannot take them now (a full disk, a lock)
         self._queue: queue.Queue = queue.Queue()
         self._reader = connect(self.path, any_thread=True)  # for ``seen``, under its lock, from the station's thread
         self._reader_lock = threading.Lock()
@@ -175,6 +176,7 @@ class InspectionLog:
                 except Exception:  # not the file's refusal (_store holds those): kept, and tried again
                     log.exception("could not write to %s; the verdicts are held", self.path)
                 retry_at = time.monotonic() + RETRY_S if held else 0.0  # a file that refused is given a rest
+                self.held = len(held)
             if not held and not closing and time.monotonic() >= prune_at:
                 try:
                     deleted, horizon = self._prune(connection)

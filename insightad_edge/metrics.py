@@ -64,5 +64,18 @@ class Metrics:
                                           "because the model was busy", registry=self.registry)
         self.frames_skipped.inc(frames)
 
+    def sinks(self, log, evidence) -> None:
+        """A station's log and evidence folder, read at each scrape: what waits for a log file that cannot take it
+        now (a full disk, a lock), what never reached it, and frames whose evidence could not be written."""
+        for name, text, sink, value in (
+                ("insightad_log_held", "Verdicts and events waiting in memory for the log file to take them", log,
+                 lambda: log.held),
+                ("insightad_log_lost", "Verdicts and events that never reached the log file", log,
+                 lambda: log.unwritten),
+                ("insightad_evidence_failed", "Frames whose evidence could not be written", evidence,
+                 lambda: evidence.failed)):
+            if sink is not None:
+                Gauge(name, text, registry=self.registry).set_function(value)
+
     def text(self) -> bytes:
         return generate_latest(self.registry)

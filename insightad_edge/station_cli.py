@@ -117,6 +117,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
                    + ("" if log_keep_days is None else f", keeping {log_keep_days:g} days"), err=True)
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
+    if page is not None:
+        page.sinks(inspection_log, evidence)
 
     def announce(event) -> None:  # every event on stderr, and a source's state on the page
         click.echo(f"{event.kind}: {event.message}", err=True)
@@ -177,6 +179,23 @@ class OperatorPage:
         self.thread.start()
         host, port = options.host, sock.getsockname()[1]  # port 0 lets the system choose one: name it
         click.echo(f"operator's page on http://{f'[{host}]' if ':' in host else host}:{port}/", err=True)
+
+    def sinks(self, inspection_log, evidence) -> None:
+        """Show on the page and in /metrics what the station's log and evidence folder cannot do now: a full
+        disk would otherwise be seen only when the station stops and counts what never got in."""
+        self.metrics.sinks(inspection_log, evidence)
+
+        def trouble() -> list[str]:
+            found = []
+            if inspection_log is not None and inspection_log.held:
+                found.append(f"the log cannot be written: {inspection_log.held} verdicts wait in memory (a full disk?)")
+            if inspection_log is not None and inspection_log.unwritten:
+                found.append(f"{inspection_log.unwritten} verdicts never reached the log")
+            if evidence is not None and evidence.failed:
+                found.append(f"the evidence of {evidence.failed} frames could not be written")
+            return found
+
+        self.board.trouble = trouble
 
     def show(self, verdict) -> None:
         result = verdict.result

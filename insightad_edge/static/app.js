@@ -76,11 +76,15 @@ function showSummary(summary) {
   const drift = summary.drift;
   $("drift").textContent = drift.level.toUpperCase() + (drift.reference ? "" : " (no reference)");
   $("drift").className = `drift ${drift.level}`;
-  $("drift-reasons").replaceChildren(...drift.reasons.map((reason) => {
-    const item = document.createElement("li");
-    item.textContent = reason;
-    return item;
-  }));
+  $("drift-reasons").replaceChildren(...drift.reasons.map(listItem));
+  // what the station's log or evidence cannot do now (a full disk): seen here, not only when it stops
+  $("trouble").replaceChildren(...(summary.trouble || []).map(listItem));
+}
+
+function listItem(text) {
+  const item = document.createElement("li");
+  item.textContent = text;
+  return item;
 }
 
 async function refresh() {

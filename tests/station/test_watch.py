@@ -622,6 +622,38 @@ def test_a_log_another_program_locks_holds_the_verdicts_and_writes_them_when_it_
     assert writer.unwritten == 5 and logged() == 21
 
 
+def test_a_log_that_cannot_be_written_shows_on_the_page_and_in_metrics_while_it_lasts(model_path, tmp_path):
+    """A full disk or a lock used to be seen only when the station stopped and counted what never got in: while
+    it lasts, the page and /metrics say how many verdicts wait in memory; once it is gone, they are written."""
+    import urllib.request
+
+    from browser import open_page
+
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0")
+    try:
+        base = announced_page(process)
+        time.sleep(1.0)
+        locker = sqlite3.connect(log, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another program holds the file (or the disk is full)
+        rng = np.random.default_rng(27)
+        for i in range(2):
+            cv2.imwrite(str(folder / f"p{i}.png"), part_image(rng, 128)[0])
+        assert len(lines_until(process, 2)) == 2
+        with open_page(base + "/") as page:
+            page.wait_for_function("document.getElementById('trouble').textContent.includes('2 verdicts wait')",
+                                   timeout=30_000)
+            held = [line for line in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode().splitlines()
+                    if line.startswith("insightad_log_held ")]
+            assert held == ["insightad_log_held 2.0"]
+            locker.execute("ROLLBACK")
+            page.wait_for_function("document.getElementById('trouble').textContent === ''", timeout=30_000)
+        assert len(rows_of(log)) == 2
+    finally:
+        stop(process)
+
+
 def test_a_log_made_in_one_thread_serves_a_station_in_another(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
