@@ -15,6 +15,7 @@ import re
 import threading
 from collections import deque
 from pathlib import Path
+from time import monotonic
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from .preprocess import to_float
 log = logging.getLogger(__name__)
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the name of a day's folder, as ``keep`` makes it
 PARTIAL = ".part"  # a file being written; it takes its name only once whole and on the disk
+STUCK_S = 5.0  # a writer that has finished nothing for this long is stuck (a hung disk): frames are dropped
 
 
 class Evidence:
@@ -33,12 +35,15 @@ class Evidence:
     def __init__(self, folder: Path, *, max_bytes: int | None = None, save_all: bool = False):
         self.folder, self.max_bytes, self.save_all = Path(folder), max_bytes, save_all
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.failed = 0  # frames whose evidence could not be written (their log rows still name it)
+        self.failed = 0  # frames whose evidence could not be written (a dropped frame's log row names none)
+        self._failed_lock = threading.Lock()  # counted by the writer and, for frames dropped, by the station
+        self._progress = monotonic()  # when the writer last finished a frame (or started)
         for leftover in (p for day in self._days() for p in day.glob("*" + PARTIAL)):  # a station killed mid-write
             leftover.unlink()
         self._total = sum(p.stat().st_size for day in self._days() for p in day.glob("*.png"))
         self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
+                                                            # (one that hangs does not: see ``keep``)
         self._thread = threading.Thread(target=self._write, name="evidence", daemon=True)
         self._thread.start()
 
@@ -47,16 +52,38 @@ class Evidence:
         return self.save_all or status in ("defect", "not_inspectable")
 
     def keep(self, time: str, frame: str, status: str, image: np.ndarray, anomaly_map: np.ndarray | None,
-             threshold: float) -> str:
-        """Queue the frame (and its overlay when there is a map) for writing; its path relative to the folder."""
+             threshold: float) -> str | None:
+        """Queue the frame (and its overlay when there is a map) for writing; its path relative to the folder, or
+        None when it is dropped: a writer that has finished nothing for STUCK_S (a hung network share) must not
+        stop the line, which waits for a full queue at most that long once, then drops until the writer moves."""
         relative = f"{time[:10]}/{time[11:23].replace(':', '')}_{_safe(frame)}_{status}.png"
-        self._queue.put((relative, image, anomaly_map, threshold))
+        stuck = monotonic() - self._progress > STUCK_S
+        try:
+            self._queue.put((relative, image, anomaly_map, threshold), timeout=0.001 if stuck else STUCK_S)
+        except queue.Full:
+            self._count_failed(1)
+            log.error("evidence of %s dropped: its writer has written nothing for %.0f s (a hung disk?); "
+                      "%d frames without evidence so far", frame, monotonic() - self._progress, self.failed)
+            return None
         return relative
 
     def close(self) -> None:
-        """Write everything queued, then stop the writer."""
-        self._queue.put(None)
-        self._thread.join()
+        """Write everything queued, then stop the writer; one stuck on a hung disk is given up after STUCK_S
+        without progress, and what it still held is counted, so the station can stop and flush its log."""
+        self._progress = monotonic()  # an idle writer is not a stuck one: it has STUCK_S from now to finish
+        try:
+            self._queue.put(None, timeout=STUCK_S)
+        except queue.Full:
+            pass
+        while self._thread.is_alive() and monotonic() - self._progress <= STUCK_S:
+            self._thread.join(timeout=0.5)
+        if self._thread.is_alive():
+            self._count_failed(self._queue.qsize() + 1)  # the queued ones, and the one being written
+            log.error("evidence writer stuck for %.0f s (a hung disk?): gave up on it", monotonic() - self._progress)
+
+    def _count_failed(self, frames: int) -> None:
+        with self._failed_lock:
+            self.failed += frames
 
     def _write(self) -> None:
         """The writer thread. It must outlive whatever a disk or a person does to the folder: dead, it would leave
@@ -67,6 +94,7 @@ class Evidence:
                 self._enforce_budget()
             except Exception:  # not a frame's failure (those are counted in _store): the budget's, say
                 log.exception("the evidence writer hit a problem; it goes on")
+            self._progress = monotonic()
 
     def _store(self, relative: str, image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> None:
         target = self.folder / relative
@@ -82,7 +110,7 @@ class Evidence:
             for path in (target, overlay, _partial(target), _partial(overlay)):
                 if path.is_file():
                     path.unlink()
-            self.failed += 1
+            self._count_failed(1)
             expected = isinstance(exc, (OSError, ValueError))  # no room, no permission, a frame PNG cannot hold
             if self.failed == 1 or self.failed % 100 == 0 or not expected:
                 log.error("could not write evidence %s (%s): %d frames without evidence so far", target,

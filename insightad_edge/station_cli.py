@@ -138,13 +138,13 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
-        for sink in (evidence, inspection_log, page):
+        for sink in (inspection_log, evidence, page):  # the log first: it is the record
             if sink is not None:
                 sink.close()
     click.echo(f"watch stopped: {summary_line(counts)}", err=True)
     if evidence is not None and evidence.failed:
         click.echo(f"Warning: the evidence of {evidence.failed} frames could not be written to {save} "
-                   "(their log rows name files that do not exist)", err=True)
+                   "(their log rows name no file, or one that does not exist)", err=True)
     if inspection_log is not None and inspection_log.unwritten:
         click.echo(f"Error: {inspection_log.unwritten} verdicts and events could not be written to {log_path} "
                    "(they are on stdout)", err=True)

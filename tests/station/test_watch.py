@@ -787,6 +787,38 @@ def test_a_day_folder_holding_a_users_file_neither_stops_the_evidence_nor_loses_
     assert kept and kept[-1].name.startswith("080039.000") and sum(p.stat().st_size for p in kept) <= 40_000
 
 
+def test_an_evidence_disk_that_hangs_drops_evidence_instead_of_stopping_the_line(tmp_path, monkeypatch):
+    """A network share that hangs mid-write (here a real one: the writer opens a FIFO nobody reads) filled the
+    queue, and the station then waited for ever to queue its next defect: no more parts were judged, and
+    stopping it hung too. Now keep() waits for a stuck writer once, then drops the evidence (no file named in
+    the log), and close() gives the writer up, so the station can stop and flush its log."""
+    import threading
+
+    from insightad_edge import evidence as module
+
+    monkeypatch.setattr(module, "STUCK_S", 1.0)
+    evidence = module.Evidence(tmp_path / "evidence")
+    day = tmp_path / "evidence" / "2026-11-30"
+    day.mkdir()
+    os.mkfifo(day / "080000.000_0_defect.png.part")  # the first frame's write blocks in open(): a hung disk
+    frame = np.random.default_rng(11).integers(0, 256, (128, 128), dtype=np.uint8)
+    kept, began = [], time.monotonic()
+    queued = threading.Thread(target=lambda: kept.extend(
+        evidence.keep(f"2026-11-30T08:00:00.{i:03d}Z", str(i), "defect", frame, None, 1.0) for i in range(30)),
+        daemon=True)
+    queued.start()
+    queued.join(timeout=20)
+    assert not queued.is_alive() and time.monotonic() - began < 5  # the line went on
+    assert kept[0] is not None and kept[-1] is None  # queued while the writer could take it, then dropped
+    dropped = kept.count(None)
+    closing = threading.Thread(target=evidence.close, daemon=True)
+    closing.start()
+    closing.join(timeout=20)
+    assert not closing.is_alive() and evidence.failed == 30 and dropped == 30 - 17
+    reader = os.open(day / "080000.000_0_defect.png.part", os.O_RDONLY | os.O_NONBLOCK)  # let the writer go
+    os.close(reader)
+
+
 def test_evidence_of_float_and_16_bit_frames_is_the_frame_not_a_black_picture(model_path, tmp_path):
     """A camera SDK's float frame in [0, 1] was written as 8-bit 0s and 1s; it is kept as 16-bit, like a 16-bit
     frame, and reads back as the frame the model judged. A dtype PNG cannot hold is counted, not faked."""
