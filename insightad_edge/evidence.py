@@ -2,9 +2,10 @@
 
 Files go to ``FOLDER/YYYY-MM-DD/HHMMSS.mmm_<frame>_<status>.png`` (and ``..._overlay.png``); the log row's
 ``evidence`` column holds that path relative to FOLDER. A writer thread encodes and writes them, so a slow
-disk never holds up the line; when the folder passes its budget, the oldest days go first (then the oldest
-files of the day), so a full disk never stops inspection. Only day folders count toward the budget, and only
-their files are ever deleted: FOLDER may hold anything else of the user's.
+disk holds up the line by at most 16 frames, and one that hangs not at all; when the folder passes its
+budget, the oldest days go first (then the oldest files of the day), so a full disk never stops inspection.
+Only day folders count toward the budget, and only their files are ever deleted: FOLDER may hold anything
+else of the user's.
 """
 from __future__ import annotations
 
