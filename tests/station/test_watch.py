@@ -292,6 +292,23 @@ def serve_mjpeg(port: int) -> ThreadingHTTPServer:
     return server
 
 
+def watch_stream(port: int, detector: Detector, seconds: float) -> tuple[list, list]:
+    """The Python station on this test's MJPEG camera (MJPEG.frames) for SECONDS: its verdicts and events."""
+    import insightad_edge
+    from insightad_edge import sources
+
+    server = serve_mjpeg(port)
+    stop, events = sources.Stop(), []
+    threading.Timer(seconds, stop.set).start()
+    try:
+        verdicts = list(insightad_edge.watch(f"http://127.0.0.1:{port}/stream.mjpg", detector, stop=stop,
+                                             on_event=events.append))
+    finally:
+        server.shutdown()
+        server.server_close()
+    return verdicts, events
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -357,23 +374,13 @@ def test_a_frozen_camera_is_lost_not_judged_again_and_again(model_path, tmp_path
 
 def test_a_camera_frozen_for_long_is_lost_once_not_every_few_seconds(model_path, monkeypatch):
     """Reopening a frozen stream is retried quietly with backoff: one loss, one recovery, not an event storm."""
-    import insightad_edge
     from insightad_edge import sources
 
     monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 300)  # ten freezes' time in three seconds
     parts = jpegs(7, 5)
     MJPEG.frames = parts[:1]
-    port = free_port()
-    server = serve_mjpeg(port)
-    stop, events = sources.Stop(), []
     threading.Timer(3.0, lambda: setattr(MJPEG, "frames", parts)).start()
-    threading.Timer(5.0, stop.set).start()
-    try:
-        verdicts = list(insightad_edge.watch(f"http://127.0.0.1:{port}/stream.mjpg", Detector(model_path), stop=stop,
-                                             on_event=events.append))
-    finally:
-        server.shutdown()
-        server.server_close()
+    verdicts, events = watch_stream(free_port(), Detector(model_path), seconds=5.0)
     assert [e.kind for e in events] == ["opened", "lost", "reopened"]
     assert "same image" in events[1].message and len(verdicts) > 5
 
@@ -383,7 +390,6 @@ def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stal
     reader thread: the station then waited for frames for ever, no event said so and the page said live."""
     import cv2
 
-    import insightad_edge
     from insightad_edge import sources
 
     calls = {"n": 0}
@@ -397,16 +403,7 @@ def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stal
 
     monkeypatch.setattr(sources.Novelty, "of", failing_once)
     MJPEG.frames = jpegs(8, 5)
-    port = free_port()
-    server = serve_mjpeg(port)
-    stop, events = sources.Stop(), []
-    threading.Timer(4.0, stop.set).start()
-    try:
-        verdicts = list(insightad_edge.watch(f"http://127.0.0.1:{port}/stream.mjpg", Detector(model_path), stop=stop,
-                                             on_event=events.append))
-    finally:
-        server.shutdown()
-        server.server_close()
+    verdicts, events = watch_stream(free_port(), Detector(model_path), seconds=4.0)
     assert [e.kind for e in events] == ["opened", "lost", "reopened"] and "the driver gave up" in events[1].message
     assert len(verdicts) > 10  # judged on after the failure
 
