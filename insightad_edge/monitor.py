@@ -71,7 +71,7 @@ class DriftState:
     reference: bool = True
 
     def as_dict(self) -> dict:
-        return {"level": self.level, "reasons": list(self.reasons), "parts": self.parts,
+        return {"level": self.level, "reasons": list(self.reasons), "parts": self.parts, "min_parts": MIN_PARTS,
                 "statistics": self.statistics, "reference": self.reference}
 
 

@@ -74,8 +74,11 @@ function showSummary(summary) {
   $("errors").textContent = hour.errors;
   $("skipped").textContent = hour.skipped;
   const drift = summary.drift;
-  $("drift").textContent = drift.level.toUpperCase() + (drift.reference ? "" : " (no reference)");
-  $("drift").className = `drift ${drift.level}`;
+  // "ok" on fewer parts than the monitor judges on would say more than it knows
+  const watching = drift.level === "ok" && drift.parts < drift.min_parts;
+  $("drift").textContent = watching ? `WATCHING (${drift.parts} of ${drift.min_parts} parts)`
+    : drift.level.toUpperCase() + (drift.reference ? "" : " (no reference)");
+  $("drift").className = `drift ${watching ? "none" : drift.level}`;
   $("drift-reasons").replaceChildren(...drift.reasons.map(listItem));
   // what the station's log or evidence cannot do now (a full disk): seen here, not only when it stops
   $("trouble").replaceChildren(...(summary.trouble || []).map(listItem));

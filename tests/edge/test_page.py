@@ -70,6 +70,7 @@ def test_a_page_left_open_follows_each_verdict_and_never_shows_one_that_no_longe
             assert request(url + "/infer", encoded(part_image(rng, 128, defect=True)[0]))[0] == 200
             page.wait_for_selector('[data-status="defect"]')
             assert page.is_visible("#picture") and page.get_attribute("#picture", "src").startswith("data:image/png")
+            assert page.inner_text("#drift") == "WATCHING (1 of 20 parts)"  # not a green OK on one part
             utc = datetime.datetime.fromisoformat(page.get_attribute("#caption", "title").replace("Z", "+00:00"))
             in_tokyo = utc.astimezone(datetime.timezone(datetime.timedelta(hours=9)))  # the line's clock, not UTC
             assert in_tokyo.strftime("%d.%m.%y, %H:%M:%S") in page.inner_text("#caption")
