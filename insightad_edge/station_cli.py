@@ -44,8 +44,9 @@ class HostPort(click.ParamType):
 
 
 @click.command(epilog="Exit codes: 0 stopped (SIGINT, SIGTERM, SIGHUP) or the video ended; 1 stopped, but some verdicts never "
-                     "reached the log (they are on stdout); 2 usage error, or a log that cannot be opened; 3 the model "
-                     "cannot be used. Frames that fail are rows in the log, not exit codes: a station keeps running.")
+                     "reached the log (they are on stdout), or stdout went with --no-log; 2 usage error, or a log or "
+                     "evidence folder that cannot be opened; 3 the model cannot be used. Frames that fail are rows in "
+                     "the log, not exit codes: a station keeps running.")
 @click.argument("source")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=Path(DEFAULT_LOG),
