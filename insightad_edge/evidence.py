@@ -38,6 +38,7 @@ class Evidence:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.failed = 0  # frames whose evidence could not be written (a dropped frame's log row names none)
         self._failed_lock = threading.Lock()  # counted by the writer and, for frames dropped, by the station
+        self.last_failed: float | None = None  # when the last one was counted (monotonic seconds)
         self._progress = monotonic()  # when the writer last finished a frame (or started)
         for leftover in (p for day in self._days() for p in day.glob("*" + PARTIAL)):  # a station killed mid-write
             leftover.unlink()
@@ -85,6 +86,7 @@ class Evidence:
     def _count_failed(self, frames: int) -> None:
         with self._failed_lock:
             self.failed += frames
+            self.last_failed = monotonic()
 
     def _write(self) -> None:
         """The writer thread. It must outlive whatever a disk or a person does to the folder: dead, it would leave

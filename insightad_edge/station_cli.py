@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -192,8 +193,10 @@ class OperatorPage:
                 found.append(f"the log cannot be written: {inspection_log.held} verdicts wait in memory (a full disk?)")
             if inspection_log is not None and inspection_log.unwritten:
                 found.append(f"{inspection_log.unwritten} verdicts never reached the log")
-            if evidence is not None and evidence.failed:
-                found.append(f"the evidence of {evidence.failed} frames could not be written")
+            if evidence is not None and evidence.last_failed is not None and time.monotonic() - evidence.last_failed < 3600:
+                minutes = (time.monotonic() - evidence.last_failed) / 60  # an hour after the last, the banner goes
+                found.append(f"the evidence of {evidence.failed} frames could not be written (the last {minutes:.0f} "
+                             "min ago)")
             return found
 
         self.board.trouble = trouble

@@ -837,6 +837,31 @@ def test_evidence_of_float_and_16_bit_frames_is_the_frame_not_a_black_picture(mo
     assert not list((tmp_path / "evidence").glob("*/*_error.png")) and evidence.failed == 1
 
 
+def test_evidence_that_could_not_be_written_is_on_the_page_for_an_hour_after_the_last(model_path, tmp_path):
+    """Red on the line's screen while it matters: a full disk's lost evidence, until an hour after the last frame
+    it cost (a banner that never goes teaches people to ignore red); /metrics keeps the count."""
+    from insightad_edge.evidence import Evidence
+    from insightad_edge.monitor import DriftMonitor
+    from insightad_edge.station_cli import OperatorPage
+
+    detector = Detector(model_path)
+    page = OperatorPage(detector, DriftMonitor(detector.metadata), ("127.0.0.1", 0), None)
+    try:
+        (tmp_path / "evidence").mkdir()
+        (tmp_path / "evidence" / "2026-11-30").write_text("a file where the day's folder goes: writes fail")
+        evidence = Evidence(tmp_path / "evidence")
+        page.sinks(None, evidence)
+        assert page.board.summary()["trouble"] == []
+        evidence.keep("2026-11-30T08:00:00.000Z", "0", "defect", part_image(np.random.default_rng(13), 128)[0],
+                      None, 1.0)
+        evidence.close()
+        assert page.board.summary()["trouble"] == ["the evidence of 1 frames could not be written (the last 0 min ago)"]
+        evidence.last_failed -= 3601
+        assert page.board.summary()["trouble"] == [] and b"insightad_evidence_failed 1.0" in page.metrics.text()
+    finally:
+        page.close()
+
+
 def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
     """A GenICam camera's loop plugs in as an iterable; a frame without a part never ends the loop."""
     import insightad_edge
