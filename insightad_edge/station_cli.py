@@ -185,6 +185,8 @@ class OperatorPage:
     def sinks(self, inspection_log, evidence) -> None:
         """Show on the page and in /metrics what the station's log and evidence folder cannot do now: a full
         disk would otherwise be seen only when the station stops and counts what never got in."""
+        from .board import HOUR_S
+
         self.metrics.sinks(inspection_log, evidence)
 
         def trouble() -> list[str]:
@@ -193,7 +195,7 @@ class OperatorPage:
                 found.append(f"the log cannot be written: {inspection_log.held} verdicts wait in memory (a full disk?)")
             if inspection_log is not None and inspection_log.unwritten:
                 found.append(f"{inspection_log.unwritten} verdicts never reached the log")
-            if evidence is not None and evidence.last_failed is not None and time.monotonic() - evidence.last_failed < 3600:
+            if evidence is not None and evidence.last_failed is not None and time.monotonic() - evidence.last_failed < HOUR_S:
                 minutes = (time.monotonic() - evidence.last_failed) / 60  # an hour after the last, the banner goes
                 found.append(f"the evidence of {evidence.failed} frames could not be written (the last {minutes:.0f} "
                              "min ago)")
