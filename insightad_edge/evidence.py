@@ -9,10 +9,12 @@ else of the user's.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
 import re
+import shutil
 import threading
 from collections import deque
 from pathlib import Path
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the name of a day's folder, as ``keep`` makes it
 PARTIAL = ".part"  # a file being written; it takes its name only once whole and on the disk
 STUCK_S = 5.0  # a writer that has finished nothing for this long is stuck (a hung disk): frames are dropped
+MIN_FREE_BYTES = 1e9   # evidence leaves at least this much of its disk free (5% of a disk smaller than 20 GB):
+MIN_FREE_SHARE = 0.05  # the log, usually on the same disk, must never starve for pictures
 
 
 class Evidence:
@@ -43,6 +47,7 @@ class Evidence:
         for leftover in (p for day in self._days() for p in day.glob("*" + PARTIAL)):  # a station killed mid-write
             leftover.unlink()
         self._total = sum(p.stat().st_size for day in self._days() for p in day.glob("*.png"))
+        self.min_free = min(MIN_FREE_BYTES, MIN_FREE_SHARE * shutil.disk_usage(self.folder).total)
         self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
                                                             # (one that hangs does not: see ``keep``)
@@ -93,6 +98,7 @@ class Evidence:
         the station waiting to queue its next frame, and the line would stop being judged."""
         while (item := self._queue.get()) is not None:
             try:
+                self._enforce_budget()  # room first: a budget gives up old evidence before the disk fills
                 self._store(*item)
                 self._enforce_budget()
             except Exception:  # not a frame's failure (those are counted in _store): the budget's, say
@@ -103,6 +109,8 @@ class Evidence:
         target = self.folder / relative
         overlay = target.with_name(target.stem + "_overlay.png")
         try:
+            if self._short_of_room():
+                raise OSError(errno.ENOSPC, "the disk is nearly full; its last room is kept for the log")
             pictures = [(target, png_pixels(image))]
             if anomaly_map is not None:
                 pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
@@ -121,10 +129,15 @@ class Evidence:
             return
         self._total += sum(path.stat().st_size for path, _ in pictures)
 
+    def _short_of_room(self) -> bool:
+        return shutil.disk_usage(self.folder).free < self.min_free
+
     def _enforce_budget(self) -> None:
-        """Delete the oldest files until the folder is within its budget. The oldest day's files are listed once
-        and taken from the front, so a day of a million files costs one listing, not one per frame."""
-        while self.max_bytes is not None and self._total > self.max_bytes:
+        """Delete the oldest files until the folder is within its budget, and its disk has room for the log (only
+        with a budget: without one, nothing of the user's evidence is deleted, new frames are dropped instead).
+        The oldest day's files are listed once and taken from the front, so a day of a million files costs one
+        listing, not one per frame."""
+        while self.max_bytes is not None and (self._total > self.max_bytes or self._short_of_room()):
             if not self._oldest:
                 self._oldest = self._oldest_day()
                 if not self._oldest:

@@ -837,6 +837,29 @@ def test_evidence_of_float_and_16_bit_frames_is_the_frame_not_a_black_picture(mo
     assert not list((tmp_path / "evidence").glob("*/*_error.png")) and evidence.failed == 1
 
 
+def test_evidence_leaves_its_disk_room_for_the_log(tmp_path):
+    """Evidence filled the disk the log shares, and then the log could not be written: verdicts were held in
+    memory, and past 200 000 lost. Evidence now stops short of the disk's last room (a floor set here just above
+    what this disk has free, as a nearly full one would be): without a budget new frames are dropped and the
+    user's evidence is kept; with one, the oldest evidence is given up first."""
+    import shutil
+
+    from insightad_edge.evidence import Evidence
+
+    frame = np.random.default_rng(14).integers(0, 256, (128, 128), dtype=np.uint8)
+    for budget in (None, 10**12):
+        folder = tmp_path / f"budget-{budget}"
+        old = folder / "2020-01-01" / "000000.000_0_defect.png"
+        old.parent.mkdir(parents=True)
+        cv2.imwrite(str(old), frame)
+        evidence = Evidence(folder, max_bytes=budget)
+        evidence.min_free = shutil.disk_usage(folder).free + 10**8  # the disk is as good as full
+        kept = evidence.keep("2026-11-30T08:00:00.000Z", "1", "defect", frame, None, 1.0)
+        evidence.close()
+        assert not (folder / kept).exists() and evidence.failed == 1  # the new frame dropped, not the log starved
+        assert old.exists() == (budget is None)  # a budget's evidence makes room; the user's own is kept
+
+
 def test_evidence_that_could_not_be_written_is_on_the_page_for_an_hour_after_the_last(model_path, tmp_path):
     """Red on the line's screen while it matters: a full disk's lost evidence, until an hour after the last frame
     it cost (a banner that never goes teaches people to ignore red); /metrics keeps the count."""
