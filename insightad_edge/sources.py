@@ -317,6 +317,8 @@ class LatestFrameReader:
         self._frame: Optional[tuple[int, np.ndarray, float]] = None
         self._events: list[Event] = []
         self.delivered = 0
+        self._capture = None  # the thread's own, as the rest of its state: how often it tried, frozen or not
+        self._attempt, self._ever_opened, self._frozen, self._news = 0, False, False, Novelty()
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
     def start(self) -> LatestFrameReader:
@@ -351,61 +353,70 @@ class LatestFrameReader:
             self._lock.notify_all()
 
     def _run(self) -> None:
-        attempt, capture, ever_opened, frozen = 0, None, False, False
-        news = Novelty()
+        """Read until stopped. Whatever the capture raises (a driver's or a decoder's failure) is a lost source,
+        reopened like any other: a dead reader would leave the station waiting while the page says live."""
         while self._running():
             try:
-                if capture is None:
-                    capture = self._open()
-                    if capture is None:
-                        wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                        if attempt == 0 and not ever_opened:
-                            self._note("lost", f"cannot open {self.name}; retrying")
-                        attempt += 1
-                        self.stop.wait(wait)
-                        continue
-                    if not frozen:  # a frozen source is back when its images change, not when it opens again
-                        self._note("reopened" if ever_opened else "opened", f"{'reopened' if ever_opened else 'opened'} "
-                                   f"{self.name}" + (f" after {attempt} attempts" if attempt else ""))
-                        attempt = 0
-                    ever_opened = True
-                    news.restart()
-                read_at = time.perf_counter()
-                ok, image = capture.read()
-                kind = news.of(image) if ok and image is not None else LOST
-                if kind in (LOST, FROZEN):
-                    capture.release()
-                    capture = None
-                    if kind == LOST:
-                        frozen = False
-                        self._note("lost", f"lost {self.name}; reopening with backoff")
-                        continue
-                    if not frozen:
-                        self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
-                                   "the camera is frozen (or the scene is still on a stream that codes no noise)")
-                    frozen = True
-                    self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
-                    attempt += 1
-                    continue
-                if kind == REPEAT:
-                    continue
-                if frozen:
-                    self._note("reopened", f"{self.name} sends new images again")
-                    frozen, attempt = False, 0
-                with self._lock:
-                    self.delivered += 1
-                    self._frame = (self.delivered, image, read_at)
-                    self._lock.notify_all()
-            except Exception as exc:  # a driver's or decoder's failure: the source is lost and reopened like any
-                log.exception("reading %s failed", self.name)  # other, never a reader dead while the page says live
-                if capture is not None:
-                    capture.release()
-                capture, frozen = None, False
+                self._read_one()
+            except Exception as exc:
+                log.exception("reading %s failed", self.name)
+                self._release()
+                self._frozen = False
                 self._note("lost", f"{self.name} failed ({type(exc).__name__}: {exc}); reopening with backoff")
-                self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
-                attempt += 1
-        if capture is not None:
-            capture.release()
+                self._back_off()
+        self._release()
+
+    def _read_one(self) -> None:
+        """Open the source if it is not, read one frame, and deliver it if it is news."""
+        if self._capture is None and not self._reopen():
+            return
+        read_at = time.perf_counter()
+        ok, image = self._capture.read()
+        kind = self._news.of(image) if ok and image is not None else LOST
+        if kind == LOST:
+            self._release()
+            self._frozen = False
+            self._note("lost", f"lost {self.name}; reopening with backoff")
+        elif kind == FROZEN:
+            self._release()
+            if not self._frozen:
+                self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
+                           "the camera is frozen (or the scene is still on a stream that codes no noise)")
+            self._frozen = True
+            self._back_off()
+        elif kind == NEW:
+            if self._frozen:
+                self._note("reopened", f"{self.name} sends new images again")
+                self._frozen, self._attempt = False, 0
+            with self._lock:
+                self.delivered += 1
+                self._frame = (self.delivered, image, read_at)
+                self._lock.notify_all()
+
+    def _reopen(self) -> bool:
+        """Open the source; say so (a frozen source is back when its images change, not when it opens again)."""
+        self._capture = self._open()
+        if self._capture is None:
+            if self._attempt == 0 and not self._ever_opened:
+                self._note("lost", f"cannot open {self.name}; retrying")
+            self._back_off()
+            return False
+        if not self._frozen:
+            kind = "reopened" if self._ever_opened else "opened"
+            self._note(kind, f"{kind} {self.name}" + (f" after {self._attempt} attempts" if self._attempt else ""))
+            self._attempt = 0
+        self._ever_opened = True
+        self._news.restart()
+        return True
+
+    def _back_off(self) -> None:
+        self.stop.wait(BACKOFF_S[min(self._attempt, len(BACKOFF_S) - 1)])
+        self._attempt += 1
+
+    def _release(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
 
     def next(self, after: int, timeout: float = 0.5):
         """The newest frame delivered after number ``after``, or None; pending events come first."""
