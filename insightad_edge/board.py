@@ -42,6 +42,7 @@ class Board:
         self._count = 0
         self._source: Optional[dict] = None  # a station's source: state, since (UTC), message; None when serving
         self.trouble: Callable[[], list[str]] = list  # what a station's sinks cannot do now (the log, the evidence)
+        self._warnings: deque[str] = deque(maxlen=3)  # what its source said it does not watch, newest last
 
     def add(self, *, time_utc: str, status: str, score: float | None, threshold: float, error: str | None,
             image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None, skipped: int = 0) -> None:
@@ -80,6 +81,11 @@ class Board:
             with self._lock:
                 self._source = {"state": SOURCE_STATES[kind], "since": time_utc, "message": message}
 
+    def warn(self, message: str) -> None:
+        """Something the station's source does not watch (images in a subfolder): shown until the station stops."""
+        with self._lock:
+            self._warnings.append(message)
+
     @property
     def source_state(self) -> str | None:
         """``live``, ``lost`` or ``ended`` for a station's source; None for a server, which has none."""
@@ -105,13 +111,13 @@ class Board:
         with self._lock:
             hour = [tally for minute, tally in self._hour if minute >= since]
             counts = {name: sum(tally[name] for tally in hour) for name in TALLIES}
-            source = self._source
+            source, warnings = self._source, list(self._warnings)
         judged = counts["ok"] + counts["defect"]
         return {"last_hour": {"parts": judged + counts["not_inspectable"] + counts["error"], "defects": counts["defect"],
                               "defect_rate": counts["defect"] / judged if judged else None,
                               "not_inspectable": counts["not_inspectable"], "errors": counts["error"],
                               "skipped": counts["skipped"]},
-                "drift": self.monitor.state.as_dict(), "source": source, "trouble": self.trouble()}
+                "drift": self.monitor.state.as_dict(), "source": source, "trouble": self.trouble() + warnings}
 
 
 def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> str | None:

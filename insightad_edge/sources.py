@@ -150,7 +150,8 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     from .preprocess import load
 
     name = str(folder)
-    there_before = set(_images_in(folder) or ())  # only these can have been judged by an earlier run (``seen``)
+    images, subfolders = _listing(folder) or ([], set())
+    there_before = set(images)  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
     missed = 0
@@ -166,21 +167,27 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 done[path] = signature[1]
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else "")
                 + (f" (and {missed} that came while no station watched it)" if missed else ""))
+    if holding := {sub for sub in subfolders if _holds_images(os.path.join(folder, sub))}:
+        yield _unwatched(folder, holding, new=False)
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     unreadable = False
     while not stop.is_set():
         now, judging = time.monotonic(), 0.0  # judging: time spent by the consumer of the frames this poll yields
         changed = _signature(str(folder))
         if changed != listed[0] or now - listed[1] >= RELIST_S:  # files came or went, or a while has passed
-            paths = _images_in(folder)
-            if (paths is None) != unreadable:
-                unreadable = paths is None
+            listing = _listing(folder)
+            if (listing is None) != unreadable:
+                unreadable = listing is None
                 yield (Event("lost", name, f"cannot read {folder} (a network share gone?); waiting for it") if unreadable
                        else Event("reopened", name, f"{folder} can be read again"))
             if unreadable:
                 stop.wait(BACKOFF_S[0])
                 continue
             listed = (changed, now)
+            paths, now_subfolders = listing
+            if new_subfolders := now_subfolders - subfolders:
+                yield _unwatched(folder, new_subfolders, new=True)
+            subfolders = now_subfolders
             present = set(paths)  # files taken away are forgotten: one written again under their name is new
             done = {path: modified for path, modified in done.items() if path in present}
             there_before &= present
@@ -217,15 +224,34 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         stop.wait(max(POLL_S, 2.0 * (time.monotonic() - now - judging)))  # the watch's own cost, not the model's
 
 
-def _images_in(folder: Path) -> Optional[list[str]]:
-    """The image files' paths in FOLDER, sorted by name (no stat: the directory says which entries are files);
-    None when the folder cannot be read."""
+def _listing(folder: Path) -> Optional[tuple[list[str], set[str]]]:
+    """The image files' paths in FOLDER, sorted by name, and its subfolders' names (no stat: the directory says
+    which entries are files); None when the folder cannot be read."""
     try:
         with os.scandir(folder) as entries:
-            return sorted(entry.path for entry in entries
-                          if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file())
+            entries = list(entries)
     except OSError:
         return None
+    return (sorted(e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()),
+            {e.name for e in entries if e.is_dir()})
+
+
+def _holds_images(folder: str) -> bool:
+    """Whether FOLDER has an image file in it (the first one found answers)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file() for e in entries)
+    except OSError:
+        return False
+
+
+def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
+    """Subfolders are not watched: a camera that writes into a folder of the day would otherwise go unjudged
+    from midnight on, with nothing saying why."""
+    shown_names = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return Event("unwatched", str(folder), (f"a new subfolder appeared in {folder} ({shown_names})" if new else
+                                            f"subfolders of {folder} hold images ({shown_names})")
+                 + ": subfolders are not watched, images there are not judged; watch the folder the camera writes to")
 
 
 def _signature(path: str) -> Optional[tuple[int, int]]:

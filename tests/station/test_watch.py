@@ -216,6 +216,32 @@ def test_a_file_whose_header_the_decoder_refuses_is_an_error_row_not_the_end_of_
     assert "its header is corrupt" in by_name["a_damaged.bmp"]["error"]
 
 
+def test_images_in_subfolders_are_named_not_silently_unjudged(model_path, tmp_path):
+    """A camera that writes into a folder of the day: pointed at the parent, the station judged nothing and said
+    nothing; pointed at today's folder, it went quiet at midnight. Subfolders are not watched, and now it says so,
+    at start and when a new one appears, on stderr, in the log and in red on the page."""
+    import urllib.request
+
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    (folder / "2026-11-29").mkdir(parents=True)
+    cv2.imwrite(str(folder / "2026-11-29" / "p.png"), part_image(np.random.default_rng(28), 128)[0])
+    (folder / "empty").mkdir()  # a subfolder without images is not worth a word
+    process = start_watch(folder, "--model", model_path, "--log", log, "--http", "127.0.0.1:0")
+    try:
+        base = announced_page(process)
+        time.sleep(1.0)
+        (folder / "2026-11-30").mkdir()  # midnight: the camera's new folder
+        deadline = time.monotonic() + 30
+        while len(trouble := json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())["trouble"]) < 2:
+            assert time.monotonic() < deadline, trouble
+            time.sleep(0.2)
+    finally:
+        _, err = stop(process)
+    assert "subfolders of" in trouble[0] and "(2026-11-29)" in trouble[0] and "empty" not in trouble[0]
+    assert "a new subfolder appeared" in trouble[1] and "(2026-11-30)" in trouble[1]
+    assert "images there are not judged" in err and events_of(log).count("unwatched") == 2
+
+
 def test_a_folder_that_goes_away_and_comes_back_is_lost_meanwhile_and_judges_nothing_twice(model_path, tmp_path):
     """A network share that drops: its files were not taken away, and must not be judged again on its return."""
     folder, away = tmp_path / "share", tmp_path / "unmounted"
