@@ -228,21 +228,24 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str]]]:
     """The image files' paths in FOLDER, sorted by name, and its subfolders' names (no stat: the directory says
     which entries are files); None when the folder cannot be read."""
     try:
-        with os.scandir(folder) as entries:
-            entries = list(entries)
+        with os.scandir(folder) as scan:
+            entries = list(scan)
     except OSError:
         return None
-    return (sorted(e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()),
-            {e.name for e in entries if e.is_dir()})
+    return sorted(e.path for e in entries if _is_image(e)), {e.name for e in entries if e.is_dir()}
 
 
 def _holds_images(folder: str) -> bool:
     """Whether FOLDER has an image file in it (the first one found answers)."""
     try:
-        with os.scandir(folder) as entries:
-            return any(os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file() for e in entries)
+        with os.scandir(folder) as scan:
+            return any(_is_image(e) for e in scan)
     except OSError:
         return False
+
+
+def _is_image(entry: os.DirEntry) -> bool:
+    return os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file()
 
 
 def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
