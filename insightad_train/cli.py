@@ -15,7 +15,7 @@ import click
 
 from insightad_edge import __version__
 from insightad_edge.config import install_hint
-from insightad_edge.console import Commands, Number, writable_file, writable_folder
+from insightad_edge.console import Commands, Number, quiet_opencv, writable_file, writable_folder
 from insightad_edge.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE, InsightadError
 from insightad_edge.metadata import ALIGN_METHODS, PHOTOMETRIC_METHODS
 
@@ -95,6 +95,7 @@ def main(verbose: bool) -> None:
 def fit(data: Path, out: Path, device: str, time_budget: float | None, **options) -> None:
     """Train an autoencoder on the good images in DATA; resumes or extends the run in OUT."""
     _require_torch()
+    quiet_opencv()
     from .config import FitConfig
     from .fit import fit as run_fit
 
@@ -133,6 +134,7 @@ def fit(data: Path, out: Path, device: str, time_budget: float | None, **options
 def evaluate(model: Path, data: Path, out: Path | None) -> None:
     """Score the test split with MODEL (a run folder or an exported .onnx) and write the report."""
     _require_torch()
+    quiet_opencv()
     from .evaluate import HONEST
     from .evaluate import evaluate as run_evaluate
 
@@ -165,6 +167,7 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
 def export(run: Path, out: Path, parity_images: Path | None) -> None:
     """Export RUN to one ONNX file with its metadata, and check it against torch."""
     _require_torch()
+    quiet_opencv()
     from .data import list_images
     from .export import export as run_export
 
@@ -186,6 +189,7 @@ def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> No
     """Rewrite a schema-1 MODEL as schema 2: same weights and threshold, plus the frame size, inspection limits
     and drift reference measured on DATA; its scores on the training frames must stay the same."""
     _require_torch()
+    quiet_opencv()
     from .export import upgrade as run_upgrade
 
     writable_file(out, "--out")
@@ -210,11 +214,13 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
 
     from .augment import PRESETS
     from .augment import augment as transform
-    from .data import load_dataset
+    from .data import load_dataset, refuse_unreadable
 
+    quiet_opencv()
     writable_folder(out, "--out")
     try:
         images = load_dataset(data).train
+        refuse_unreadable(images, "good images")
     except InsightadError as exc:
         _fail(exc)
     stems = Counter(path.stem for path in images)  # a.png and a.jpg keep their whole names: a.png_aug0.png

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.errors import DataError, ImageError
-from insightad_edge.preprocess import IMAGE_SUFFIXES, load, to_float
+from insightad_edge.preprocess import IMAGE_SUFFIXES, decode, load, to_float
 
 GOOD = "good"
 
@@ -72,11 +72,15 @@ def _labelled(split: Path, masks: Path) -> tuple[Sample, ...]:
     return tuple(samples)
 
 
+def mask_files(mask: Path) -> list[Path]:
+    """The files of one ground-truth mask: itself, or those of its folder (MVTec LOCO)."""
+    return list_images(mask) if mask.is_dir() else [mask]
+
+
 def read_mask(mask: Path) -> np.ndarray:
     """The defect region (bool, the image's size): a mask file's nonzero pixels, or the union of a folder's."""
-    files = list_images(mask) if mask.is_dir() else [mask]
     region = None
-    for file in files:
+    for file in mask_files(mask):
         try:
             pixels = to_float(load(file), 1)  # decoded as the edge decodes every image
         except ImageError as exc:
@@ -104,6 +108,21 @@ def load_dataset(root: Path) -> Dataset:
             f" (its subfolders {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''} are not read: put the "
             "good images in one folder, or in train/good of the MVTec layout)" if folders else ""))
     return Dataset(root, tuple(train), test, validation)
+
+
+def refuse_unreadable(paths: list[Path] | tuple[Path, ...], what: str) -> None:
+    """Every image decodes, checked before the work that needs them all: a fit would otherwise end on a corrupt file
+    when calibration first reads it, after its epochs. All that do not are named at once, to take out or replace."""
+    problems = []
+    for path in paths:
+        try:
+            decode(path)
+        except ImageError as exc:
+            problems.append(str(exc))
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise DataError(f"{len(problems)} of the {len(paths)} {what} cannot be used (take them out or replace them, "
+                        f"then run again): {shown}")
 
 
 def content_digest(path: Path) -> bytes:

@@ -21,7 +21,7 @@ from insightad_edge.errors import DataError
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode
 
-from .data import GOOD, content_digest, load_dataset, read_mask
+from .data import GOOD, content_digest, load_dataset, mask_files, read_mask, refuse_unreadable
 from .metrics import auroc, precision_recall_f1, roc_curve
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
     if not dataset.test:
         raise DataError(f"{data} has no test split (test/good, test/<defect>) to evaluate on")
     samples, copies = unseen(dataset)
+    refuse_unreadable([s.path for s in samples], "test images")
+    refuse_unreadable([f for s in samples if s.mask is not None for f in mask_files(s.mask)], "ground-truth masks")
     kinds = {sample.is_anomalous for sample in samples}
     if len(kinds) < 2:  # an AUROC compares the two: with one kind it is undefined, not a number to report
         raise DataError(f"{data}'s test split holds only {'defective' if kinds == {True} else 'good'} images: an evaluation "

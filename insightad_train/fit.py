@@ -28,7 +28,7 @@ from . import augment as augmentation
 from .anomalies import synthetic_validation
 from .calibrate import MIN_HOLDOUT, measure
 from .config import EXTENDABLE, FitConfig, saved_config
-from .data import copies_among, fingerprint, load_dataset
+from .data import copies_among, fingerprint, load_dataset, refuse_unreadable
 from .loss import HybridLoss
 from .model import AnomalyMapper, build_model
 from .preprocessing import derive_preprocess
@@ -112,7 +112,9 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
 
     ``arch`` "auto" fits the candidate recipes and keeps the best on synthetic defects (``search.py``).
     """
-    refuse_copies(load_dataset(Path(config.data)).train)
+    good = load_dataset(Path(config.data)).train
+    refuse_unreadable(good, "good images")
+    refuse_copies(good)
     if config.arch == "auto":
         from .search import search
 

@@ -149,6 +149,25 @@ def test_evaluate_refuses_a_test_split_of_one_kind(trained, mvtec, tmp_path):
     assert result.exit_code == 3 and "holds only defective images" in result.output
 
 
+def test_evaluate_names_unreadable_test_images_and_masks_before_scoring_any(trained, mvtec, tmp_path):
+    """A corrupt test image would end the evaluation halfway, or leaving it out would change the numbers: every
+    image and mask is read first, and those that do not decode are named together, no report written."""
+    from synthetic import corrupt_header_bmp
+
+    data = tmp_path / "damaged"
+    shutil.copytree(mvtec, data)
+    (data / "test" / "scratch" / "zzz.bmp").write_bytes(corrupt_header_bmp())  # the last to be scored
+    result = CliRunner().invoke(train, ["evaluate", str(trained), "--data", str(data), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 3 and "1 of the 9 test images cannot be used" in result.output, result.output
+    assert "zzz.bmp is not a readable image (its header is corrupt" in result.output
+    assert not (tmp_path / "r" / "report.json").exists()
+    (data / "test" / "scratch" / "zzz.bmp").unlink()
+    next((data / "ground_truth" / "scratch").iterdir()).write_bytes(b"")
+    result = CliRunner().invoke(train, ["evaluate", str(trained), "--data", str(data), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 3 and "1 of the 4 ground-truth masks cannot be used" in result.output, result.output
+    assert "_mask.png is empty (0 bytes)" in result.output
+
+
 def test_evaluate_refuses_a_file_that_is_not_a_model(mvtec, tmp_path):
     """Whatever its name, a file is taken as an exported model, and the edge's own check says why it is not one."""
     not_a_model = tmp_path / "model.bin"

@@ -113,6 +113,25 @@ def test_a_folder_of_copies_is_refused_and_a_few_copies_are_named(tmp_path, capl
     assert "4 of the 40 good images are exact copies" in caplog.text
 
 
+def test_unreadable_good_images_are_named_before_any_training(tmp_path):
+    """A corrupt file among the good images used to end a fit at calibration, after its epochs, naming only the
+    first; now every one that does not decode is named before the first epoch, to take out or replace."""
+    from synthetic import corrupt_header_bmp, part_image
+
+    folder = tmp_path / "good"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(30):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), part_image(rng, 64)[0])
+    (folder / "damaged.bmp").write_bytes(corrupt_header_bmp())
+    (folder / "cut.png").write_bytes((folder / "000.png").read_bytes()[:100])
+    for command in (["fit", "--epochs", "1", "--arch", "seed", "--image-size", "32"], ["augment"]):
+        result = CliRunner().invoke(train, [*command, "--data", str(folder), "--out", str(tmp_path / command[0])])
+        assert result.exit_code == 3 and "2 of the 32 good images cannot be used" in result.output, result.output
+        assert "damaged.bmp is not a readable image" in result.output and "cut.png is not a readable" in result.output
+        assert not any((tmp_path / command[0]).iterdir())  # nothing trained, nothing written
+
+
 def test_good_images_in_subfolders_of_a_plain_folder_are_named_not_silently_missing(tmp_path):
     """A camera that files its pictures by day: the refusal says where they are and what is read."""
     from insightad_train.data import DataError
