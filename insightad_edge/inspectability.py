@@ -10,10 +10,11 @@ refuse those.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from .metadata import Inspection, ModelMetadata, Preprocess
+from .metadata import Calibration, Inspection, ModelMetadata, Preprocess
 from .preprocess import FrameStats
 
 # One place for every margin: how far outside the training images' range a frame may still be judged.
@@ -45,6 +46,28 @@ def limits_from(stats: Sequence[FrameStats]) -> Inspection:
         border_max=None if border is None else float(min(1.0, border.max() + BORDER_MARGIN)),
         outside_max=float(min(1.0, values("outside").max() + OUTSIDE_MARGIN)),
     )
+
+
+def strays(stats: Sequence[FrameStats], meta: ModelMetadata) -> dict[int, list[str]]:
+    """The good images (by index) a model whose limits came from the rest would give no verdict, and why.
+
+    Limits span every image they come from, so one empty fixture or other part filed among the good images would
+    widen them until frames like it are judged. Each is found by leaving it out, round after round until no new one
+    is (a stray can hide a second that differs less from it than from the rest); never more than half of them.
+    """
+    found: dict[int, list[str]] = {}
+    while True:
+        kept = [i for i in range(len(stats)) if i not in found]
+        new = {}
+        for i in kept:
+            others = [stats[j] for j in kept if j != i]
+            judge = replace(meta, inspection=limits_from(others), calibration=Calibration.measured((), others))
+            why = problems(stats[i], judge)
+            if why:
+                new[i] = why
+        if not new or 2 * (len(found) + len(new)) > len(stats):
+            return found
+        found |= new
 
 
 def most_enlarged(spec: Preprocess) -> float:

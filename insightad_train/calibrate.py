@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.detector import run_pipeline
-from insightad_edge.inspectability import limits_from
+from insightad_edge.inspectability import limits_from, strays
 from insightad_edge.metadata import MIN_CALIBRATION_IMAGES, Calibration, ModelMetadata, Threshold, lone_top
 from insightad_edge.preprocess import decode, prepare
 
@@ -55,9 +55,21 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     Threshold: Youden's J on a validation split with defects when the data has one, else a quantile of the
     held-back good images' scores (with a validation split of good images only, as MVTec LOCO and 3D-AD ship,
     those count as held back too: never trained on). Limits and reference: the edge's own frame statistics of
-    every good image.
+    every good image but the strays (``inspectability.strays``), which set no threshold either.
     """
     base = dataclasses.replace(metadata, inspection=None, calibration=None)
+    spec = metadata.preprocess
+    stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
+    away = strays(stats, base)
+    if away:
+        named = "; ".join(f"{good[i]} ({'; '.join(why)})" for i, why in list(away.items())[:3])
+        log.warning("%d of the %d good images would get no verdict from a model whose limits came from the others: "
+                    "%s%s. They are left out of the inspection limits, the drift reference and the threshold, so the "
+                    "edge gives frames like them no verdict. If one shows no part, or another part, take it out and "
+                    "fit again; if it is a good part, more good images like it teach the model its kind", len(away),
+                    len(good), named, "; ..." if len(away) > 3 else "")
+        stats = [s for i, s in enumerate(stats) if i not in away]
+        holdout = [p for p in holdout if p not in {good[i] for i in away}]
     good_val = [s.path for s in validation if not s.is_anomalous]
     bad_val = [s.path for s in validation if s.is_anomalous]
     if not bad_val:  # good validation images alone are held back too
@@ -77,7 +89,5 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     if len(holdout) < MIN_CALIBRATION_IMAGES:
         log.warning("the threshold rests on %d held-back good images (fewer than %d): its false-reject rate is a "
                     "rough guess; more good images make it firm", len(holdout), MIN_CALIBRATION_IMAGES)
-    spec = metadata.preprocess
-    stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
     return dataclasses.replace(metadata, threshold=threshold, inspection=limits_from(stats),
                                calibration=Calibration.measured(holdout_scores, stats), schema_version=2)

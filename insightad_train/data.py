@@ -111,17 +111,23 @@ def load_dataset(root: Path) -> Dataset:
 
 
 def refuse_unreadable(paths: list[Path] | tuple[Path, ...], what: str) -> None:
-    """Every image decodes, checked before the work that needs them all: a fit would otherwise end on a corrupt file
-    when calibration first reads it, after its epochs. All that do not are named at once, to take out or replace."""
+    """Every image decodes, checked before the work that needs them all: leaving one out unsaid would change the
+    result, and meeting it halfway would end the work there."""
     problems = []
     for path in paths:
         try:
             decode(path)
         except ImageError as exc:
             problems.append(str(exc))
+    refuse(problems, len(paths), what)
+
+
+def refuse(problems: list[str], count: int, what: str) -> None:
+    """A DataError naming what is wrong with some of ``count`` images, all at once (the first three in words), when
+    anything is: the person fixes them in one go, then runs again."""
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise DataError(f"{len(problems)} of the {len(paths)} {what} cannot be used (take them out or replace them, "
+        raise DataError(f"{len(problems)} of the {count} {what} cannot be used (take them out or replace them, "
                         f"then run again): {shown}")
 
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from insightad_edge import __version__
-from insightad_edge.errors import DataError, ModelError
+from insightad_edge.errors import DataError, ImageError, ModelError
 from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
 from insightad_edge.preprocess import decode, lacks_colour, prepare_work, to_work
 
@@ -28,10 +28,10 @@ from . import augment as augmentation
 from .anomalies import synthetic_validation
 from .calibrate import MIN_HOLDOUT, measure
 from .config import EXTENDABLE, FitConfig, saved_config
-from .data import copies_among, fingerprint, load_dataset, refuse_unreadable
+from .data import copies_among, fingerprint, load_dataset, refuse
 from .loss import HybridLoss
 from .model import AnomalyMapper, build_model
-from .preprocessing import derive_preprocess
+from .preprocessing import derive_preprocess, partless
 
 log = logging.getLogger(__name__)
 ANALYSIS_SIZE = 256   # short side of the copies the preprocessing is chosen on
@@ -71,6 +71,21 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
     order = np.random.default_rng(seed).permutation(len(paths))
     held = sorted(paths[i] for i in order[:count])
     return [p for p in paths if p not in set(held)], held
+
+
+def refuse_unusable(paths: tuple[Path, ...], photometric: str) -> None:
+    """Every good image must decode and show a part, checked before any training: a corrupt file would end the run
+    at calibration, after its epochs, and a black frame or an empty fixture would end it unnamed (or, aligned on
+    noise, widen the crop); all that fail are named at once."""
+    problems, readable = [], []
+    for path in paths:
+        try:
+            readable.append((path, analysis_copy(decode(path))))
+        except ImageError as exc:
+            problems.append(str(exc))
+    empty = partless([gray for _, gray in readable], photometric)
+    problems += [f"{readable[i][0]} shows no part ({why})" for i, why in sorted(empty.items())]
+    refuse(problems, len(paths), "good images")
 
 
 def refuse_copies(paths: tuple[Path, ...]) -> None:
@@ -113,7 +128,7 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
     ``arch`` "auto" fits the candidate recipes and keeps the best on synthetic defects (``search.py``).
     """
     good = load_dataset(Path(config.data)).train
-    refuse_unreadable(good, "good images")
+    refuse_unusable(good, config.photometric)
     refuse_copies(good)
     if config.arch == "auto":
         from .search import search

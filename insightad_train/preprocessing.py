@@ -66,6 +66,26 @@ def derive_preprocess(images: list[np.ndarray], image_size: int, frame_size: tup
     return aligned(normalised, dark, align, base, image_size), why
 
 
+def partless(images: list[np.ndarray], photometric: str = "median_scale") -> dict[int, str]:
+    """The frames among ``images`` (gray, at one short side) in which the edge finds no part at all, by index, and
+    why: a black frame, or nothing standing out of a flat background (an empty fixture). A good image must show a
+    good part; with one of these among them no pose or extent can be measured."""
+    base = Preprocess(photometric=photometric, photometric_target=brightness_target(images))
+    found, normalised = {}, {}
+    for i, image in enumerate(images):
+        try:
+            normalised[i] = normalise_brightness(image, base)
+        except NotInspectable as exc:
+            found[i] = exc.reason
+    dark = _foreground_is_dark(list(normalised.values()))
+    for i, image in normalised.items():
+        try:
+            find_part(image, dark)
+        except NotInspectable as exc:
+            found[i] = exc.reason
+    return found
+
+
 def brightness_target(images: list[np.ndarray]) -> float:
     """The median gray level every image is scaled to: the images' own, raised for a dark scene until its
     bright end (99.5th percentile) reaches RANGE_FLOOR, so the model sees contrast in numbers it can learn from."""

@@ -159,3 +159,23 @@ def test_a_schema_1_model_scores_exactly_as_before(v1_model_path):
         got = [detector(image).score, detector(cv2.resize(image, (300, 300))).score]
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert detector.metadata.schema_version == 1 and detector.metadata.inspection is None
+
+
+def test_strays_among_the_good_images_are_found_even_when_one_hides_another(model_path):
+    """Two empty fixtures among the good images: left out one at a time, the emptier one still sees the other in
+    the limits; round after round both are found, and a set without strays gives none."""
+    from dataclasses import replace
+
+    from insightad_edge.inspectability import strays
+    from insightad_edge.preprocess import FrameStats
+
+    meta = replace(Detector(model_path).metadata, inspection=None, calibration=None)
+    rng = np.random.default_rng(8)
+    parts = [FrameStats(brightness=0.7, saturated=0.0, outside=0.0, sharpness=rng.uniform(0.010, 0.012), scale=1.0,
+                        contrast=rng.uniform(0.78, 0.82), part_share=1.0, part_area=rng.uniform(0.05, 0.06), border=0.0)
+             for _ in range(30)]
+    assert strays(parts, meta) == {}
+    empty = [replace(parts[0], contrast=contrast, sharpness=0.011, part_area=0.055) for contrast in (0.55, 0.62)]
+    found = strays([*parts, *empty], meta)
+    assert set(found) == {30, 31}
+    assert all("no clear part in view" in why[0] for why in found.values())
