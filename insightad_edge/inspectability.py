@@ -51,9 +51,10 @@ def limits_from(stats: Sequence[FrameStats]) -> Inspection:
 def strays(stats: Sequence[FrameStats], meta: ModelMetadata) -> dict[int, list[str]]:
     """The good images (by index) a model whose limits came from the rest would give no verdict, and why.
 
-    Limits span every image they come from, so one empty fixture or other part filed among the good images would
-    widen them until frames like it are judged. Each is found by leaving it out, round after round until no new one
-    is (a stray can hide a second that differs less from it than from the rest); never more than half of them.
+    Limits span every image they come from, so one empty fixture or other part filed among the good images widens
+    them until frames like it are judged; training names them. Each is found by leaving it out, round after round
+    until no new one is (a stray can hide a second that differs less from it than from the rest); never more than
+    half of them.
     """
     found: dict[int, list[str]] = {}
     while True:

@@ -55,21 +55,18 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     Threshold: Youden's J on a validation split with defects when the data has one, else a quantile of the
     held-back good images' scores (with a validation split of good images only, as MVTec LOCO and 3D-AD ship,
     those count as held back too: never trained on). Limits and reference: the edge's own frame statistics of
-    every good image but the strays (``inspectability.strays``), which set no threshold either.
+    every good image; those the others' limits would refuse (``inspectability.strays``) are named.
     """
     base = dataclasses.replace(metadata, inspection=None, calibration=None)
     spec = metadata.preprocess
     stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
     away = strays(stats, base)
-    if away:
+    if away:  # named, and kept: a rare good part (one of 40 screws touching the frame's edge) must stay judged
         named = "; ".join(f"{good[i]} ({'; '.join(why)})" for i, why in list(away.items())[:3])
         log.warning("%d of the %d good images would get no verdict from a model whose limits came from the others: "
-                    "%s%s. They are left out of the inspection limits, the drift reference and the threshold, so the "
-                    "edge gives frames like them no verdict. If one shows no part, or another part, take it out and "
-                    "fit again; if it is a good part, more good images like it teach the model its kind", len(away),
-                    len(good), named, "; ..." if len(away) > 3 else "")
-        stats = [s for i, s in enumerate(stats) if i not in away]
-        holdout = [p for p in holdout if p not in {good[i] for i in away}]
+                    "%s%s. The limits span them, so the edge judges frames like them: if one shows no part, another "
+                    "part or a part cut off, take it out and fit again; if it is a good part, keep it (more like it "
+                    "make the limits firm)", len(away), len(good), named, "; ..." if len(away) > 3 else "")
     good_val = [s.path for s in validation if not s.is_anomalous]
     bad_val = [s.path for s in validation if s.is_anomalous]
     if not bad_val:  # good validation images alone are held back too

@@ -132,12 +132,10 @@ def test_unreadable_good_images_are_named_before_any_training(tmp_path):
         assert not any((tmp_path / command[0]).iterdir())  # nothing trained, nothing written
 
 
-def test_a_frame_without_a_part_among_the_good_images_is_named_and_sets_no_limit(tmp_path, caplog):
-    """An empty fixture filed as good used to widen the inspection limits until empty fixtures were judged (and a
-    black frame ended the fit unnamed): a frame with nothing in it is refused by name, and a frame of background
-    noise, unlike every other good image, is named and left out of the limits, reference and threshold."""
-    from insightad_edge import Detector
-    from insightad_edge.errors import NotInspectable
+def test_a_frame_without_a_part_among_the_good_images_is_named(tmp_path, caplog):
+    """An empty fixture filed as good: a flat one (nothing in it) ended the fit unnamed, and is refused by name;
+    one in sensor noise widened the inspection limits until empty fixtures were judged, in silence, and is named
+    (kept: the same check finds a rare good part, one of 40 screws touching the frame's edge)."""
     from synthetic import background, part_image
 
     folder = tmp_path / "good"
@@ -151,17 +149,10 @@ def test_a_frame_without_a_part_among_the_good_images_is_named_and_sets_no_limit
     assert result.exit_code == 3 and "1 of the 31 good images cannot be used" in result.output, result.output
     assert "flat.png shows no part (no part found in the image: the frame looks empty)" in result.output
     (folder / "flat.png").unlink()
-    empty = background(rng, 64, 64).astype(np.uint8)
-    cv2.imwrite(str(folder / "empty.png"), empty)
-    run = tmp_path / "run"
-    assert CliRunner().invoke(train, ["fit", *tiny, "--out", str(run)]).exit_code == 0
+    cv2.imwrite(str(folder / "empty.png"), background(rng, 64, 64))
+    assert CliRunner().invoke(train, ["fit", *tiny, "--out", str(tmp_path / "run")]).exit_code == 0
     assert "1 of the 31 good images would get no verdict from a model whose limits came from the others" in caplog.text
     assert "empty.png (" in caplog.text
-    assert CliRunner().invoke(train, ["export", str(run), "--out", str(tmp_path / "m.onnx")]).exit_code == 0
-    detector = Detector(tmp_path / "m.onnx")
-    with pytest.raises(NotInspectable):  # the old limits, widened by it, judged it
-        detector(folder / "empty.png")
-    assert all(detector(folder / f"{i:03d}.png").score is not None for i in range(30))
 
 
 def test_good_images_in_subfolders_of_a_plain_folder_are_named_not_silently_missing(tmp_path):
