@@ -127,8 +127,9 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
         "from_the_defects": _from_the_defects(evidence) if has_masks else None,
         "at_threshold": {c: precision_recall_f1(labels, scores[c] > threshold) for c in CONDITIONS},
         "per_defect": {c: _per_defect(samples, scores[c], labels) for c in CONDITIONS},
-        "scores": [{"path": s.path.relative_to(dataset.root).as_posix(), "defect": s.defect,
-                    **{c: scores[c][i] for c in CONDITIONS}} for i, s in enumerate(samples)],
+        "scores": [{"path": s.path.relative_to(dataset.root).as_posix(), "defect": s.defect,  # null: no verdict
+                    **{c: scores[c][i] if np.isfinite(scores[c][i]) else None for c in CONDITIONS}}
+                   for i, s in enumerate(samples)],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -160,13 +161,17 @@ def _from_the_defects(evidence: list[tuple]) -> dict:
 
 
 def _per_defect(samples, scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Per defect type: how many, the judged images' score statistics (None when none was judged), how many got no
+    verdict, and the AUROC against the good images (no verdict counting as flagged)."""
     table = {}
     good = scores[~labels]
     for defect in sorted({s.defect for s in samples}, key=lambda d: (d != GOOD, d)):
         chosen = np.array([s.defect == defect for s in samples])
         values = scores[chosen]
-        table[defect] = {"n": int(chosen.sum()), "mean": float(values.mean()), "std": float(values.std()),
-                         "min": float(values.min()), "max": float(values.max()),
+        judged = values[np.isfinite(values)]
+        spread = ({"mean": float(judged.mean()), "std": float(judged.std()), "min": float(judged.min()),
+                   "max": float(judged.max())} if judged.size else dict.fromkeys(("mean", "std", "min", "max")))
+        table[defect] = {"n": int(chosen.sum()), **spread, "not_inspectable": int(values.size - judged.size),
                          "auroc_vs_good": None if defect == GOOD else
                          auroc(np.r_[np.zeros(len(good)), np.ones(len(values))], np.r_[good, values])}
     return table
@@ -202,10 +207,11 @@ def _plot_histograms(samples, scores: np.ndarray, threshold: float, path: Path) 
 
     defects = sorted({s.defect for s in samples}, key=lambda d: (d != GOOD, d))
     fig, axes = plt.subplots(len(defects), 1, figsize=(6, 1.3 * len(defects) + 0.8), sharex=True)
-    bins = np.linspace(scores.min(), scores.max(), 40)
+    judged = scores[np.isfinite(scores)]  # the frames that got no verdict are counted in the report, not drawn
+    bins = np.linspace(judged.min(), judged.max(), 40) if judged.size else 40
     for ax, defect in zip(np.atleast_1d(axes), defects):
         values = scores[[s.defect == defect for s in samples]]
-        ax.hist(values, bins=bins, color="tab:green" if defect == GOOD else "tab:red", alpha=0.8)
+        ax.hist(values[np.isfinite(values)], bins=bins, color="tab:green" if defect == GOOD else "tab:red", alpha=0.8)
         ax.axvline(threshold, color="k", ls="--", lw=1)
         ax.set_ylabel(defect, rotation=0, ha="right", fontsize=8)
     np.atleast_1d(axes)[-1].set_xlabel(f"score ({HONEST} inputs); dashed line: threshold {threshold:.4g}")
@@ -255,10 +261,11 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {condition} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
     for condition in (HONEST, "raw"):
         lines += ["", f"## Score per defect type ({condition} inputs)", "",
-                  "| defect | n | mean | std | min | max | AUROC vs good |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| defect | n | no verdict | mean | std | min | max | AUROC vs good |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for defect, r in report["per_defect"][condition].items():
             auc = "" if r["auroc_vs_good"] is None else f"{r['auroc_vs_good']:.3f}"
-            lines.append(f"| {defect} | {r['n']} | {r['mean']:.5f} | {r['std']:.5f} | {r['min']:.5f} | "
-                         f"{r['max']:.5f} | {auc} |")
+            spread = " | ".join("-" if r[k] is None else f"{r[k]:.5f}" for k in ("mean", "std", "min", "max"))
+            lines.append(f"| {defect} | {r['n']} | {r['not_inspectable']} | {spread} | {auc} |")
     lines += ["", "![ROC curve](roc.png)", "", "![Score histograms](histograms.png)", ""]
     return "\n".join(lines)

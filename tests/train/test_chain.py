@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -166,6 +167,33 @@ def test_evaluate_names_unreadable_test_images_and_masks_before_scoring_any(trai
     result = CliRunner().invoke(train, ["evaluate", str(trained), "--data", str(data), "--out", str(tmp_path / "r")])
     assert result.exit_code == 3 and "1 of the 4 ground-truth masks cannot be used" in result.output, result.output
     assert "_mask.png is empty (0 bytes)" in result.output
+
+
+def test_a_test_image_without_a_verdict_is_counted_not_averaged(trained, mvtec, tmp_path):
+    """An empty fixture in the test split gets no verdict (flagged, for the AUROC): the report counts it per defect
+    type, keeps it out of the score statistics and the histogram, and stays strict JSON (it wrote Infinity and NaN,
+    with numpy's warnings on stderr)."""
+    import warnings
+
+    from synthetic import background
+
+    data = tmp_path / "with_empty"
+    shutil.copytree(mvtec, data)
+    cv2.imwrite(str(data / "test" / "good" / "empty.png"), background(np.random.default_rng(9), 96, 96))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = invoke(train, "evaluate", trained, "--data", data, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+
+    def no_constants(name):
+        raise AssertionError(f"report.json holds {name}")
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=no_constants)
+    good = report["per_defect"]["equalised_scale"]["good"]
+    assert good["n"] == 5 and good["not_inspectable"] == 1 and np.isfinite(good["max"])
+    assert report["not_inspectable"]["equalised_scale"] == 1
+    assert next(row for row in report["scores"] if row["path"] == "test/good/empty.png")["equalised_scale"] is None
+    assert "| good | 5 | 1 |" in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_evaluate_refuses_a_file_that_is_not_a_model(mvtec, tmp_path):
