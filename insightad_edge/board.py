@@ -26,7 +26,8 @@ HOUR_S = 3600.0
 MINUTE_S = 60.0  # the last hour is tallied per minute: 60 small counts, however fast the line
 TALLIES = ("ok", "defect", "not_inspectable", "error", "skipped")
 PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
-SOURCE_STATES = {"opened": "live", "reopened": "live", "lost": "lost", "ended": "ended"}  # by event kind
+SOURCE_STATES = {"opened": "live", "reopened": "live", "resumed": "live", "lost": "lost", "stalled": "stalled",
+                 "ended": "ended"}  # by event kind
 
 
 class Board:
@@ -76,7 +77,8 @@ class Board:
         self._hour[-1][1]["skipped"] += skipped
 
     def source_event(self, kind: str, message: str, time_utc: str) -> None:
-        """A station's source opened, was lost, came back or ended (other events leave its state as it is)."""
+        """A station's source opened, was lost, came back or ended, or its loop stalled and moved again (other events
+        leave its state as it is)."""
         if kind in SOURCE_STATES:
             with self._lock:
                 self._source = {"state": SOURCE_STATES[kind], "since": time_utc, "message": message}
@@ -88,7 +90,7 @@ class Board:
 
     @property
     def source_state(self) -> str | None:
-        """``live``, ``lost`` or ``ended`` for a station's source; None for a server, which has none."""
+        """``live``, ``lost``, ``stalled`` or ``ended`` for a station's source; None for a server, which has none."""
         with self._lock:
             return None if self._source is None else self._source["state"]
 

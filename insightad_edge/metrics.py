@@ -54,7 +54,7 @@ class Metrics:
         """A station's source: up while it delivers (a server has no source, and no such gauge)."""
         if self.source_up is None:
             self.source_up = Gauge("insightad_source_up", "1 while the station's source delivers, 0 while it is "
-                                   "lost (or frozen) or has ended", registry=self.registry)
+                                   "lost (or frozen), its loop has stalled, or it has ended", registry=self.registry)
         self.source_up.set(1 if state == "live" else 0)
 
     def skipped(self, frames: int) -> None:

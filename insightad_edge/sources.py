@@ -33,6 +33,7 @@ RESTART_MARGIN_S = 60.0  # files written this long before an earlier station was
                          # by it, are judged on a restart too (a crash loses its last moments; clocks are coarse)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
 STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
+NEXT_WAIT_S = 0.5      # how long the station waits for a live source's next frame before it looks at Stop again
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,13 @@ Item = Union[Frame, Event]
 
 
 class Stop:
-    """A flag the sources check between frames: set it (from a signal handler) to end them cleanly."""
+    """A flag the sources check between frames: set it (from a signal handler) to end them cleanly; and the pulse
+    of the station's loop, which a source beats each time it turns (a folder's poll, each frame it hands over).
+    A loop that stops beating has stalled: a listing that hangs on a network share, or a sink that blocks."""
 
     def __init__(self):
         self._event = threading.Event()
+        self._alive_until = time.monotonic()
 
     def set(self) -> None:
         self._event.set()
@@ -74,6 +78,14 @@ class Stop:
 
     def wait(self, seconds: float) -> bool:
         return self._event.wait(seconds)
+
+    def beat(self, ahead_s: float = 0.0) -> None:
+        """The loop is turning now (and is, waiting on purpose, for ``ahead_s`` more)."""
+        self._alive_until = time.monotonic() + ahead_s
+
+    def quiet_s(self) -> float:
+        """Seconds since the loop last turned, waits it announced left out."""
+        return max(0.0, time.monotonic() - self._alive_until)
 
 
 def source_kind(source) -> str:
@@ -159,6 +171,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         since = last_active(name)  # None: no station watched this folder before
         cutoff_ns = None if since is None else int((since - RESTART_MARGIN_S) * 1e9)
         for path in there_before:
+            stop.beat()  # a folder of a hundred thousand files on a network share takes a while to look at
             if (signature := _signature(path)) is None:
                 continue
             if cutoff_ns is not None and signature[1] >= cutoff_ns and not seen(name, path):
@@ -172,6 +185,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     unreadable = False
     while not stop.is_set():
+        stop.beat()
         now, judging = time.monotonic(), 0.0  # judging: time spent by the consumer of the frames this poll yields
         changed = _signature(str(folder))
         if changed != listed[0] or now - listed[1] >= RELIST_S:  # files came or went, or a while has passed
@@ -181,6 +195,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 yield (Event("lost", name, f"cannot read {folder} (a network share gone?); waiting for it") if unreadable
                        else Event("reopened", name, f"{folder} can be read again"))
             if unreadable:
+                stop.beat(BACKOFF_S[0])
                 stop.wait(BACKOFF_S[0])
                 continue
             listed = (changed, now)
@@ -195,6 +210,9 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         window = judged[recheck:recheck + RECHECK_PER_POLL]
         recheck = recheck + RECHECK_PER_POLL if recheck + RECHECK_PER_POLL < len(judged) else 0
         for key in sorted({p for p in fresh if p not in done}.union(window, pending)):  # new, being written, rechecked
+            if stop.is_set():  # a burst of a thousand files is not judged to its end after Ctrl-C or systemctl stop
+                return
+            stop.beat()
             signature = _signature(key)
             if signature is None:  # gone again (a temporary file renamed away)
                 pending.pop(key, None)
@@ -221,7 +239,9 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
             handed = time.monotonic()
             yield Frame(name, key, image=image, path=Path(key))
             judging += time.monotonic() - handed
-        stop.wait(max(POLL_S, 2.0 * (time.monotonic() - now - judging)))  # the watch's own cost, not the model's
+        pause = max(POLL_S, 2.0 * (time.monotonic() - now - judging))  # the watch's own cost, not the model's
+        stop.beat(pause)
+        stop.wait(pause)
 
 
 def _listing(folder: Path) -> Optional[tuple[list[str], set[str]]]:
@@ -279,6 +299,7 @@ def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:
     index = 0
     try:
         while not stop.is_set():
+            stop.beat()
             read_at = time.perf_counter()
             ok, image = capture.read()
             if not ok:
@@ -447,7 +468,7 @@ class LatestFrameReader:
             self._capture.release()
             self._capture = None
 
-    def next(self, after: int, timeout: float = 0.5):
+    def next(self, after: int, timeout: float):
         """The newest frame delivered after number ``after``, or None; pending events come first."""
         with self._lock:
             self._lock.wait_for(lambda: self._events or (self._frame and self._frame[0] > after)
@@ -466,7 +487,8 @@ def live_frames(target, name: str, stop: Stop, stride: int = 1) -> Iterator[Item
     last = 0
     try:
         while not stop.is_set():
-            item = reader.next(last + stride - 1)
+            stop.beat(NEXT_WAIT_S)
+            item = reader.next(last + stride - 1, NEXT_WAIT_S)
             if item is None:
                 continue
             if isinstance(item, Event):

@@ -11,9 +11,11 @@ not judge "ok". The CLI adds the sinks: the inspection log, the evidence folder 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -23,10 +25,11 @@ from .config import SCORE_KEYS
 from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
-from .sources import Event, Frame, Stop, open_source, shown
+from .sources import Event, Frame, Stop, open_source, shown, source_kind
 
 log = logging.getLogger(__name__)
 ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
+STALL_S = 10.0  # a station loop that has not turned for this long has stalled: no healthy step takes a tenth of it
 
 
 @dataclass(frozen=True)
@@ -119,22 +122,26 @@ class Station:
                  emit: Callable[[Verdict], None] | None = None, on_event: Callable[[Event], None] | None = None):
         self.detector, self.monitor, self.log, self.evidence = detector, monitor, log, evidence
         self.emit, self.on_event = emit, on_event
-        self._level = "ok"
+        self._level, self._name = "ok", ""
 
     def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1) -> Counter:
-        """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped)."""
+        """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped). A stall of
+        the loop is an event (not for an iterable of frames, whose own loop may wait for a part as long as it likes)."""
         counts: Counter = Counter()
+        stop = stop or Stop()
+        self._name = shown(source)
         if self.log is not None:
-            self.log.event("start", f"watch {shown(source)} with {self.detector.path.name} "
+            self.log.event("start", f"watch {self._name} with {self.detector.path.name} "
                                     f"(sha256 {self.detector.sha256[:12]})")
         try:
-            for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
-                                 seen=None if self.log is None else self.log.seen,
-                                 last_active=None if self.log is None else self.log.last_active,
-                                 with_map=self.evidence is not None, on_event=self._event):
-                self._keep(verdict)
-                counts[verdict.status] += 1
-                counts["skipped"] += verdict.skipped
+            with stalls_reported(stop, lambda: self._name, self._event, source_kind(source) != "frames"):
+                for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
+                                     seen=None if self.log is None else self.log.seen,
+                                     last_active=None if self.log is None else self.log.last_active,
+                                     with_map=self.evidence is not None, on_event=self._event):
+                    self._keep(verdict)
+                    counts[verdict.status] += 1
+                    counts["skipped"] += verdict.skipped
         finally:
             if self.log is not None:
                 self.log.event("stop", summary_line(counts))
@@ -157,10 +164,41 @@ class Station:
             self.emit(verdict)
 
     def _event(self, event: Event) -> None:
+        self._name = event.source or self._name  # as the source names itself (a folder: its full path)
         if self.log is not None:
             self.log.event(event.kind, event.message, event.source)
         if self.on_event is not None:
             self.on_event(event)
+
+
+@contextmanager
+def stalls_reported(stop: Stop, name: Callable[[], str], report: Callable[[Event], None], watched: bool = True):
+    """While the block runs, say when the station's loop has not turned (``stop``'s pulse) for STALL_S, and when it
+    moves again: a listing hung on a network share, or a sink that blocks (a pipe nobody reads), would otherwise
+    leave the page showing a live source and its last verdict while no part is judged."""
+    finished = threading.Event()
+
+    def run() -> None:
+        stalled = False
+        while not finished.wait(min(1.0, STALL_S / 4)):
+            quiet = stop.quiet_s()
+            if (quiet >= STALL_S) == stalled:
+                continue
+            stalled = not stalled
+            report(Event("stalled", name(), f"the station has not moved for {quiet:.0f} s, no part is judged: a folder "
+                                            "on a hung network share, or an output that blocks (a full disk, a pipe "
+                                            "nobody reads)?") if stalled else
+                   Event("resumed", name(), "the station moves again"))
+
+    thread = threading.Thread(target=run, name="stall watch", daemon=True) if watched else None
+    if thread is not None:
+        thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        if thread is not None:
+            thread.join(timeout=1.0)  # one that is telling a blocked stderr of a stall must not hold the stop up
 
 
 def log_row(verdict: Verdict, detector: Detector, evidence: str | None) -> dict:

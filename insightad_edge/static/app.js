@@ -6,6 +6,7 @@ const keyFromHash = new URLSearchParams(location.hash.slice(1)).get("key");
 if (keyFromHash) localStorage.setItem("insightad-key", keyFromHash);
 const headers = localStorage.getItem("insightad-key") ? {"X-API-Key": localStorage.getItem("insightad-key")} : {};
 const LABELS = {ok: "OK", defect: "DEFECT", not_inspectable: "NO VERDICT", error: "ERROR"};
+const SOURCE_DOWN = {lost: "CAMERA LOST", stalled: "STATION STALLED", ended: "SOURCE ENDED"};
 const $ = (id) => document.getElementById(id);
 let shown = null;
 
@@ -61,7 +62,7 @@ function showLast(last, threshold) {
 function showSource(source) {
   const down = Boolean(source) && source.state !== "live";
   $("source").hidden = !down;
-  if (down) $("source").textContent = `${source.state === "lost" ? "CAMERA LOST" : "SOURCE ENDED"} since ${clock(source.since)}: ${source.message}`;
+  if (down) $("source").textContent = `${SOURCE_DOWN[source.state] || source.state.toUpperCase()} since ${clock(source.since)}: ${source.message}`;
   return down;
 }
 

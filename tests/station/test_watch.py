@@ -895,3 +895,68 @@ def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
         drift = connection.execute("SELECT message FROM events WHERE kind = 'drift' ORDER BY id").fetchall()
     assert drift and drift[-1][0].startswith("drift alarm") and "darker than any training image" in drift[-1][0]
     assert "drift: drift alarm" in done.stderr
+
+
+def test_a_station_that_stops_moving_says_so_on_its_page_and_in_its_log(model_path, tmp_path):
+    """A sink that blocks (`watch ... | consumer` and the consumer stops reading: a full pipe), like a listing hung
+    on a network share, leaves the loop stuck while the page showed a live source and its last green verdict.
+    Now the stall is an event after STALL_S: NO VERDICT on the page, source_up 0, in the log; and when the loop
+    moves again, it says so and judges every part."""
+    import urllib.request
+
+    from browser import open_page
+
+    from insightad_edge.station import STALL_S
+
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0")
+    base = announced_page(process)
+
+    def health_until(state: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while (found := json.loads(urllib.request.urlopen(base + "/health", timeout=10).read())["source"]) != state \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return found
+
+    try:
+        assert health_until("live", 30) == "live"
+        rng = np.random.default_rng(21)
+        image = cv2.imencode(".png", part_image(rng, 128)[0])[1].tobytes()
+        for i in range(600):  # about twice what the 64 KB pipe holds in JSON lines, which nobody reads yet
+            (folder / f"p{i:03d}.png").write_bytes(image)
+        assert health_until("stalled", STALL_S + 30) == "stalled"
+        with open_page(base + "/") as page:
+            page.wait_for_selector('[data-status="source_down"]')
+            assert "STATION STALLED since" in page.inner_text("#source")
+        assert "insightad_source_up 0.0" in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        rows = lines_until(process, 600, timeout=60)  # the reader comes back
+        assert health_until("live", 30) == "live"
+    finally:
+        _, err = stop(process)
+    assert len(rows) == 600 and len(rows_of(log)) == 600
+    assert "stalled: the station has not moved for" in err and "resumed: the station moves again" in err
+    kinds = events_of(log)
+    assert kinds.index("stalled") < kinds.index("resumed")
+
+
+def test_a_stop_in_a_burst_of_files_comes_at_once_and_the_rest_are_judged_after_a_restart(model_path, tmp_path):
+    """Two thousand files waiting at once (a station started on a full folder, or back after an hour down): Ctrl-C
+    or systemctl stop used to wait until every one was judged (systemd kills after 90 s); now it stops within the
+    next file, and the next station judges the files this one did not."""
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    image = cv2.imencode(".png", part_image(np.random.default_rng(22), 128)[0])[1].tobytes()
+    for i in range(2000):
+        (folder / f"p{i:04d}.png").write_bytes(image)
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--existing")
+    assert len(lines_until(process, 20)) == 20
+    stop(process)
+    judged = len(rows_of(log))
+    assert judged < 1000  # the 20 read and the few hundred the pipe held, not all 2000 (measured: 2000 before)
+    again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--existing")
+    assert len(lines_until(again, 2000 - judged, timeout=120)) == 2000 - judged
+    stop(again)
+    frames = [r["frame"] for r in rows_of(log)]
+    assert len(frames) == len(set(frames)) == 2000
