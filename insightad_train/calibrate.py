@@ -58,15 +58,6 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     every good image; those the others' limits would refuse (``inspectability.strays``) are named.
     """
     base = dataclasses.replace(metadata, inspection=None, calibration=None)
-    spec = metadata.preprocess
-    stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
-    away = strays(stats, base)
-    if away:  # named, and kept: a rare good part (one of 40 screws touching the frame's edge) must stay judged
-        named = "; ".join(f"{good[i]} ({'; '.join(why)})" for i, why in list(away.items())[:3])
-        log.warning("%d of the %d good images would get no verdict from a model whose limits came from the others: "
-                    "%s%s. The limits span them, so the edge judges frames like them: if one shows no part, another "
-                    "part or a part cut off, take it out and fit again; if it is a good part, keep it (more like it "
-                    "make the limits firm)", len(away), len(good), named, "; ..." if len(away) > 3 else "")
     good_val = [s.path for s in validation if not s.is_anomalous]
     bad_val = [s.path for s in validation if s.is_anomalous]
     if not bad_val:  # good validation images alone are held back too
@@ -86,5 +77,14 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     if len(holdout) < MIN_CALIBRATION_IMAGES:
         log.warning("the threshold rests on %d held-back good images (fewer than %d): its false-reject rate is a "
                     "rough guess; more good images make it firm", len(holdout), MIN_CALIBRATION_IMAGES)
+    spec = metadata.preprocess
+    stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
+    away = strays(stats, base)
+    if away:  # named, and kept: a rare good part (one of 40 screws touching the frame's edge) must stay judged
+        named = "; ".join(f"{good[i]} ({'; '.join(why)})" for i, why in list(away.items())[:3])
+        log.warning("%d of the %d good images would get no verdict from a model whose limits came from the others: "
+                    "%s%s. The limits span them, so the edge judges frames like them: if one shows no part, another "
+                    "part or a part cut off, take it out and fit again; if it is a good part, keep it (more like it "
+                    "make the limits firm)", len(away), len(good), named, "; ..." if len(away) > 3 else "")
     return dataclasses.replace(metadata, threshold=threshold, inspection=limits_from(stats),
                                calibration=Calibration.measured(holdout_scores, stats), schema_version=2)

@@ -75,8 +75,8 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
 
 def refuse_unusable(paths: tuple[Path, ...], photometric: str) -> None:
     """Every good image must decode and show a part, checked before any training: a corrupt file would end the run
-    at calibration, after its epochs, and a black frame or an empty fixture would end it unnamed (or, aligned on
-    noise, widen the crop); all that fail are named at once."""
+    at calibration, after its epochs, and a black frame or a flat empty fixture would end it unnamed; all that fail
+    are named at once."""
     problems, readable = [], []
     for path in paths:
         try:

@@ -70,6 +70,8 @@ def partless(images: list[np.ndarray], photometric: str = "median_scale") -> dic
     """The frames among ``images`` (gray, at one short side) in which the edge finds no part at all, by index, and
     why: a black frame, or nothing standing out of a flat background (an empty fixture). A good image must show a
     good part; with one of these among them no pose or extent can be measured."""
+    if not images:
+        return {}
     base = Preprocess(photometric=photometric, photometric_target=brightness_target(images))
     found, normalised = {}, {}
     for i, image in enumerate(images):
