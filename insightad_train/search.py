@@ -18,6 +18,7 @@ import logging
 import shutil
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,30 +49,31 @@ def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = 
     budget = SEARCH_MINUTES * 60.0 if time_budget_s is None else time_budget_s
     began, rows, first = time.monotonic(), [], None
     queue = [(arch, dataclasses.replace(config, arch=arch)) for arch in CANDIDATES]
-    while queue:
-        name, candidate = queue.pop(0)
-        folder = run / "candidates" / name
-        row = {"recipe": name, "arch": candidate.arch, "align": first.preprocess.align if first else None,
-               "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None, "model_ms": None,
-               "path_ms": None, "admissible": False, "too_slow": None, "not_trained": None}
-        metadata = _finished(folder, candidate)
-        reused = metadata is not None
-        left = budget - (time.monotonic() - began)
-        if metadata is None and first is not None:
-            row["model_ms"], row["not_trained"] = _precheck(candidate, config, first, folder, left, budget)
-            if row["not_trained"]:
-                log.info("%s not trained: %s", name, row["not_trained"])
-                rows.append(row)
+    with each_said_once("insightad_train.fit", "insightad_train.calibrate"):  # the candidates share the data
+        while queue:
+            name, candidate = queue.pop(0)
+            folder = run / "candidates" / name
+            row = {"recipe": name, "arch": candidate.arch, "align": first.preprocess.align if first else None,
+                   "synthetic_auroc": None, "by_kind": None, "caught_at_threshold": None, "model_ms": None,
+                   "path_ms": None, "admissible": False, "too_slow": None, "not_trained": None}
+            metadata = _finished(folder, candidate)
+            reused = metadata is not None
+            left = budget - (time.monotonic() - began)
+            if metadata is None and first is not None:
+                row["model_ms"], row["not_trained"] = _precheck(candidate, config, first, folder, left, budget)
+                if row["not_trained"]:
+                    log.info("%s not trained: %s", name, row["not_trained"])
+                    rows.append(row)
+                    continue
+            if metadata is None:
+                metadata = fit_one(candidate, folder, time_budget_s=max(left, 0.0), **fit_options)
+            if metadata is None:  # stopped inside this candidate's epochs: its checkpoint waits for the next run
+                rows.append({**row, "not_trained": "stopped by the time budget: run again to go on"})
                 continue
-        if metadata is None:
-            metadata = fit_one(candidate, folder, time_budget_s=max(left, 0.0), **fit_options)
-        if metadata is None:  # stopped inside this candidate's epochs: its checkpoint waits for the next run
-            rows.append({**row, "not_trained": "stopped by the time budget: run again to go on"})
-            continue
-        if first is None and config.align == "auto" and metadata.preprocess.align != "none":
-            queue.append((f"{UNALIGNED}-unaligned", dataclasses.replace(config, arch=UNALIGNED, align="none")))
-        first = first or metadata
-        rows.append({**row, "align": metadata.preprocess.align, **_measure(folder, metadata, row["model_ms"], reused)})
+            if first is None and config.align == "auto" and metadata.preprocess.align != "none":
+                queue.append((f"{UNALIGNED}-unaligned", dataclasses.replace(config, arch=UNALIGNED, align="none")))
+            first = first or metadata
+            rows.append({**row, "align": metadata.preprocess.align, **_measure(folder, metadata, row["model_ms"], reused)})
     trained = [r for r in rows if r["synthetic_auroc"] is not None]
     if not trained:
         return None
@@ -84,6 +86,27 @@ def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = 
         shutil.copy2(run / "candidates" / best["recipe"] / name, run / name)
     log.info("kept %s: synthetic-defect AUROC %.3f", best["recipe"], best["synthetic_auroc"])
     return ModelMetadata.from_json((run / "metadata.json").read_text())
+
+
+@contextmanager
+def each_said_once(*loggers: str):
+    """Each message of these loggers once while the block runs: what fitting says of the data (a stray image, few
+    held-back images) would otherwise be said again for every candidate."""
+    said: set[str] = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        new = message not in said
+        said.add(message)
+        return new
+
+    for name in loggers:
+        logging.getLogger(name).addFilter(first_time)
+    try:
+        yield
+    finally:
+        for name in loggers:
+            logging.getLogger(name).removeFilter(first_time)
 
 
 def table(run: Path) -> list[str]:

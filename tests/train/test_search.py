@@ -25,8 +25,9 @@ def recipes(rows):
     return list(CANDIDATES) + ([f"{UNALIGNED}-unaligned"] if aligned else [])
 
 
-def test_auto_tables_every_candidate_and_keeps_the_best_admissible(mvtec, tmp_path):
+def test_auto_tables_every_candidate_and_keeps_the_best_admissible(mvtec, tmp_path, caplog):
     rows, output = fit_auto(mvtec, tmp_path / "run")
+    assert caplog.text.count("the threshold rests on 10 held-back good images") == 1  # of the data: said once
     assert rows[0]["align"] != "none"  # the widget is aligned: the unaligned patch scorer is tried too
     assert [r["recipe"] for r in rows] == recipes(rows)
     assert rows[-1]["align"] == "none" and rows[-1]["arch"] == UNALIGNED
