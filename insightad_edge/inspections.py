@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import os
 import queue
 import re
 import sqlite3
@@ -20,6 +21,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there a log is not claimed
+    fcntl = None
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -111,6 +117,25 @@ def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> 
     return connection
 
 
+def claim(path: Path) -> int:
+    """A file descriptor of the log holding an exclusive ``flock`` on it while this station runs; the system drops
+    it with the process (a crash, ``kill -9``). Two stations logging into one file, on one folder, would judge each
+    part twice and count it twice, in silence; the second is refused (ValueError) before its line starts. flock
+    leaves SQLite's own locks (fcntl's) alone."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # an empty file is a new database to SQLite
+    if fcntl is None:
+        return descriptor
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ValueError(f"another station is logging to {path}: a log keeps one station's verdicts (stop that "
+                         "one first, or give this one its own --log)") from None
+    except OSError as exc:  # a file system without flock: the log works, unclaimed
+        log.warning("cannot claim %s for this station alone (%s)", path, exc.strerror or exc)
+    return descriptor
+
+
 class InspectionLog:
     """Append verdicts and events from any thread; one writer thread commits them in small transactions.
 
@@ -123,7 +148,12 @@ class InspectionLog:
 
     def __init__(self, path: Path, keep_days: float | None = None):
         self.path, self.keep_days = Path(path), keep_days
-        self._writer = connect(self.path, any_thread=True)  # opened now, so a bad path fails before the line starts
+        self._claim = claim(self.path)  # before SQLite opens it: closing a foreign handle would drop SQLite's locks
+        try:
+            self._writer = connect(self.path, any_thread=True)  # opened now: a bad path fails before the line starts
+        except BaseException:
+            os.close(self._claim)
+            raise
         self.unwritten, self._holding = 0, False
         self.held = 0  # records waiting in memory because the file cannot take them now (a full disk, a lock)
         self._queue: queue.Queue = queue.Queue()
@@ -154,10 +184,11 @@ class InspectionLog:
         return max((datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in times), default=None)
 
     def close(self) -> None:
-        """Write everything queued, then stop the writer."""
+        """Write everything queued, then stop the writer; the claim goes last, once SQLite has closed the file."""
         self._queue.put(None)
         self._thread.join()
         self._reader.close()
+        os.close(self._claim)
 
     def _write(self) -> None:
         connection = self._writer

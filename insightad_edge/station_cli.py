@@ -111,7 +111,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
                                                           None if no_log else log_path)
     try:
         inspection_log = None if no_log else InspectionLog(log_path, keep_days=log_keep_days)
-    except (sqlite3.Error, ValueError) as exc:  # not a log, a newer one, or no room for it: before the line starts
+    except (sqlite3.Error, ValueError, OSError) as exc:  # not a log, a newer one, no room, another station's: first
         click.echo(f"Error: cannot keep the inspection log at {log_path}: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     if inspection_log is not None:

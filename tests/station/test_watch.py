@@ -960,3 +960,35 @@ def test_a_stop_in_a_burst_of_files_comes_at_once_and_the_rest_are_judged_after_
     stop(again)
     frames = [r["frame"] for r in rows_of(log)]
     assert len(frames) == len(set(frames)) == 2000
+
+
+def test_a_second_station_on_the_same_log_is_refused_before_its_line_starts(model_path, tmp_path):
+    """A systemd station and one started by hand on the same folder and log judged each part twice and logged it
+    twice, in silence (5 parts, 10 rows). The log is claimed by its station (flock, dropped with the process even
+    on kill -9): the second is refused, and a station after the first one's end, however it ended, starts."""
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    first = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    try:
+        while "logging every verdict to" not in (line := first.stderr.readline()):  # the claim is taken by now
+            assert line, "the first station ended"
+        second = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 2 and out == "", err
+        assert f"another station is logging to {log}" in err
+        rng = np.random.default_rng(23)
+        time.sleep(1.0)
+        for i in range(5):
+            cv2.imwrite(str(folder / f"p{i}.png"), part_image(rng, 128)[0])
+        assert len(lines_until(first, 5)) == 5
+    finally:
+        first.kill()  # kill -9: the system drops the claim
+        first.wait(timeout=30)
+    logged = len(rows_of(log))  # kill -9 takes back the last quarter second: those parts are judged again below
+    third = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    time.sleep(1.0)
+    cv2.imwrite(str(folder / "p5.png"), part_image(np.random.default_rng(24), 128)[0])
+    assert len(lines_until(third, 6 - logged)) == 6 - logged
+    stop(third)
+    frames = [r["frame"] for r in rows_of(log)]
+    assert len(frames) == len(set(frames)) == 6
