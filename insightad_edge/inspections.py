@@ -136,6 +136,10 @@ def claim(path: Path) -> int:
     return descriptor
 
 
+NEW_LOG = ("the log file was deleted or moved away while the station ran: a new one starts here (a moved file keeps "
+           "every verdict until then; a deleted one takes them with it)")
+
+
 class InspectionLog:
     """Append verdicts and events from any thread; one writer thread commits them in small transactions.
 
@@ -188,10 +192,10 @@ class InspectionLog:
         self._queue.put(None)
         self._thread.join()
         self._reader.close()
-        os.close(self._claim)
+        if self._claim is not None:  # None: the file went away and no new one could be made
+            os.close(self._claim)
 
     def _write(self) -> None:
-        connection = self._writer
         held: list[tuple[str, tuple]] = []  # records the file could not take yet
         retry_at, closing = 0.0, False
         prune_at, pruned = (time.monotonic() if self.keep_days else math.inf), 0
@@ -203,14 +207,14 @@ class InspectionLog:
             # the writer must outlive any surprise: dead, it would leave every later verdict unlogged, uncounted
             if held and (closing or time.monotonic() >= retry_at):
                 try:
-                    held = self._store(connection, held)
+                    held = self._store(held)
                 except Exception:  # not the file's refusal (_store holds those): kept, and tried again
                     log.exception("could not write to %s; the verdicts are held", self.path)
                 retry_at = time.monotonic() + RETRY_S if held else 0.0  # a file that refused is given a rest
                 self.held = len(held)
             if not held and not closing and time.monotonic() >= prune_at:
                 try:
-                    deleted, horizon = self._prune(connection)
+                    deleted, horizon = self._prune(self._writer)
                 except Exception:
                     log.exception("could not delete old verdicts from %s", self.path)
                     deleted, horizon = 0, ""
@@ -223,7 +227,42 @@ class InspectionLog:
         if held:
             self.unwritten += len(held)
             log.error("%d verdicts and events never reached %s", len(held), self.path)
-        connection.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def _still_there(self) -> bool:
+        """Whether the file at the log's path is still the one this station writes: an operator may delete it (to
+        free the disk, which it does not while the station holds it) or move it away (to keep a month apart)."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._claim)
+        return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _start_anew(self) -> None:
+        """A new log at the path, once the old file is let go complete: its write-ahead log is emptied into it, so
+        a moved file holds every verdict until now, and the new file does not meet the old one's WAL. What cannot be
+        opened raises, and the verdicts are held until it can (the station's reader waits meanwhile)."""
+        with self._reader_lock:
+            if self._writer is not None:
+                try:
+                    self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    log.warning("the old log file could not take its last verdicts (%s)", exc)
+                self._writer.close()
+                self._reader.close()
+                os.close(self._claim)
+                self._writer = self._claim = None
+            descriptor = claim(self.path)
+            try:
+                self._writer, self._reader = connect(self.path, any_thread=True), connect(self.path, any_thread=True)
+            except BaseException:
+                os.close(descriptor)
+                self._writer = None
+                raise
+            self._claim = descriptor
+        log.warning("%s: %s", self.path, NEW_LOG)
 
     def _prune(self, connection: sqlite3.Connection) -> tuple[int, str]:
         """Delete up to PRUNE_BATCH verdicts older than the retention period: (how many, the horizon)."""
@@ -253,11 +292,15 @@ class InspectionLog:
                 break
         return batch
 
-    def _store(self, connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
-        """Commit the items; what the file cannot take now comes back, to be held (past MAX_HELD the oldest are lost)."""
+    def _store(self, items: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
+        """Commit the items, in a new file at the path if the old one went away; what the file cannot take now comes
+        back, to be held (past MAX_HELD the oldest are lost)."""
         try:
-            _commit(connection, items)
-        except sqlite3.OperationalError as exc:  # the file, not the records: hold them and try again
+            if self._writer is None or not self._still_there():
+                self._start_anew()
+                items = [(INSERT["events"], (utc_now(), "new_log", None, NEW_LOG)), *items]
+            _commit(self._writer, items)
+        except (sqlite3.OperationalError, OSError, ValueError) as exc:  # the file, not the records: hold, try again
             if not self._holding:
                 log.warning("cannot write to %s (%s): holding verdicts in memory, retrying every %g s", self.path, exc,
                             RETRY_S)
@@ -269,7 +312,7 @@ class InspectionLog:
         except sqlite3.Error:  # one bad record must not cost the others: write them one by one
             for item in items:
                 try:
-                    _commit(connection, [item])
+                    _commit(self._writer, [item])
                 except sqlite3.Error:
                     self.unwritten += 1
                     log.exception("could not write %s to %s", item[1], self.path)

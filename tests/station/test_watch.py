@@ -992,3 +992,70 @@ def test_a_second_station_on_the_same_log_is_refused_before_its_line_starts(mode
     stop(third)
     frames = [r["frame"] for r in rows_of(log)]
     assert len(frames) == len(set(frames)) == 6
+
+
+def test_a_log_moved_away_or_deleted_while_the_station_runs_starts_anew_at_its_path(model_path, tmp_path):
+    """Deleted (to free a full disk, which it does not while the station holds it) or moved away (to keep a month
+    apart), the log went on receiving every verdict in a file nobody could open any more, in silence. Now the
+    station starts a new log at its path at once, says so there and on stderr, and the moved file keeps its own."""
+    folder, log, kept = tmp_path / "incoming", tmp_path / "line.db", tmp_path / "november.db"
+    folder.mkdir()
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    rng = np.random.default_rng(25)
+
+    def parts(names):
+        for name in names:
+            cv2.imwrite(str(folder / name), part_image(rng, 128)[0])
+        assert len(lines_until(process, len(names))) == len(names)
+        time.sleep(0.5)  # two commits: the verdicts are in the file
+
+    try:
+        time.sleep(1.0)
+        parts(["a0.png", "a1.png"])
+        log.rename(kept)
+        parts(["b0.png", "b1.png"])
+        log.unlink()
+        parts(["c0.png"])
+    finally:
+        _, err = stop(process)
+    assert err.count("a new one starts here") == 2
+    assert [Path(r["frame"]).name for r in rows_of(kept)] == ["a0.png", "a1.png"]
+    assert [Path(r["frame"]).name for r in rows_of(log)] == ["c0.png"]
+    assert events_of(log)[0] == "new_log" and events_of(log)[-1] == "stop"
+    with sqlite3.connect(kept) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_log_that_cannot_start_anew_holds_the_verdicts_until_it_can(tmp_path, monkeypatch):
+    """The log moved away and its path taken (here by a folder): the verdicts wait in memory, counted, and reach
+    the new file once the path is free; the moved file holds what it had, whole."""
+    from insightad_edge import inspections
+
+    monkeypatch.setattr(inspections, "RETRY_S", 0.2)
+    path = tmp_path / "line.db"
+    writer = inspections.InspectionLog(path)
+    writer.event("start", "before the move")
+    deadline = time.monotonic() + 10
+    while not rows_of_events(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    path.rename(tmp_path / "moved.db")
+    path.mkdir()
+    for i in range(5):
+        writer.record({"time": f"2026-11-30T08:00:0{i}.000Z", "source": "cam", "frame": str(i), "status": "ok",
+                       "model": "m.onnx", "model_sha256": "abc"})
+    while writer.held < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.held == 5
+    path.rmdir()
+    while writer.held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.close()
+    assert writer.unwritten == 0 and [r["frame"] for r in rows_of(path)] == ["0", "1", "2", "3", "4"]
+    assert events_of(path) == ["new_log"] and events_of(tmp_path / "moved.db") == ["start"]
+
+
+def rows_of_events(log: Path) -> list[str]:
+    try:
+        return events_of(log)
+    except sqlite3.OperationalError:  # the schema is not committed yet
+        return []
