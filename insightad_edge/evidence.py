@@ -98,12 +98,21 @@ class Evidence:
         the station waiting to queue its next frame, and the line would stop being judged."""
         while (item := self._queue.get()) is not None:
             try:
+                self._made_again()
                 self._enforce_budget()  # room first: a budget gives up old evidence before the disk fills
                 self._store(*item)
                 self._enforce_budget()
             except Exception:  # not a frame's failure (those are counted in _store): the budget's, say
                 log.exception("the evidence writer hit a problem; it goes on")
             self._progress = monotonic()
+
+    def _made_again(self) -> None:
+        """The folder, taken away by hand while the station runs (a cleanup), is made again and counted from zero:
+        every later frame's evidence would otherwise fail, and the budget count what is no longer there."""
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._total, self._oldest = 0, deque()
+            log.warning("the evidence folder %s was taken away while the station ran: made again", self.folder)
 
     def _store(self, relative: str, image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> None:
         target = self.folder / relative

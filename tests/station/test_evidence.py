@@ -223,3 +223,23 @@ def test_evidence_that_could_not_be_written_is_on_the_page_for_an_hour_after_the
         assert page.board.summary()["trouble"] == [] and b"insightad_evidence_failed 1.0" in page.metrics.text()
     finally:
         page.close()
+
+
+def test_an_evidence_folder_taken_away_while_the_station_runs_is_made_again(model_path, tmp_path):
+    """A cleanup deletes the evidence folder of a running station: every later frame's evidence failed (and with
+    a budget, the writer stumbled over the missing folder at each frame). Now the folder is made again."""
+    import shutil
+
+    from insightad_edge.evidence import Evidence
+
+    folder = tmp_path / "evidence"
+    evidence = Evidence(folder, max_bytes=10_000_000, save_all=True)
+    image = part_image(np.random.default_rng(26), 128)[0]
+    first = evidence.keep("2026-11-30T08:00:00.000Z", "a", "ok", image, None, 1.0)
+    deadline = time.monotonic() + 10
+    while not (folder / first).is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(folder)
+    later = [evidence.keep(f"2026-11-30T08:00:0{i}.000Z", str(i), "ok", image, None, 1.0) for i in range(1, 4)]
+    evidence.close()
+    assert evidence.failed == 0 and all((folder / relative).is_file() for relative in later)
