@@ -9,6 +9,7 @@ else of the user's.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -97,14 +98,19 @@ class Evidence:
         """The writer thread. It must outlive whatever a disk or a person does to the folder: dead, it would leave
         the station waiting to queue its next frame, and the line would stop being judged."""
         while (item := self._queue.get()) is not None:
-            try:
-                self._made_again()
-                self._enforce_budget()  # room first: a budget gives up old evidence before the disk fills
-                self._store(*item)
-                self._enforce_budget()
-            except Exception:  # not a frame's failure (those are counted in _store): the budget's, say
-                log.exception("the evidence writer hit a problem; it goes on")
+            self._tend()  # room first: a budget gives up old evidence before the disk fills
+            self._store(*item)  # written, or counted as failed: whatever the folder's trouble, never neither
+            self._tend()
             self._progress = monotonic()
+
+    def _tend(self) -> None:
+        """The folder made again if it was taken away, and kept within its budget; a problem there is logged and
+        left for the next frame, which is written or counted all the same."""
+        try:
+            self._made_again()
+            self._enforce_budget()
+        except Exception:
+            log.exception("the evidence folder's upkeep hit a problem; the writer goes on")
 
     def _made_again(self) -> None:
         """The folder, taken away by hand while the station runs (a cleanup), is made again and counted from zero:
@@ -127,16 +133,16 @@ class Evidence:
             for path, picture in pictures:
                 _write_whole(path, picture)
         except Exception as exc:  # a full disk, say: no truncated file stays behind, and the writer goes on
-            for path in (target, overlay, _partial(target), _partial(overlay)):
-                if path.is_file():
-                    path.unlink()
             self._count_failed(1)
+            for path in (target, overlay, _partial(target), _partial(overlay)):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
             expected = isinstance(exc, (OSError, ValueError))  # no room, no permission, a frame PNG cannot hold
             if self.failed == 1 or self.failed % 100 == 0 or not expected:
                 log.error("could not write evidence %s (%s): %d frames without evidence so far", target,
                           getattr(exc, "strerror", None) or exc, self.failed, exc_info=not expected)
             return
-        self._total += sum(path.stat().st_size for path, _ in pictures)
+        self._total += sum(path.stat().st_size for path, _ in pictures if path.is_file())  # one taken away at once
 
     def _short_of_room(self) -> bool:
         return shutil.disk_usage(self.folder).free < self.min_free
