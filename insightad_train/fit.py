@@ -73,6 +73,22 @@ def split_holdout(paths: tuple[Path, ...], fraction: float, seed: int) -> tuple[
     return [p for p in paths if p not in set(held)], held
 
 
+def refuse_other_data(run: Path, data: str) -> None:
+    """A run folder is one set of good images' (DATA's fingerprint): continued on images added since, its held-back
+    split would move onto images it trained on, and the threshold be calibrated on them; its finished candidates
+    would be reused as if trained on the new ones. Checked before anything in RUN changes."""
+    for folder in (run, *sorted(run.glob("candidates/*"))):
+        if (folder / "metadata.json").is_file():
+            there = ModelMetadata.from_json((folder / "metadata.json").read_text()).data_fingerprint
+        elif (folder / "checkpoint.pt").is_file():
+            there = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True).get("data")
+        else:
+            continue
+        if there and there != data:  # none recorded: a run from before fingerprints, read as it ran
+            raise ValueError(f"{run} holds a run on other good images (data {there} there, {data} now): its held-back "
+                             "images would no longer be ones it never trained on; use a new --out folder")
+
+
 def refuse_unusable(paths: tuple[Path, ...], photometric: str) -> None:
     """Every good image must decode and show a part, checked before any training: a corrupt file would end the run
     at calibration, after its epochs, and a black frame or a flat empty fixture would end it unnamed; all that fail
@@ -128,6 +144,7 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
     ``arch`` "auto" fits the candidate recipes and keeps the best on synthetic defects (``search.py``).
     """
     good = load_dataset(Path(config.data)).train
+    refuse_other_data(run, fingerprint(good))
     refuse_unusable(good, config.photometric)
     refuse_copies(good)
     if config.arch == "auto":
@@ -146,6 +163,7 @@ def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s
     train_paths, holdout_paths = split_holdout(dataset.train, config.holdout, config.seed)
     log.info("%d good images: %d to train on, %d held back to calibrate", len(dataset.train), len(train_paths),
              len(holdout_paths))
+    data = fingerprint(dataset.train)
     state = load_checkpoint(run, config)
     if state is None:
         spec, choices = choose_preprocess(config, train_paths)
@@ -155,11 +173,11 @@ def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     log.info("preprocessing: %s", spec)
     works = [to_work(decode(p, spec.channels), spec) for p in train_paths]
-    model = train(config, spec, works, state, run, torch_device, time_budget_s, progress)
+    model = train(config, spec, works, state, run, torch_device, time_budget_s, progress, data)
     if model is None:
         return None
     mapper = finish_mapper(config, spec, model, works, torch_device)
-    metadata = describe(config, spec, dataset, TorchInfer(mapper, torch_device), holdout_paths)
+    metadata = describe(config, spec, dataset, TorchInfer(mapper, torch_device), holdout_paths, data)
     validation = synthetic_validation(metadata, TorchInfer(mapper, torch_device), holdout_paths, config.seed)
     (run / "validation.json").write_text(json.dumps(validation, indent=1))
     torch.save(mapper.cpu().state_dict(), run / "model.pt")
@@ -246,7 +264,7 @@ def learning_rate(config: FitConfig, epoch: int) -> float:
 
 
 def train(config: FitConfig, spec: Preprocess, works: list[np.ndarray], state: dict | None, run: Path,
-          device: torch.device, time_budget_s: float | None, progress: bool):
+          device: torch.device, time_budget_s: float | None, progress: bool, data: str):
     """The training epochs (from the checkpoint's, if any); the autoencoder, or None when the budget ran out."""
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -274,7 +292,7 @@ def train(config: FitConfig, spec: Preprocess, works: list[np.ndarray], state: d
         log.info("epoch %d: loss %.5f, %.1f s", epoch + 1, history[-1]["loss"], history[-1]["seconds"])
         _save_atomic({"config": dataclasses.asdict(config), "preprocess": dataclasses.asdict(spec),
                       "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                      "epoch": epoch, "history": history}, run / "checkpoint.pt")
+                      "epoch": epoch, "history": history, "data": data}, run / "checkpoint.pt")
         (run / "history.json").write_text(json.dumps(history, indent=1))
         if time_budget_s is not None and time.monotonic() - began > time_budget_s and epoch + 1 < config.epochs:
             log.warning("time budget spent after epoch %d of %d; resume with the same command", epoch + 1,
@@ -345,12 +363,12 @@ def standardised(config: FitConfig) -> bool:
     return config.pixel_stats and config.arch != "patchknn"
 
 
-def describe(config: FitConfig, spec: Preprocess, dataset, infer, holdout: list[Path]) -> ModelMetadata:
+def describe(config: FitConfig, spec: Preprocess, dataset, infer, holdout: list[Path], data: str) -> ModelMetadata:
     """The model's contract: preprocessing, score, threshold, inspection limits and drift reference."""
     metadata = ModelMetadata(
         preprocess=spec, score=Score(blur_sigma=config.blur_sigma, border=config.score_border,
                                      pixel_standardised=standardised(config)),
-        arch=config.arch, category=dataset.category, data_fingerprint=fingerprint(dataset.train),
+        arch=config.arch, category=dataset.category, data_fingerprint=data,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         package_version=__version__)
     return measure(metadata, infer, dataset.train, holdout, dataset.validation, config.threshold_quantile)

@@ -244,6 +244,30 @@ def test_more_epochs_continue_a_finished_run(mvtec, tmp_path):
     assert_same_weights(tmp_path / "straight", tmp_path / "extended")
 
 
+def test_a_run_folder_refuses_to_go_on_with_other_good_images(mvtec, tmp_path):
+    """Images added to DATA between `fit --epochs 1` and `fit --epochs 2` went on in silence: the held-back split
+    moved onto images epoch 1 had trained on, and the threshold was calibrated on them. Now the run is refused
+    (exit 2) before anything in the run folder changes, a search's as well (its finished candidates would have
+    been reused as if trained on the new images)."""
+    from synthetic import part_image
+
+    data = tmp_path / "widget"
+    shutil.copytree(mvtec, data)
+    one = ["fit", "--data", data, "--out", tmp_path / "run", "--arch", "bottleneck", "--device", "cpu", *TINY]
+    assert invoke(train, *one, "--epochs", "1").exit_code == 0
+    auto = ["fit", "--data", data, "--out", tmp_path / "auto", "--device", "cpu", *TINY]
+    assert invoke(train, *auto, "--epochs", "1").exit_code == 0
+    rng = np.random.default_rng(27)
+    for i in range(5):
+        cv2.imwrite(str(data / "train" / "good" / f"added_{i}.png"), part_image(rng, 96)[0])
+    for command, run in ((one, "run"), (auto, "auto")):
+        before = sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / run).rglob("*"))
+        refused = invoke(train, *command, "--epochs", "2")
+        assert refused.exit_code == 2 and "holds a run on other good images" in refused.output, refused.output
+        assert sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / run).rglob("*")) == before  # nothing touched
+    assert invoke(train, *one[:4], tmp_path / "new", *one[5:], "--epochs", "2").exit_code == 0
+
+
 def test_a_run_folder_refuses_another_configuration(mvtec, tmp_path):
     config = FitConfig(data=str(mvtec), arch="bottleneck", image_size=32, epochs=1, batch_size=4)
     fit(config, tmp_path / "run", progress=False)
