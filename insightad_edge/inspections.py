@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS inspections_source_frame ON inspections (source, fram
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
-    kind TEXT NOT NULL,                 -- start, stop, opened, lost, reopened, ended, drift, pruned, unwatched
+    kind TEXT NOT NULL,                 -- start, stop, opened, lost, reopened, ended, drift, pruned, unwatched, ...
     source TEXT,
     message TEXT NOT NULL
 );

@@ -162,7 +162,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     from .preprocess import load
 
     name = str(folder)
-    images, subfolders = _listing(folder) or ([], set())
+    images, subfolders, others = _listing(folder) or ([], set(), {})
     there_before = set(images)  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
@@ -182,6 +182,9 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 + (f" (and {missed} that came while no station watched it)" if missed else ""))
     if holding := {sub for sub in subfolders if _holds_images(os.path.join(folder, sub))}:
         yield _unwatched(folder, holding, new=False)
+    if others:
+        yield _ignored(folder, others)
+    told = set(others)  # the suffixes of files that are not images, once said
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     unreadable = False
     while not stop.is_set():
@@ -199,10 +202,13 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 stop.wait(BACKOFF_S[0])
                 continue
             listed = (changed, now)
-            paths, now_subfolders = listing
+            paths, now_subfolders, others = listing
             if new_subfolders := now_subfolders - subfolders:
                 yield _unwatched(folder, new_subfolders, new=True)
             subfolders = now_subfolders
+            if new_others := {suffix: example for suffix, example in others.items() if suffix not in told}:
+                yield _ignored(folder, new_others)
+                told |= set(new_others)
             present = set(paths)  # files taken away are forgotten: one written again under their name is new
             done = {path: modified for path, modified in done.items() if path in present}
             there_before &= present
@@ -244,15 +250,20 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         stop.wait(pause)
 
 
-def _listing(folder: Path) -> Optional[tuple[list[str], set[str]]]:
-    """The image files' paths in FOLDER, sorted by name, and its subfolders' names (no stat: the directory says
-    which entries are files); None when the folder cannot be read."""
+def _listing(folder: Path) -> Optional[tuple[list[str], set[str], dict[str, str]]]:
+    """The image files' paths in FOLDER, sorted by name; its subfolders' names; and the suffixes of its other
+    visible files, each with one such name (no stat: the directory says which entries are files). None when the
+    folder cannot be read."""
     try:
         with os.scandir(folder) as scan:
             entries = list(scan)
     except OSError:
         return None
-    return sorted(e.path for e in entries if _is_image(e)), {e.name for e in entries if e.is_dir()}
+    others = {}
+    for entry in entries:
+        if not entry.name.startswith(".") and not _is_image(entry) and entry.is_file():
+            others.setdefault(os.path.splitext(entry.name)[1].lower(), entry.name)
+    return sorted(e.path for e in entries if _is_image(e)), {e.name for e in entries if e.is_dir()}, others
 
 
 def _holds_images(folder: str) -> bool:
@@ -275,6 +286,15 @@ def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
     return Event("unwatched", str(folder), (f"a new subfolder appeared in {folder} ({shown_names})" if new else
                                             f"subfolders of {folder} hold images ({shown_names})")
                  + ": subfolders are not watched, images there are not judged; watch the folder the camera writes to")
+
+
+def _ignored(folder: Path, others: dict[str, str]) -> Event:
+    """Files whose names do not end in an image suffix are not judged: a camera set to write another format, or
+    no suffix at all, would otherwise leave the station watching in silence while every part goes unjudged."""
+    kinds = ", ".join(f"{suffix or 'no suffix'} ({example})" for suffix, example in sorted(others.items())[:3])
+    return Event("ignored", str(folder), f"files in {folder} not named as images are not judged: {kinds}"
+                 + (f" and {len(others) - 3} more kinds" if len(others) > 3 else "")
+                 + f"; images end in {', '.join(sorted(IMAGE_SUFFIXES))}")
 
 
 def _signature(path: str) -> Optional[tuple[int, int]]:

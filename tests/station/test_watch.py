@@ -1059,3 +1059,24 @@ def rows_of_events(log: Path) -> list[str]:
         return events_of(log)
     except sqlite3.OperationalError:  # the schema is not committed yet
         return []
+
+
+def test_files_not_named_as_images_are_said_to_be_unjudged_once_per_kind(model_path, tmp_path):
+    """A camera set to write another format, or names without a suffix, left the station watching in silence
+    while no part was judged. Each kind of file it does not judge is now named once, on stderr and in the log."""
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    png = cv2.imencode(".png", part_image(np.random.default_rng(29), 128)[0])[1].tobytes()
+    for name in ("0001", "0002", "a.raw", ".hidden"):
+        (folder / name).write_bytes(png)
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    time.sleep(1.5)
+    (folder / "b.raw").write_bytes(png)  # a kind already named: not again
+    (folder / "a.xml").write_text("<part/>")
+    (folder / "p.png").write_bytes(png)
+    assert len(lines_until(process, 1)) == 1
+    _, err = stop(process)
+    said = [line for line in err.splitlines() if line.startswith("ignored:")]
+    assert len(said) == 2 and events_of(log).count("ignored") == 2, err
+    assert "no suffix (0001)" in said[0] and ".raw (a.raw)" in said[0] and "hidden" not in said[0]
+    assert ".xml (a.xml)" in said[1] and ".raw" not in said[1]
