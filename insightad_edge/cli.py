@@ -51,16 +51,17 @@ def main(verbose: bool) -> None:
 
 
 def find_images(folder: Path, recursive: bool) -> list[Path]:
-    """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped."""
-    from .preprocess import IMAGE_SUFFIXES
+    """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped, and their kinds
+    named (a camera set to write `.raw` must not look like a folder of few parts)."""
+    from .preprocess import kinds_text, named_as_image, other_kinds
 
     if folder.is_file():
         return [folder]
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     files = sorted(p for p in candidates if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    if len(files) > len(images):
-        log.info("skipped %d files that are not images", len(files) - len(images))
+    images = [p for p in files if named_as_image(p.name)]
+    if kinds := other_kinds(p.name for p in files):
+        log.warning("skipped files not named as images: %s", kinds_text(kinds))
     return images
 
 

@@ -8,6 +8,7 @@ inspectability check and the drift monitor read them, so no frame is measured tw
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -24,6 +25,29 @@ ImageSource = Union[str, PathLike, bytes, bytearray, memoryview, np.ndarray]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
 MIN_SIDE = 8
+
+
+def named_as_image(name: str) -> bool:
+    """Whether a file's name says it is an image insightad judges (by its suffix, in any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def other_kinds(names) -> dict[str, str]:
+    """The suffixes of the visible file names among ``names`` that are not named as images, each with one example:
+    what a folder holds that insightad does not judge."""
+    kinds: dict[str, str] = {}
+    for name in sorted(names):
+        if not name.startswith(".") and not named_as_image(name):
+            kinds.setdefault(os.path.splitext(name)[1].lower(), name)
+    return kinds
+
+
+def kinds_text(kinds: dict[str, str]) -> str:
+    """``no suffix (0001), .raw (a.raw)``: other_kinds in words, the first three."""
+    shown = [f"{suffix or 'no suffix'} ({example})" for suffix, example in sorted(kinds.items())]
+    return ", ".join(shown[:3]) + (f" and {len(shown) - 3} more kinds" if len(shown) > 3 else "")
+
+
 BLACK_LEVEL = 1.0 / 255.0          # a median gray level below this is a black frame
 SATURATED_LEVEL = 1.0 - 0.5 / 255  # a pixel at or above this is clipped
 _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}

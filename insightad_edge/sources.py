@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .preprocess import IMAGE_SUFFIXES
+from .preprocess import IMAGE_SUFFIXES, kinds_text, named_as_image, other_kinds
 
 log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
@@ -259,10 +259,7 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str], dict[str, str]
             entries = list(scan)
     except OSError:
         return None
-    others = {}
-    for entry in entries:
-        if not entry.name.startswith(".") and not _is_image(entry) and entry.is_file():
-            others.setdefault(os.path.splitext(entry.name)[1].lower(), entry.name)
+    others = other_kinds(e.name for e in entries if e.is_file())
     return sorted(e.path for e in entries if _is_image(e)), {e.name for e in entries if e.is_dir()}, others
 
 
@@ -276,7 +273,7 @@ def _holds_images(folder: str) -> bool:
 
 
 def _is_image(entry: os.DirEntry) -> bool:
-    return os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file()
+    return named_as_image(entry.name) and entry.is_file()
 
 
 def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
@@ -291,10 +288,8 @@ def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
 def _ignored(folder: Path, others: dict[str, str]) -> Event:
     """Files whose names do not end in an image suffix are not judged: a camera set to write another format, or
     no suffix at all, would otherwise leave the station watching in silence while every part goes unjudged."""
-    kinds = ", ".join(f"{suffix or 'no suffix'} ({example})" for suffix, example in sorted(others.items())[:3])
-    return Event("ignored", str(folder), f"files in {folder} not named as images are not judged: {kinds}"
-                 + (f" and {len(others) - 3} more kinds" if len(others) > 3 else "")
-                 + f"; images end in {', '.join(sorted(IMAGE_SUFFIXES))}")
+    return Event("ignored", str(folder), f"files in {folder} not named as images are not judged: {kinds_text(others)}; "
+                                         f"images end in {', '.join(sorted(IMAGE_SUFFIXES))}")
 
 
 def _signature(path: str) -> Optional[tuple[int, int]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.errors import DataError, ImageError
-from insightad_edge.preprocess import IMAGE_SUFFIXES, decode, load, to_float
+from insightad_edge.preprocess import decode, load, named_as_image, to_float
 
 GOOD = "good"
 
@@ -48,7 +48,7 @@ class Dataset:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and named_as_image(p.name))
 
 
 def images_in(folder: Path) -> list[Path]:

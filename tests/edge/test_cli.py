@@ -162,6 +162,14 @@ def test_rows_that_cannot_be_written_end_the_run_with_the_reason_not_a_traceback
     assert info.returncode == 1 and info.stderr.strip().endswith("Error: No space left on device"), info.stderr
 
 
+def test_files_not_named_as_images_are_skipped_and_their_kinds_named(folder, model_path, caplog):
+    """A camera set to write `.raw`, or names without a suffix, must not look like a folder of few parts."""
+    (folder / "0001").write_bytes((folder / "good_0.png").read_bytes())
+    result = run("score", folder, "--model", model_path, "--format", "jsonl")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
+    assert "skipped files not named as images: no suffix (0001), .txt (notes.txt)" in caplog.text
+
+
 def test_empty_folder_fails(tmp_path, model_path):
     assert run("score", tmp_path, "--model", model_path).exit_code == 1
 

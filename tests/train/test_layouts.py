@@ -113,9 +113,10 @@ def test_a_folder_of_copies_is_refused_and_a_few_copies_are_named(tmp_path, capl
     assert "4 of the 40 good images are exact copies" in caplog.text
 
 
-def test_unreadable_good_images_are_named_before_any_training(tmp_path):
+def test_unreadable_good_images_are_named_before_any_training(tmp_path, caplog):
     """A corrupt file among the good images used to end a fit at calibration, after its epochs, naming only the
-    first; now every one that does not decode is named before the first epoch, to take out or replace."""
+    first; now every one that does not decode is named before the first epoch, to take out or replace (and files
+    not named as images are named as skipped)."""
     from synthetic import corrupt_header_bmp, part_image
 
     folder = tmp_path / "good"
@@ -125,11 +126,13 @@ def test_unreadable_good_images_are_named_before_any_training(tmp_path):
         cv2.imwrite(str(folder / f"{i:03d}.png"), part_image(rng, 64)[0])
     (folder / "damaged.bmp").write_bytes(corrupt_header_bmp())
     (folder / "cut.png").write_bytes((folder / "000.png").read_bytes()[:100])
+    (folder / "0031").write_bytes((folder / "000.png").read_bytes())  # a camera that writes no suffix
     for command in (["fit", "--epochs", "1", "--arch", "seed", "--image-size", "32"], ["augment"]):
         result = CliRunner().invoke(train, [*command, "--data", str(folder), "--out", str(tmp_path / command[0])])
         assert result.exit_code == 3 and "2 of the 32 good images cannot be used" in result.output, result.output
         assert "damaged.bmp is not a readable image" in result.output and "cut.png is not a readable" in result.output
         assert not any((tmp_path / command[0]).iterdir())  # nothing trained, nothing written
+    assert "skipped files among the good images not named as images: no suffix (0031)" in caplog.text
 
 
 def test_a_frame_without_a_part_among_the_good_images_is_named(tmp_path, caplog):
