@@ -26,8 +26,7 @@ HOUR_S = 3600.0
 MINUTE_S = 60.0  # the last hour is tallied per minute: 60 small counts, however fast the line
 TALLIES = ("ok", "defect", "not_inspectable", "error", "skipped")
 PAGE_SIDE = 640  # the overlay is sent at most this many pixels wide or high
-SOURCE_STATES = {"opened": "live", "reopened": "live", "resumed": "live", "lost": "lost", "stalled": "stalled",
-                 "ended": "ended"}  # by event kind
+SOURCE_STATES = {"opened": "live", "reopened": "live", "lost": "lost", "ended": "ended"}  # by event kind
 
 
 class Board:
@@ -42,6 +41,7 @@ class Board:
         self._overlay: Optional[tuple[int, str]] = None
         self._count = 0
         self._source: Optional[dict] = None  # a station's source: state, since (UTC), message; None when serving
+        self._before_stall: Optional[dict] = None  # what the source was when the station's loop stalled
         self.trouble: Callable[[], list[str]] = list  # what a station's sinks cannot do now (the log, the evidence)
         self._warnings: deque[str] = deque(maxlen=3)  # what its source said it does not watch, newest last
 
@@ -77,10 +77,19 @@ class Board:
         self._hour[-1][1]["skipped"] += skipped
 
     def source_event(self, kind: str, message: str, time_utc: str) -> None:
-        """A station's source opened, was lost, came back or ended, or its loop stalled and moved again (other events
-        leave its state as it is)."""
-        if kind in SOURCE_STATES:
-            with self._lock:
+        """A station's source opened, was lost, came back or ended; or its loop stalled, and moved again, which
+        brings back what the source was before the stall unless the source has said otherwise meanwhile (the loop
+        unblocked by a listing that found the folder gone says ``lost``, from another thread, about as it moves).
+        Other events leave the state as it is."""
+        with self._lock:
+            if kind == "stalled":
+                if self._source is None or self._source["state"] != "stalled":
+                    self._before_stall = self._source
+                self._source = {"state": "stalled", "since": time_utc, "message": message}
+            elif kind == "resumed":
+                if self._source is not None and self._source["state"] == "stalled":
+                    self._source = self._before_stall
+            elif kind in SOURCE_STATES:
                 self._source = {"state": SOURCE_STATES[kind], "since": time_utc, "message": message}
 
     def warn(self, message: str) -> None:

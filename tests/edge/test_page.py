@@ -125,3 +125,20 @@ def test_a_page_left_open_across_a_restart_shows_the_new_part_not_the_old_one_of
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_stall_that_ends_brings_back_what_the_source_was_unless_it_said_otherwise_meanwhile(model_path):
+    """The stall watch says `resumed` from its own thread as the loop moves; the loop, unblocked by a listing that
+    found the folder gone, says `lost` about then: whichever comes first, the page must not end on `live`."""
+    from insightad_edge import Detector, board
+    from insightad_edge.monitor import DriftMonitor
+
+    for events, state in (((("opened", "live"), ("stalled", "stalled"), ("resumed", "live")), "live"),
+                          ((("opened", "live"), ("stalled", "stalled"), ("lost", "lost"), ("resumed", "lost")), "lost"),
+                          ((("opened", "live"), ("stalled", "stalled"), ("resumed", "live"), ("lost", "lost")), "lost"),
+                          ((("opened", "live"), ("lost", "lost"), ("stalled", "stalled"), ("resumed", "lost")), "lost")):
+        tally = board.Board(DriftMonitor(Detector(model_path).metadata))
+        for kind, after in events:
+            tally.source_event(kind, kind, "2026-11-30T08:00:00Z")
+            assert tally.source_state == after, (events, kind)
+        assert tally.source_state == state
