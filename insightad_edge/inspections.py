@@ -299,16 +299,12 @@ class InspectionLog:
             if self._writer is None or not self._still_there():
                 self._start_anew()
                 items = [(INSERT["events"], (utc_now(), "new_log", None, NEW_LOG)), *items]
+        except (OSError, ValueError, sqlite3.Error) as exc:  # no file at the path can be made or claimed now
+            return self._hold(items, exc)
+        try:
             _commit(self._writer, items)
-        except (sqlite3.OperationalError, OSError, ValueError) as exc:  # the file, not the records: hold, try again
-            if not self._holding:
-                log.warning("cannot write to %s (%s): holding verdicts in memory, retrying every %g s", self.path, exc,
-                            RETRY_S)
-            self._holding = True
-            if len(items) > MAX_HELD:
-                self.unwritten += len(items) - MAX_HELD
-                items = items[-MAX_HELD:]
-            return items
+        except sqlite3.OperationalError as exc:  # the file, not the records: hold them and try again
+            return self._hold(items, exc)
         except sqlite3.Error:  # one bad record must not cost the others: write them one by one
             for item in items:
                 try:
@@ -320,6 +316,17 @@ class InspectionLog:
             log.warning("%s takes verdicts again: %d held ones written", self.path, len(items))
             self._holding = False
         return []
+
+    def _hold(self, items: list[tuple[str, tuple]], why: Exception) -> list[tuple[str, tuple]]:
+        """The items back, to be tried again (said once while it lasts; past MAX_HELD the oldest are lost)."""
+        if not self._holding:
+            log.warning("cannot write to %s (%s): holding verdicts in memory, retrying every %g s", self.path, why,
+                        RETRY_S)
+        self._holding = True
+        if len(items) > MAX_HELD:
+            self.unwritten += len(items) - MAX_HELD
+            items = items[-MAX_HELD:]
+        return items
 
 
 def _commit(connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> None:
