@@ -119,9 +119,10 @@ class Station:
     """
 
     def __init__(self, detector: Detector, *, monitor=None, log=None, evidence=None,
-                 emit: Callable[[Verdict], None] | None = None, on_event: Callable[[Event], None] | None = None):
+                 emit: Callable[[Verdict], None] | None = None, on_event: Callable[[Event], None] | None = None,
+                 on_alive: Callable[[], None] | None = None):
         self.detector, self.monitor, self.log, self.evidence = detector, monitor, log, evidence
-        self.emit, self.on_event = emit, on_event
+        self.emit, self.on_event, self.on_alive = emit, on_event, on_alive
         self._level, self._name = "ok", ""
 
     def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1) -> Counter:
@@ -134,7 +135,7 @@ class Station:
             self.log.event("start", f"watch {self._name} with {self.detector.path.name} "
                                     f"(sha256 {self.detector.sha256[:12]})")
         try:
-            with stalls_reported(stop, lambda: self._name, self._event, source_kind(source) != "frames"):
+            with stalls_reported(stop, lambda: self._name, self._event, source_kind(source) != "frames", self.on_alive):
                 for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
                                      seen=None if self.log is None else self.log.seen,
                                      last_active=None if self.log is None else self.log.last_active,
@@ -172,16 +173,20 @@ class Station:
 
 
 @contextmanager
-def stalls_reported(stop: Stop, name: Callable[[], str], report: Callable[[Event], None], watched: bool = True):
+def stalls_reported(stop: Stop, name: Callable[[], str], report: Callable[[Event], None], watched: bool = True,
+                    alive: Callable[[], None] | None = None):
     """While the block runs, say when the station's loop has not turned (``stop``'s pulse) for STALL_S, and when it
     moves again: a listing hung on a network share, or a sink that blocks (a pipe nobody reads), would otherwise
-    leave the page showing a live source and its last verdict while no part is judged."""
+    leave the page showing a live source and its last verdict while no part is judged. ``alive`` is called at each
+    look while it turns (systemd's watchdog), and not while it is stalled."""
     finished = threading.Event()
 
     def run() -> None:
         stalled = False
         while not finished.wait(min(1.0, STALL_S / 4)):
             quiet = stop.quiet_s()
+            if alive is not None and quiet < STALL_S:
+                alive()
             if (quiet >= STALL_S) == stalled:
                 continue
             stalled = not stalled

@@ -79,6 +79,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     import signal
     import sqlite3
 
+    from . import systemd
     from .evidence import Evidence
     from .inspections import InspectionLog
     from .monitor import DriftMonitor
@@ -131,8 +132,10 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         emit = VerdictPrinter(fmt, logged=not no_log).write
         station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
                           emit=emit if page is None else lambda v: (page.show(v), emit(v)),  # printed: on the page
-                          on_event=announce)
+                          on_event=announce, on_alive=lambda: systemd.notify("WATCHDOG=1"))
+        systemd.notify("READY=1")  # under systemd (Type=notify): the line starts now
         counts = station.run(source, stop=stop, existing=existing, stride=stride)
+        systemd.notify("STOPPING=1")
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

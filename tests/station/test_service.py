@@ -25,12 +25,48 @@ def service_section() -> dict:
     return dict(parser["Service"])
 
 
+class NotifySocket:
+    """What systemd listens on for a service's notifications (sd_notify): a unix datagram socket; each message is
+    kept with the time it came."""
+
+    def __init__(self, path: Path):
+        import socket
+        import threading
+
+        self.path, self.messages = path, []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+        self._socket.settimeout(0.2)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self):
+        while not self._closed.is_set():
+            try:
+                self.messages.append((time.monotonic(), self._socket.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    def said(self, state: str, since: float = 0.0) -> list[float]:
+        return [at for at, message in list(self.messages) if message == state and at >= since]
+
+    def close(self):
+        self._closed.set()
+        self._thread.join()
+        self._socket.close()
+
+
 def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(model_path, tmp_path):
     """ExecStart with the site's settings (${SOURCE}, ${HTTP}) in the working directory systemd gives it: it judges
     a part into the log, and on KillSignal ends with exit 0 within TimeoutStopSec, so `systemctl stop` is a clean
-    stop; any other end is restarted."""
+    stop; any other end is restarted. It tells systemd (Type=notify) when its line starts and pings the watchdog
+    while its loop turns, well within WatchdogSec."""
+    from insightad_edge.station import STALL_S
+
     service = service_section()
     assert service["Restart"] == "always" and service["KillSignal"] == "SIGTERM" and service["StandardOutput"] == "null"
+    assert service["Type"] == "notify" and int(service["WatchdogSec"]) > STALL_S
     folder = tmp_path / "incoming"
     folder.mkdir()
     settings = dict(word.split("=", 1) for word in shlex.split(service["Environment"]))
@@ -38,8 +74,9 @@ def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(
     command = shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: settings[m.group(1)], service["ExecStart"]))
     assert command[0] == "/opt/insightad/bin/insightad-edge"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
+    systemd = NotifySocket(tmp_path / "notify")
     process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", *command[1:]], cwd=tmp_path,
-                               env={**environment, "INSIGHTAD_MODEL": str(model_path)},
+                               env={**environment, "INSIGHTAD_MODEL": str(model_path), "NOTIFY_SOCKET": str(systemd.path)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
@@ -54,6 +91,11 @@ def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(
         _, err = process.communicate(timeout=int(service["TimeoutStopSec"]))
     assert process.returncode == 0 and time.monotonic() - began < int(service["TimeoutStopSec"]), err
     assert "watch stopped: 1 frames" in err and (tmp_path / "evidence").is_dir()
+    systemd.close()
+    ready, pings, stopping = (systemd.said(state) for state in ("READY=1", "WATCHDOG=1", "STOPPING=1"))
+    assert len(ready) == 1 and len(stopping) == 1 and ready[0] < pings[0] and pings[-1] <= stopping[0]
+    gaps = np.diff([ready[0], *pings, began])
+    assert gaps.max() < int(service["WatchdogSec"]) / 2, gaps  # pinged at least twice per watchdog period
 
 
 def _logged(log: Path) -> int:

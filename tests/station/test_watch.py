@@ -34,8 +34,8 @@ def write_video(path: Path, frames, fps: int = 10, codec: str = "FFV1") -> Path:
     return path
 
 
-def start_watch(*args, cwd=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
+def start_watch(*args, cwd=None, env=None):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "watch", *map(str, args)], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -900,17 +900,21 @@ def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
 def test_a_station_that_stops_moving_says_so_on_its_page_and_in_its_log(model_path, tmp_path):
     """A sink that blocks (`watch ... | consumer` and the consumer stops reading: a full pipe), like a listing hung
     on a network share, leaves the loop stuck while the page showed a live source and its last green verdict.
-    Now the stall is an event after STALL_S: NO VERDICT on the page, source_up 0, in the log; and when the loop
-    moves again, it says so and judges every part."""
+    Now the stall is an event after STALL_S: NO VERDICT on the page, source_up 0, in the log, and no more pings
+    for systemd's watchdog (which restarts the station after WatchdogSec); and when the loop moves again, it says
+    so, pings again and judges every part."""
     import urllib.request
 
     from browser import open_page
+    from test_service import NotifySocket
 
     from insightad_edge.station import STALL_S
 
     folder, log = tmp_path / "incoming", tmp_path / "line.db"
     folder.mkdir()
-    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0")
+    systemd = NotifySocket(tmp_path / "notify")
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0",
+                          env={"NOTIFY_SOCKET": str(systemd.path)})
     base = announced_page(process)
 
     def health_until(state: str, timeout: float) -> str:
@@ -927,14 +931,22 @@ def test_a_station_that_stops_moving_says_so_on_its_page_and_in_its_log(model_pa
         for i in range(600):  # about twice what the 64 KB pipe holds in JSON lines, which nobody reads yet
             (folder / f"p{i:03d}.png").write_bytes(image)
         assert health_until("stalled", STALL_S + 30) == "stalled"
+        stalled_at = time.monotonic()
         with open_page(base + "/") as page:
             page.wait_for_selector('[data-status="source_down"]')
             assert "STATION STALLED since" in page.inner_text("#source")
         assert "insightad_source_up 0.0" in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        assert not systemd.said("WATCHDOG=1", since=stalled_at)  # no ping while stalled: systemd would restart it
         rows = lines_until(process, 600, timeout=60)  # the reader comes back
         assert health_until("live", 30) == "live"
+        resumed_at = time.monotonic()
+        deadline = resumed_at + 10
+        while not systemd.said("WATCHDOG=1", since=resumed_at) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert systemd.said("WATCHDOG=1", since=resumed_at)
     finally:
         _, err = stop(process)
+        systemd.close()
     assert len(rows) == 600 and len(rows_of(log)) == 600
     assert "stalled: the station has not moved for" in err and "resumed: the station moves again" in err
     kinds = events_of(log)
