@@ -221,7 +221,7 @@ class OperatorPage:
             self._count_the_logged_hour(self._uncounted_log, event.source)
             self._uncounted_log = None
         self.board.source_event(event.kind, event.message, utc_now())
-        if event.kind == "unwatched":
+        if event.kind in ("unwatched", "ignored"):  # what its source does not watch, until the station stops
             self.board.warn(event.message)
         if self.board.source_state is not None:
             self.metrics.source(self.board.source_state)

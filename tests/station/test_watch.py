@@ -1075,20 +1075,26 @@ def rows_of_events(log: Path) -> list[str]:
 
 def test_files_not_named_as_images_are_said_to_be_unjudged_once_per_kind(model_path, tmp_path):
     """A camera set to write another format, or names without a suffix, left the station watching in silence
-    while no part was judged. Each kind of file it does not judge is now named once, on stderr and in the log."""
+    while no part was judged. Each kind of file it does not judge is now named once, on stderr, in the log and on
+    the page."""
+    import urllib.request
+
     folder, log = tmp_path / "incoming", tmp_path / "line.db"
     folder.mkdir()
     png = cv2.imencode(".png", part_image(np.random.default_rng(29), 128)[0])[1].tobytes()
     for name in ("0001", "0002", "a.raw", ".hidden"):
         (folder / name).write_bytes(png)
-    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0")
+    base = announced_page(process)
     time.sleep(1.5)
     (folder / "b.raw").write_bytes(png)  # a kind already named: not again
     (folder / "a.xml").write_text("<part/>")
     (folder / "p.png").write_bytes(png)
     assert len(lines_until(process, 1)) == 1
+    trouble = json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())["trouble"]
     _, err = stop(process)
     said = [line for line in err.splitlines() if line.startswith("ignored:")]
     assert len(said) == 2 and events_of(log).count("ignored") == 2, err
+    assert [f"ignored: {line}" for line in trouble] == said  # and on the page, until the station stops
     assert "no suffix (0001)" in said[0] and ".raw (a.raw)" in said[0] and "hidden" not in said[0]
     assert ".xml (a.xml)" in said[1] and ".raw" not in said[1]
