@@ -115,7 +115,8 @@ class Station:
     """The line's loop, top to bottom: source -> Detector -> drift monitor -> evidence -> log -> ``emit``.
 
     Everything after the Detector is optional: a DriftMonitor (its changes of state become events), an
-    InspectionLog, an Evidence folder, a callable for each verdict (the CLI prints) and one for events.
+    InspectionLog, an Evidence folder, a callable for each verdict (the CLI prints), one for events, and one
+    called every second or so while the loop turns (the CLI pings systemd's watchdog with it).
     """
 
     def __init__(self, detector: Detector, *, monitor=None, log=None, evidence=None,
