@@ -36,9 +36,8 @@ def other_kinds(names) -> dict[str, str]:
     """The suffixes of the visible file names among ``names`` that are not named as images, each with one example:
     what a folder holds that insightad does not judge."""
     kinds: dict[str, str] = {}
-    for name in sorted(names):
-        if not name.startswith(".") and not named_as_image(name):
-            kinds.setdefault(os.path.splitext(name)[1].lower(), name)
+    for name in sorted(n for n in names if not n.startswith(".") and not named_as_image(n)):
+        kinds.setdefault(os.path.splitext(name)[1].lower(), name)
     return kinds
 
 

@@ -259,8 +259,13 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str], dict[str, str]
             entries = list(scan)
     except OSError:
         return None
-    others = other_kinds(e.name for e in entries if e.is_file())
-    return sorted(e.path for e in entries if _is_image(e)), {e.name for e in entries if e.is_dir()}, others
+    images, others, subfolders = [], [], set()
+    for entry in entries:  # one pass: a shift's folder holds tens of thousands, listed every second
+        if entry.is_dir():
+            subfolders.add(entry.name)
+        elif entry.is_file():
+            (images if named_as_image(entry.name) else others).append(entry)
+    return sorted(e.path for e in images), subfolders, other_kinds(e.name for e in others)
 
 
 def _holds_images(folder: str) -> bool:

@@ -184,17 +184,18 @@ def stalls_reported(stop: Stop, name: Callable[[], str], report: Callable[[Event
 
     def run() -> None:
         stalled = False
-        while not finished.wait(min(1.0, STALL_S / 4)):
+        while True:  # a look at once, then every second or so
             quiet = stop.quiet_s()
             if alive is not None and quiet < STALL_S:
                 alive()
-            if (quiet >= STALL_S) == stalled:
-                continue
-            stalled = not stalled
-            report(Event("stalled", name(), f"the station has not moved for {quiet:.0f} s, no part is judged: a folder "
-                                            "on a hung network share, or an output that blocks (a full disk, a pipe "
-                                            "nobody reads)?") if stalled else
-                   Event("resumed", name(), "the station moves again"))
+            if (quiet >= STALL_S) != stalled:
+                stalled = not stalled
+                report(Event("stalled", name(), f"the station has not moved for {quiet:.0f} s, no part is judged: a "
+                                                "folder on a hung network share, or an output that blocks (a full disk, "
+                                                "a pipe nobody reads)?") if stalled else
+                       Event("resumed", name(), "the station moves again"))
+            if finished.wait(min(1.0, STALL_S / 4)):
+                return
 
     thread = threading.Thread(target=run, name="stall watch", daemon=True) if watched else None
     if thread is not None:
