@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.errors import DataError, ImageError
-from insightad_edge.preprocess import decode, load, named_as_image, to_float
+from insightad_edge.preprocess import decode, kinds_text, load, named_as_image, other_kinds, to_float
 
 GOOD = "good"
 
@@ -108,6 +108,20 @@ def load_dataset(root: Path) -> Dataset:
             f" (its subfolders {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''} are not read: put the "
             "good images in one folder, or in train/good of the MVTec layout)" if folders else ""))
     return Dataset(root, tuple(train), test, validation)
+
+
+def not_read(folder: Path) -> list[str]:
+    """What the folder of the good images holds that is not read as one: files not named as images (by kind) and
+    subfolders with images in them, in words; a camera's .raw files or a day's subfolder must not be left out
+    unsaid."""
+    entries = sorted(folder.iterdir())
+    found = []
+    if kinds := other_kinds(p.name for p in entries if p.is_file()):
+        found.append(f"files not named as images: {kinds_text(kinds)}")
+    if held := [p.name for p in entries if p.is_dir() and list_images(p)]:
+        found.append(f"subfolders holding images, which are not read: {', '.join(held[:3])}"
+                     + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
+    return found
 
 
 def refuse_unreadable(paths: list[Path] | tuple[Path, ...], what: str) -> None:

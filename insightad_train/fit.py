@@ -22,13 +22,13 @@ from tqdm import tqdm
 from insightad_edge import __version__
 from insightad_edge.errors import DataError, ImageError, ModelError
 from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
-from insightad_edge.preprocess import decode, kinds_text, lacks_colour, other_kinds, prepare_work, to_work
+from insightad_edge.preprocess import decode, lacks_colour, prepare_work, to_work
 
 from . import augment as augmentation
 from .anomalies import synthetic_validation
 from .calibrate import MIN_HOLDOUT, measure
 from .config import EXTENDABLE, FitConfig, saved_config
-from .data import copies_among, fingerprint, load_dataset, refuse
+from .data import copies_among, fingerprint, load_dataset, not_read, refuse
 from .loss import HybridLoss
 from .model import AnomalyMapper, build_model
 from .preprocessing import derive_preprocess, partless
@@ -144,8 +144,8 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
     ``arch`` "auto" fits the candidate recipes and keeps the best on synthetic defects (``search.py``).
     """
     good = load_dataset(Path(config.data)).train
-    if kinds := other_kinds(p.name for p in good[0].parent.iterdir() if p.is_file()):
-        log.warning("skipped files among the good images not named as images: %s", kinds_text(kinds))
+    for unread in not_read(good[0].parent):
+        log.warning("skipped among the good images: %s", unread)
     refuse_other_data(run, fingerprint(good))
     refuse_unusable(good, config.photometric)
     refuse_copies(good)

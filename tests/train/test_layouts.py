@@ -127,12 +127,15 @@ def test_unreadable_good_images_are_named_before_any_training(tmp_path, caplog):
     (folder / "damaged.bmp").write_bytes(corrupt_header_bmp())
     (folder / "cut.png").write_bytes((folder / "000.png").read_bytes()[:100])
     (folder / "0031").write_bytes((folder / "000.png").read_bytes())  # a camera that writes no suffix
+    (folder / "2026-11-30").mkdir()  # and a day's folder of more good images
+    (folder / "2026-11-30" / "100.png").write_bytes((folder / "001.png").read_bytes())
     for command in (["fit", "--epochs", "1", "--arch", "seed", "--image-size", "32"], ["augment"]):
         result = CliRunner().invoke(train, [*command, "--data", str(folder), "--out", str(tmp_path / command[0])])
         assert result.exit_code == 3 and "2 of the 32 good images cannot be used" in result.output, result.output
         assert "damaged.bmp is not a readable image" in result.output and "cut.png is not a readable" in result.output
         assert not any((tmp_path / command[0]).iterdir())  # nothing trained, nothing written
-    assert "skipped files among the good images not named as images: no suffix (0031)" in caplog.text
+    assert "skipped among the good images: files not named as images: no suffix (0031)" in caplog.text
+    assert "skipped among the good images: subfolders holding images, which are not read: 2026-11-30" in caplog.text
 
 
 def test_a_frame_without_a_part_among_the_good_images_is_named(tmp_path, caplog):
