@@ -53,7 +53,7 @@ def main(verbose: bool) -> None:
 def find_images(folder: Path, recursive: bool) -> list[Path]:
     """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped, and their kinds
     named (a camera set to write `.raw` must not look like a folder of few parts)."""
-    from .preprocess import kinds_text, named_as_image, other_kinds
+    from .preprocess import holds_images, kinds_text, named_as_image, other_kinds
 
     if folder.is_file():
         return [folder]
@@ -62,6 +62,9 @@ def find_images(folder: Path, recursive: bool) -> list[Path]:
     images = [p for p in files if named_as_image(p.name)]
     if kinds := other_kinds(p.name for p in files):
         log.warning("skipped files not named as images: %s", kinds_text(kinds))
+    if not recursive and (held := sorted(d.name for d in folder.iterdir() if d.is_dir() and holds_images(d))):
+        log.warning("skipped subfolders holding images (--recursive scores them): %s", ", ".join(held[:3])
+                    + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
     return images
 
 

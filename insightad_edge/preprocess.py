@@ -32,6 +32,15 @@ def named_as_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
+def holds_images(folder) -> bool:
+    """Whether FOLDER has an image file in it (the first one found answers; one that cannot be read has none)."""
+    try:
+        with os.scandir(folder) as scan:
+            return any(named_as_image(entry.name) and entry.is_file() for entry in scan)
+    except OSError:
+        return False
+
+
 def other_kinds(names) -> dict[str, str]:
     """The suffixes of the visible file names among ``names`` that are not named as images, each with one example:
     what a folder holds that insightad does not judge."""

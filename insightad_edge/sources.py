@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .preprocess import IMAGE_SUFFIXES, kinds_text, named_as_image, other_kinds
+from .preprocess import IMAGE_SUFFIXES, holds_images, kinds_text, named_as_image, other_kinds
 
 log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
@@ -180,7 +180,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 done[path] = signature[1]
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else "")
                 + (f" (and {missed} that came while no station watched it)" if missed else ""))
-    if holding := {sub for sub in subfolders if _holds_images(os.path.join(folder, sub))}:
+    if holding := {sub for sub in subfolders if holds_images(os.path.join(folder, sub))}:
         yield _unwatched(folder, holding, new=False)
     if others:
         yield _ignored(folder, others)
@@ -266,19 +266,6 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str], dict[str, str]
         elif entry.is_file():
             (images if named_as_image(entry.name) else others).append(entry)
     return sorted(e.path for e in images), subfolders, other_kinds(e.name for e in others)
-
-
-def _holds_images(folder: str) -> bool:
-    """Whether FOLDER has an image file in it (the first one found answers)."""
-    try:
-        with os.scandir(folder) as scan:
-            return any(_is_image(e) for e in scan)
-    except OSError:
-        return False
-
-
-def _is_image(entry: os.DirEntry) -> bool:
-    return named_as_image(entry.name) and entry.is_file()
 
 
 def _unwatched(folder: Path, names: set[str], new: bool) -> Event:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.errors import DataError, ImageError
-from insightad_edge.preprocess import decode, kinds_text, load, named_as_image, other_kinds, to_float
+from insightad_edge.preprocess import decode, holds_images, kinds_text, load, named_as_image, other_kinds, to_float
 
 GOOD = "good"
 
@@ -118,7 +118,7 @@ def not_read(folder: Path) -> list[str]:
     found = []
     if kinds := other_kinds(p.name for p in entries if p.is_file()):
         found.append(f"files not named as images: {kinds_text(kinds)}")
-    if held := [p.name for p in entries if p.is_dir() and list_images(p)]:
+    if held := [p.name for p in entries if p.is_dir() and holds_images(p)]:
         found.append(f"subfolders holding images, which are not read: {', '.join(held[:3])}"
                      + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
     return found

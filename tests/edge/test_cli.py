@@ -168,6 +168,7 @@ def test_files_not_named_as_images_are_skipped_and_their_kinds_named(folder, mod
     result = run("score", folder, "--model", model_path, "--format", "jsonl")
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
     assert "skipped files not named as images: no suffix (0001), .txt (notes.txt)" in caplog.text
+    assert "skipped subfolders holding images (--recursive scores them): sub" in caplog.text
 
 
 def test_empty_folder_fails(tmp_path, model_path):
