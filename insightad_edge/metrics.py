@@ -1,6 +1,8 @@
 """Prometheus metrics of a server or station, in their own registry (prometheus-client, the [serve] extra)."""
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from .detector import STATUSES, Detector
@@ -33,6 +35,7 @@ class Metrics:
                    "schema": str(detector.metadata.schema_version), "threshold": f"{detector.threshold:.6g}"})
         self.source_up: Gauge | None = None
         self.frames_skipped: Counter | None = None
+        self._made = threading.Lock()  # a station's source is told of from its loop and from its stall watch
         for status in STATUSES:
             self.verdicts.labels(status)
         for stage in STAGES:
@@ -52,9 +55,10 @@ class Metrics:
 
     def source(self, state: str) -> None:
         """A station's source: up while it delivers (a server has no source, and no such gauge)."""
-        if self.source_up is None:
-            self.source_up = Gauge("insightad_source_up", "1 while the station's source delivers, 0 while it is "
-                                   "lost (or frozen), its loop has stalled, or it has ended", registry=self.registry)
+        with self._made:
+            if self.source_up is None:
+                self.source_up = Gauge("insightad_source_up", "1 while the station's source delivers, 0 while it is "
+                                       "lost (or frozen), its loop has stalled, or it has ended", registry=self.registry)
         self.source_up.set(1 if state == "live" else 0)
 
     def skipped(self, frames: int) -> None:
