@@ -35,7 +35,8 @@ def write_video(path: Path, frames, fps: int = 10, codec: str = "FFV1") -> Path:
 
 
 def start_watch(*args, cwd=None, env=None):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}, **(env or {})}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}, **(env or {}),
+           "PYTHONFAULTHANDLER": "1"}  # a station that will not stop shows where each of its threads stands
     return subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", "watch", *map(str, args)], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -75,7 +76,11 @@ def announced_page(process, timeout: float = 60) -> str:
 
 def stop(process) -> tuple[str, str]:
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # a hang is a failure, with every thread's stack to say where it is
+        process.send_signal(signal.SIGABRT)
+        raise AssertionError("the station did not stop within 60 s:\n" + process.communicate(timeout=60)[1]) from None
     assert process.returncode == 0, err
     return out, err
 
