@@ -29,7 +29,7 @@ SETTLE_S = 0.2         # a file must keep its size and modification time this lo
 RECHECK_PER_POLL = 256  # files judged before whose modification time is looked at again per poll (a rewrite)
 RELIST_S = 1.0         # a folder is listed again at least this often, whatever its modification time says
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
-RESTART_MARGIN_S = 60.0  # files written this long before an earlier station was last heard of, and never judged
+RESTART_MARGIN_S = 60.0  # files that came this long before an earlier station was last heard of, and never judged
                          # by it, are judged on a restart too (a crash loses its last moments; clocks are coarse)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
 STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
@@ -149,8 +149,10 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     written again under the same name (a camera that always writes ``last.png``) is a new part, judged again.
 
     Files present at the start are judged only with ``existing``, or when they came while no station watched:
-    an earlier station on FOLDER was ``last_active`` (epoch seconds) before they were written, and never judged
-    them (a crash, a reboot, a restart: parts that arrived meanwhile are not passed unjudged). Files ``seen``
+    an earlier station on FOLDER was ``last_active`` (epoch seconds) before they were written or arrived (the
+    later of the modification and change times: a copy that keeps its source's modification time, as ``rsync -a``
+    and robocopy make, arrives when it is made), and never judged them (a crash, a reboot, a restart: parts that
+    arrived meanwhile are not passed unjudged). Files ``seen``
     (source, frame) are never judged again.
     A folder that fills up over a shift stays cheap to watch: it is listed again when its own modification
     time says files came or went (and every RELIST_S, for file systems with coarse times), files judged before
@@ -172,12 +174,15 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         cutoff_ns = None if since is None else int((since - RESTART_MARGIN_S) * 1e9)
         for path in there_before:
             stop.beat()  # a folder of a hundred thousand files on a network share takes a while to look at
-            if (signature := _signature(path)) is None:
+            try:
+                stat = os.stat(path)
+            except OSError:
                 continue
-            if cutoff_ns is not None and signature[1] >= cutoff_ns and not seen(name, path):
-                missed += 1  # written after the last station here was last heard of, and never judged: judge it
+            arrived = max(stat.st_mtime_ns, stat.st_ctime_ns)  # a copy that keeps its source's time (rsync -a,
+            if cutoff_ns is not None and arrived >= cutoff_ns and not seen(name, path):  # robocopy) arrives now
+                missed += 1  # came after the last station here was last heard of, and never judged: judge it
             else:
-                done[path] = signature[1]
+                done[path] = stat.st_mtime_ns
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else "")
                 + (f" (and {missed} that came while no station watched it)" if missed else ""))
     if holding := {sub for sub in subfolders if holds_images(os.path.join(folder, sub))}:

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import sqlite3
@@ -173,16 +174,19 @@ def test_a_folder_judges_each_new_file_once_complete_and_a_restart_judges_nothin
 
 def test_parts_that_came_while_the_station_was_down_are_judged_when_it_is_back(model_path, tmp_path):
     """A crash, a reboot, systemd's restart: without --existing, files written while no station watched were taken
-    for old ones and passed unjudged. Now they are judged on the restart; what was there before the first station
-    stays as it was, and nothing is judged twice."""
-    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    for old ones and passed unjudged. Now they are judged on the restart, also a copy that keeps its source's old
+    modification time (as `rsync -a`, `cp -p` and robocopy make: a camera PC that pushes its pictures every few
+    minutes); what was there long before the first station stays as it was, and nothing is judged twice.
+
+    Slow on purpose: a file's change time cannot be set, so "long before" (more than the minute's margin for
+    coarse clocks) takes a minute of waiting."""
+    folder, log, elsewhere = tmp_path / "incoming", tmp_path / "line.db", tmp_path / "camera_pc"
     folder.mkdir()
+    elsewhere.mkdir()
     rng = np.random.default_rng(24)
     cv2.imwrite(str(folder / "before.png"), part_image(rng, 128)[0])
-    hour_ago = time.time() - 3600  # written long before any station watched the folder
-    os.utime(folder / "before.png", (hour_ago, hour_ago))
     first = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
-    time.sleep(1.0)
+    time.sleep(61.0)  # before.png came more than the margin before this station is last heard of
     cv2.imwrite(str(folder / "first.png"), part_image(rng, 128)[0])
     assert len(lines_until(first, 1)) == 1
     time.sleep(1.0)  # its verdict committed (one killed within a commit's quarter second is judged again)
@@ -190,18 +194,23 @@ def test_parts_that_came_while_the_station_was_down_are_judged_when_it_is_back(m
     first.wait(timeout=30)
     for name in ("while_down_0.png", "while_down_1.png"):
         cv2.imwrite(str(folder / name), part_image(rng, 128, defect=name.endswith("1.png"))[0])
+    cv2.imwrite(str(elsewhere / "copied.png"), part_image(rng, 128)[0])
+    hour_ago = time.time() - 3600  # taken an hour ago, pushed while the station was down, its time kept
+    os.utime(elsewhere / "copied.png", (hour_ago, hour_ago))
+    shutil.copy2(elsewhere / "copied.png", folder / "copied.png")
     again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
     try:
-        rows = lines_until(again, 2)
+        rows = lines_until(again, 3)
         time.sleep(1.0)
         cv2.imwrite(str(folder / "after.png"), part_image(rng, 128)[0])
         rows += lines_until(again, 1)
     finally:
         _, err = stop(again)
-    assert sorted(Path(r["frame"]).name for r in rows) == ["after.png", "while_down_0.png", "while_down_1.png"]
-    assert "(and 2 that came while no station watched it)" in err
+    assert sorted(Path(r["frame"]).name for r in rows) == ["after.png", "copied.png", "while_down_0.png",
+                                                            "while_down_1.png"]
+    assert "(and 3 that came while no station watched it)" in err
     logged = sorted(Path(r["frame"]).name for r in rows_of(log))
-    assert logged == ["after.png", "first.png", "while_down_0.png", "while_down_1.png"]
+    assert logged == ["after.png", "copied.png", "first.png", "while_down_0.png", "while_down_1.png"]
 
 
 def test_a_file_whose_header_the_decoder_refuses_is_an_error_row_not_the_end_of_the_station(model_path, tmp_path):
