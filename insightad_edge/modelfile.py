@@ -52,3 +52,41 @@ def is_sealed(data: bytes, recorded: str | None, path: Path) -> bool:
             return True
     raise ModelError(f"{path} is damaged: it is not the file that was exported (its content does not match the "
                      "sha256 sealed into it at export); copy it again from the training machine or export it again")
+
+
+class FileWatch:
+    """Whether the file a model was loaded from still holds that model.
+
+    A model exported or copied to a running station's model path is not used until the station starts again;
+    unsaid, the engineer who put it there believes the new model judges while the old one does, for weeks.
+    ``look`` is cheap (one stat; the file is hashed again only when the stat changes).
+    """
+
+    def __init__(self, path: Path, sha256: str):
+        self.path, self.sha256 = path, sha256
+        self.state = "same"  # same, other (another file there) or gone
+        self._stat: tuple | None = None  # (size, modified, inode) when last hashed
+
+    def look(self) -> str | None:
+        """What changed since the last look, in words (another model at the path, none, the one in service
+        again); None when nothing did."""
+        try:
+            info = self.path.stat()
+            stat = (info.st_size, info.st_mtime_ns, info.st_ino)
+            state = self.state if stat == self._stat else (
+                "same" if hashlib.sha256(self.path.read_bytes()).hexdigest() == self.sha256 else "other")
+            self._stat = stat
+        except OSError:
+            state, self._stat = "gone", None
+        if state == self.state:
+            return None
+        self.state = state
+        return self.words()
+
+    def words(self) -> str:
+        """The file's state as a person reads it."""
+        if self.state == "same":
+            return f"{self.path} holds the model in service again (sha256 {self.sha256[:12]})"
+        return (f"{self.path} " + ("is gone" if self.state == "gone" else "holds another model now")
+                + f": this station still judges with the model it loaded (sha256 {self.sha256[:12]}); "
+                + ("a restart would find none" if self.state == "gone" else "restart it to use the new one"))

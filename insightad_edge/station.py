@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from . import modelfile
 from .config import SCORE_KEYS
 from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
@@ -116,7 +117,9 @@ class Station:
 
     Everything after the Detector is optional: a DriftMonitor (its changes of state become events), an
     InspectionLog, an Evidence folder, a callable for each verdict (the CLI prints), one for events, and one
-    called every second or so while the loop turns (the CLI pings systemd's watchdog with it).
+    called every second or so while the loop turns (the CLI pings systemd's watchdog with it). At each such
+    look the model's file is looked at too (``model_file``): another model put there is an event, since this
+    station goes on judging with the one it loaded.
     """
 
     def __init__(self, detector: Detector, *, monitor=None, log=None, evidence=None,
@@ -124,6 +127,7 @@ class Station:
                  on_alive: Callable[[], None] | None = None):
         self.detector, self.monitor, self.log, self.evidence = detector, monitor, log, evidence
         self.emit, self.on_event, self.on_alive = emit, on_event, on_alive
+        self.model_file = modelfile.FileWatch(detector.path, detector.sha256)
         self._level, self._name = "ok", ""
 
     def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1) -> Counter:
@@ -136,7 +140,7 @@ class Station:
             self.log.event("start", f"watch {self._name} with {self.detector.path.name} "
                                     f"(sha256 {self.detector.sha256[:12]})")
         try:
-            with stalls_reported(stop, lambda: self._name, self._event, source_kind(source) != "frames", self.on_alive):
+            with stalls_reported(stop, lambda: self._name, self._event, source_kind(source) != "frames", self._alive):
                 for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
                                      seen=None if self.log is None else self.log.seen,
                                      last_active=None if self.log is None else self.log.last_active,
@@ -164,6 +168,12 @@ class Station:
             self.log.record(log_row(verdict, self.detector, kept))
         if self.emit is not None:
             self.emit(verdict)
+
+    def _alive(self) -> None:
+        if self.on_alive is not None:
+            self.on_alive()
+        if (change := self.model_file.look()) is not None:
+            self._event(Event("model_changed", self._name, change))
 
     def _event(self, event: Event) -> None:
         self._name = event.source or self._name  # as the source names itself (a folder: its full path)

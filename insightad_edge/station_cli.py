@@ -120,8 +120,6 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
                    + ("" if log_keep_days is None else f", keeping {log_keep_days:g} days"), err=True)
     evidence = None if save is None else Evidence(
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
-    if page is not None:
-        page.sinks(inspection_log, evidence)
 
     def announce(event) -> None:  # every event on stderr, and a source's state on the page
         click.echo(f"{event.kind}: {event.message}", err=True)
@@ -133,6 +131,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         station = Station(detector, monitor=monitor, log=inspection_log, evidence=evidence,
                           emit=emit if page is None else lambda v: (page.show(v), emit(v)),  # printed: on the page
                           on_event=announce, on_alive=lambda: systemd.notify("WATCHDOG=1"))
+        if page is not None:
+            page.sinks(inspection_log, evidence, station.model_file)
         systemd.notify("READY=1")  # under systemd (Type=notify): the line starts now
         counts = station.run(source, stop=stop, existing=existing, stride=stride)
         systemd.notify("STOPPING=1")
@@ -185,9 +185,10 @@ class OperatorPage:
         host, port = options.host, sock.getsockname()[1]  # port 0 lets the system choose one: name it
         click.echo(f"operator's page on http://{f'[{host}]' if ':' in host else host}:{port}/", err=True)
 
-    def sinks(self, inspection_log, evidence) -> None:
+    def sinks(self, inspection_log, evidence, model_file) -> None:
         """Show on the page and in /metrics what the station's log and evidence folder cannot do now: a full
-        disk would otherwise be seen only when the station stops and counts what never got in."""
+        disk would otherwise be seen only when the station stops and counts what never got in. The page also
+        says while the model's file holds another model than the one that judges (``modelfile.FileWatch``)."""
         from .board import HOUR_S
 
         self.metrics.sinks(inspection_log, evidence)
@@ -202,6 +203,8 @@ class OperatorPage:
                 minutes = (time.monotonic() - evidence.last_failed) / 60  # an hour after the last, the banner goes
                 found.append(f"the evidence of {evidence.failed} frames could not be written (the last {minutes:.0f} "
                              "min ago)")
+            if model_file.state != "same":
+                found.append(model_file.words())
             return found
 
         self.board.trouble = trouble
@@ -292,7 +295,7 @@ class OutputGone(Exception):
 @click.option("--summary", is_flag=True, help="Per hour: parts, defects, defect rate, not inspectable, errors, "
               "live frames skipped while busy, p95 latency.")
 @click.option("--events", "list_events", is_flag=True,
-              help="The events instead: start, stop, a source lost and back, a stall, drift, pruned.")
+              help="The events instead: start, stop, a source lost and back, a stall, drift, pruned, the model file changed.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool,
                 list_events: bool, fmt: str) -> None:

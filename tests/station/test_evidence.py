@@ -204,6 +204,7 @@ def test_evidence_that_could_not_be_written_is_on_the_page_for_an_hour_after_the
     """Red on the line's screen while it matters: a full disk's lost evidence, until an hour after the last frame
     it cost (a banner that never goes teaches people to ignore red); /metrics keeps the count."""
     from insightad_edge.evidence import Evidence
+    from insightad_edge.modelfile import FileWatch
     from insightad_edge.monitor import DriftMonitor
     from insightad_edge.station_cli import OperatorPage
 
@@ -213,7 +214,7 @@ def test_evidence_that_could_not_be_written_is_on_the_page_for_an_hour_after_the
         (tmp_path / "evidence").mkdir()
         (tmp_path / "evidence" / "2026-11-30").write_text("a file where the day's folder goes: writes fail")
         evidence = Evidence(tmp_path / "evidence")
-        page.sinks(None, evidence)
+        page.sinks(None, evidence, FileWatch(detector.path, detector.sha256))
         assert page.board.summary()["trouble"] == []
         evidence.keep("2026-11-30T08:00:00.000Z", "0", "defect", part_image(np.random.default_rng(13), 128)[0],
                       None, 1.0)

@@ -1112,3 +1112,51 @@ def test_files_not_named_as_images_are_said_to_be_unjudged_once_per_kind(model_p
     assert [f"ignored: {line}" for line in trouble] == said  # and on the page, until the station stops
     assert "no suffix (0001)" in said[0] and ".raw (a.raw)" in said[0] and "hidden" not in said[0]
     assert ".xml (a.xml)" in said[1] and ".raw" not in said[1]
+
+
+def test_another_model_put_where_the_stations_model_was_is_said_not_silently_unused(model_path, tmp_path):
+    """An engineer exports a new model to the running station's --model path and believes it judges; the station
+    goes on with the one it loaded (as it should: a half-copied file must not judge), and used to say nothing.
+    Now the change is an event (stderr, log) and stays on the page until the file holds the model in service
+    again; the verdicts meanwhile name the model that gave them."""
+    import urllib.request
+
+    from models import make_onnx_model
+
+    from insightad_edge.metadata import ModelMetadata
+
+    folder, log, model = tmp_path / "incoming", tmp_path / "line.db", tmp_path / "part.onnx"
+    folder.mkdir()
+    shutil.copy2(model_path, model)
+    in_service = Detector(model).sha256
+    other = json.loads(Detector(model_path).metadata.to_json())
+    other["threshold"]["value"] *= 1.5
+    newer = make_onnx_model(tmp_path / "newer.onnx", ModelMetadata.from_json(json.dumps(other)))
+    process = start_watch(folder, "--model", model, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0")
+    base = announced_page(process)
+
+    def trouble_until(wanted, timeout: float = 30) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not wanted(found := json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())["trouble"]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return found
+
+    rng = np.random.default_rng(31)
+    try:
+        shutil.copy(newer, model)  # the new export lands where the station's model was
+        assert any("holds another model now" in t for t in trouble_until(bool))
+        cv2.imwrite(str(folder / "p0.png"), part_image(rng, 128)[0])
+        assert len(lines_until(process, 1)) == 1
+        shutil.copy(model_path, model)  # put back
+        assert trouble_until(lambda t: not t) == []
+        model.unlink()
+        assert any("is gone" in t for t in trouble_until(bool))
+    finally:
+        _, err = stop(process)
+    assert "model_changed: " + str(model) + " holds another model now: this station still judges with the model it " \
+           "loaded (sha256 " + in_service[:12] + "); restart it to use the new one" in err
+    assert f"model_changed: {model} holds the model in service again" in err
+    assert f"model_changed: {model} is gone" in err
+    assert events_of(log).count("model_changed") == 3
+    assert [r["model_sha256"] for r in rows_of(log)] == [in_service]
