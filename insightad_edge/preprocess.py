@@ -25,6 +25,7 @@ ImageSource = Union[str, PathLike, bytes, bytearray, memoryview, np.ndarray]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
 MIN_SIDE = 8
+FILE_MANAGERS_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})  # Windows Explorer's, in any folder
 
 
 def named_as_image(name: str) -> bool:
@@ -41,12 +42,23 @@ def holds_images(folder) -> bool:
         return False
 
 
+def unjudged(name: str) -> bool:
+    """Whether a file's name is one insightad leaves unjudged and says so: visible, not named as an image, and not
+    a file manager's own (Thumbs.db, desktop.ini: a Windows share shows them; they are not parts)."""
+    return not name.startswith(".") and not named_as_image(name) and name.lower() not in FILE_MANAGERS_FILES
+
+
+def kind_of(name: str) -> str:
+    """A file's kind as other_kinds names it: its suffix in lower case, or "" for none."""
+    return os.path.splitext(name)[1].lower()
+
+
 def other_kinds(names) -> dict[str, str]:
-    """The suffixes of the visible file names among ``names`` that are not named as images, each with one example:
-    what a folder holds that insightad does not judge."""
+    """The kinds of the ``unjudged`` file names among ``names``, each with one example: what a folder holds that
+    insightad does not judge."""
     kinds: dict[str, str] = {}
-    for name in sorted(n for n in names if not n.startswith(".") and not named_as_image(n)):
-        kinds.setdefault(os.path.splitext(name)[1].lower(), name)
+    for name in sorted(filter(unjudged, names)):
+        kinds.setdefault(kind_of(name), name)
     return kinds
 
 

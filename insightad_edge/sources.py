@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .preprocess import IMAGE_SUFFIXES, holds_images, kinds_text, named_as_image, other_kinds
+from .preprocess import IMAGE_SUFFIXES, holds_images, kind_of, kinds_text, named_as_image, other_kinds, unjudged
 
 log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
@@ -29,6 +29,7 @@ SETTLE_S = 0.2         # a file must keep its size and modification time this lo
 RECHECK_PER_POLL = 256  # files judged before whose modification time is looked at again per poll (a rewrite)
 RELIST_S = 1.0         # a folder is listed again at least this often, whatever its modification time says
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
+IGNORED_AFTER_S = 5.0  # a file not named as an image is said to be unjudged once it has stayed this long
 RESTART_MARGIN_S = 60.0  # files that came this long before an earlier station was last heard of, and never judged
                          # by it, are judged on a restart too (a crash loses its last moments; clocks are coarse)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
@@ -164,7 +165,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     from .preprocess import load
 
     name = str(folder)
-    images, subfolders, others = _listing(folder) or ([], set(), {})
+    images, subfolders, others = _listing(folder) or ([], set(), [])
     there_before = set(images)  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
@@ -187,9 +188,8 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
                 + (f" (and {missed} that came while no station watched it)" if missed else ""))
     if holding := {sub for sub in subfolders if holds_images(os.path.join(folder, sub))}:
         yield _unwatched(folder, holding, new=False)
-    if others:
-        yield _ignored(folder, others)
-    told = set(others)  # the suffixes of files that are not images, once said
+    told: set[str] = set()  # the kinds of files not named as images, once said
+    strangers = _lingering({}, others, told, time.monotonic())[0]
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
     unreadable = False
     while not stop.is_set():
@@ -211,13 +211,14 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
             if new_subfolders := now_subfolders - subfolders:
                 yield _unwatched(folder, new_subfolders, new=True)
             subfolders = now_subfolders
-            if new_others := {suffix: example for suffix, example in others.items() if suffix not in told}:
-                yield _ignored(folder, new_others)
-                told |= set(new_others)
             present = set(paths)  # files taken away are forgotten: one written again under their name is new
             done = {path: modified for path, modified in done.items() if path in present}
             there_before &= present
             fresh, judged = [p for p in paths if p not in done], [p for p in paths if p in done]
+            strangers, stayed = _lingering(strangers, others, told, now)
+            if stayed:
+                yield _ignored(folder, stayed)
+                told |= set(stayed)
         window = judged[recheck:recheck + RECHECK_PER_POLL]
         recheck = recheck + RECHECK_PER_POLL if recheck + RECHECK_PER_POLL < len(judged) else 0
         for key in sorted({p for p in fresh if p not in done}.union(window, pending)):  # new, being written, rechecked
@@ -255,10 +256,10 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         stop.wait(pause)
 
 
-def _listing(folder: Path) -> Optional[tuple[list[str], set[str], dict[str, str]]]:
-    """The image files' paths in FOLDER, sorted by name; its subfolders' names; and the suffixes of its other
-    visible files, each with one such name (no stat: the directory says which entries are files). None when the
-    folder cannot be read."""
+def _listing(folder: Path) -> Optional[tuple[list[str], set[str], list[str]]]:
+    """The image files' paths in FOLDER, sorted by name; its subfolders' names; and the names of its files left
+    unjudged (``preprocess.unjudged``; no stat: the directory says which entries are files). None when the folder
+    cannot be read."""
     try:
         with os.scandir(folder) as scan:
             entries = list(scan)
@@ -269,8 +270,21 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str], dict[str, str]
         if entry.is_dir():
             subfolders.add(entry.name)
         elif entry.is_file():
-            (images if named_as_image(entry.name) else others).append(entry)
-    return sorted(e.path for e in images), subfolders, other_kinds(e.name for e in others)
+            if named_as_image(entry.name):
+                images.append(entry.path)
+            elif unjudged(entry.name):
+                others.append(entry.name)
+    return sorted(images), subfolders, others
+
+
+def _lingering(strangers: dict[str, float], names: list[str], told: set[str],
+               now: float) -> tuple[dict[str, float], dict[str, str]]:
+    """Files left unjudged, of kinds not yet ``told``, with when each was first listed (STRANGERS updated from
+    a listing's NAMES); and the kinds, each with an example, of those that stayed IGNORED_AFTER_S. An upload under
+    a temporary name (WinSCP's ``.filepart``, a camera's ``.tmp``) is renamed within moments: naming its kind
+    would be a false alarm, shown in red until the station stops."""
+    strangers = {name: strangers.get(name, now) for name in names if kind_of(name) not in told}
+    return strangers, other_kinds(name for name, since in strangers.items() if now - since >= IGNORED_AFTER_S)
 
 
 def _unwatched(folder: Path, names: set[str], new: bool) -> Event:

@@ -163,8 +163,10 @@ def test_rows_that_cannot_be_written_end_the_run_with_the_reason_not_a_traceback
 
 
 def test_files_not_named_as_images_are_skipped_and_their_kinds_named(folder, model_path, caplog):
-    """A camera set to write `.raw`, or names without a suffix, must not look like a folder of few parts."""
+    """A camera set to write `.raw`, or names without a suffix, must not look like a folder of few parts; a file
+    manager's own files on a Windows share (Thumbs.db) are not parts and not named."""
     (folder / "0001").write_bytes((folder / "good_0.png").read_bytes())
+    (folder / "Thumbs.db").write_bytes(b"\0" * 64)
     result = run("score", folder, "--model", model_path, "--format", "jsonl")
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
     assert "skipped files not named as images: no suffix (0001), .txt (notes.txt)" in caplog.text

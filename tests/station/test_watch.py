@@ -1090,28 +1090,45 @@ def rows_of_events(log: Path) -> list[str]:
 def test_files_not_named_as_images_are_said_to_be_unjudged_once_per_kind(model_path, tmp_path):
     """A camera set to write another format, or names without a suffix, left the station watching in silence
     while no part was judged. Each kind of file it does not judge is now named once, on stderr, in the log and on
-    the page."""
+    the page, once a file of it has stayed a few seconds: an upload under a temporary name (WinSCP's .filepart)
+    renamed at once to an image was named too, a false alarm in red until the station stopped. Windows Explorer's
+    own files (Thumbs.db) are never named: they are not parts."""
     import urllib.request
+
+    from insightad_edge.sources import IGNORED_AFTER_S
 
     folder, log = tmp_path / "incoming", tmp_path / "line.db"
     folder.mkdir()
     png = cv2.imencode(".png", part_image(np.random.default_rng(29), 128)[0])[1].tobytes()
-    for name in ("0001", "0002", "a.raw", ".hidden"):
+    for name in ("0001", "0002", "a.raw", ".hidden", "Thumbs.db", "desktop.ini"):
         (folder / name).write_bytes(png)
     process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--http", "127.0.0.1:0")
     base = announced_page(process)
-    time.sleep(1.5)
+
+    def trouble_until(count: int) -> list[str]:
+        deadline = time.monotonic() + 3 * IGNORED_AFTER_S
+        while len(found := json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())["trouble"]) \
+                < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return found
+
+    assert len(trouble_until(1)) == 1
+    for i in range(3):  # uploads under a temporary name, each renamed once whole
+        (folder / f"up{i}.png.filepart").write_bytes(png)
+        time.sleep(0.5)
+        (folder / f"up{i}.png.filepart").rename(folder / f"up{i}.png")
     (folder / "b.raw").write_bytes(png)  # a kind already named: not again
     (folder / "a.xml").write_text("<part/>")
-    (folder / "p.png").write_bytes(png)
-    assert len(lines_until(process, 1)) == 1
-    trouble = json.loads(urllib.request.urlopen(base + "/api/summary", timeout=10).read())["trouble"]
+    assert len(lines_until(process, 3)) == 3
+    trouble = trouble_until(2)
+    time.sleep(IGNORED_AFTER_S)  # time for a wrong third
     _, err = stop(process)
     said = [line for line in err.splitlines() if line.startswith("ignored:")]
     assert len(said) == 2 and events_of(log).count("ignored") == 2, err
     assert [f"ignored: {line}" for line in trouble] == said  # and on the page, until the station stops
-    assert "no suffix (0001)" in said[0] and ".raw (a.raw)" in said[0] and "hidden" not in said[0]
+    assert "no suffix (0001)" in said[0] and ".raw (a.raw)" in said[0]
     assert ".xml (a.xml)" in said[1] and ".raw" not in said[1]
+    assert not any(word in line for line in said for word in ("hidden", ".filepart", ".db", ".ini")), said
 
 
 def test_another_model_put_where_the_stations_model_was_is_said_not_silently_unused(model_path, tmp_path):
