@@ -9,8 +9,10 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -53,19 +55,26 @@ def main(verbose: bool) -> None:
 def find_images(folder: Path, recursive: bool) -> list[Path]:
     """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped, and their kinds
     named (a camera set to write `.raw` must not look like a folder of few parts)."""
-    from .preprocess import holds_images, kinds_text, named_as_image, other_kinds
+    from .preprocess import holds_images, kinds_text, named_as_image, other_kinds, parts_folder
 
     if folder.is_file():
         return [folder]
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in candidates if p.is_file())
+    files = sorted(p for p in (_walk(folder, parts_folder) if recursive else folder.iterdir()) if p.is_file())
     images = [p for p in files if named_as_image(p.name)]
     if kinds := other_kinds(p.name for p in files):
         log.warning("skipped files not named as images: %s", kinds_text(kinds))
-    if not recursive and (held := sorted(d.name for d in folder.iterdir() if d.is_dir() and holds_images(d))):
+    if not recursive and (held := sorted(d.name for d in folder.iterdir()
+                                         if d.is_dir() and parts_folder(d.name) and holds_images(d))):
         log.warning("skipped subfolders holding images (--recursive scores them): %s", ", ".join(held[:3])
                     + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
     return images
+
+
+def _walk(folder: Path, entered) -> Iterator[Path]:
+    """Every entry under FOLDER but folders, going into the subfolders whose names ``entered`` takes."""
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(name for name in folders if entered(name))
+        yield from (Path(root) / name for name in names)
 
 
 def _score_one(detector, path: Path, overlay: Path | None) -> dict:

@@ -26,11 +26,22 @@ ImageSource = Union[str, PathLike, bytes, bytearray, memoryview, np.ndarray]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
 MIN_SIDE = 8
 FILE_MANAGERS_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})  # Windows Explorer's, in any folder
+SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "$recycle.bin", "system volume information",
+                            "lost+found"})  # a NAS's thumbnails and recycle bin, a disk's own: never parts
 
 
 def named_as_image(name: str) -> bool:
-    """Whether a file's name says it is an image insightad judges (by its suffix, in any case)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+    """Whether a file's name says it is an image insightad judges: by its suffix, in any case, and not hidden (a
+    Mac writes a ``._p.png`` of its own beside each picture on a share or a stick; rsync copies under a hidden
+    name): a hidden file is never a part."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def parts_folder(name: str) -> bool:
+    """Whether a subfolder can hold parts: not hidden, and not one a NAS or the system keeps for itself
+    (Synology's ``@eaDir`` of thumbnails, a recycle bin), whose pictures are no parts and whose appearing is no
+    news."""
+    return not name.startswith(".") and name.lower() not in SYSTEM_FOLDERS
 
 
 def holds_images(folder) -> bool:

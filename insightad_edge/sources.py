@@ -20,7 +20,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .preprocess import IMAGE_SUFFIXES, holds_images, kind_of, kinds_text, named_as_image, other_kinds, unjudged
+from .preprocess import (
+    IMAGE_SUFFIXES,
+    holds_images,
+    kind_of,
+    kinds_text,
+    named_as_image,
+    other_kinds,
+    parts_folder,
+    unjudged,
+)
 
 log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
@@ -268,7 +277,8 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str], list[str]]]:
     images, others, subfolders = [], [], set()
     for entry in entries:  # one pass: a shift's folder holds tens of thousands, listed every second
         if entry.is_dir():
-            subfolders.add(entry.name)
+            if parts_folder(entry.name):
+                subfolders.add(entry.name)
         elif entry.is_file():
             if named_as_image(entry.name):
                 images.append(entry.path)

@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.errors import DataError, ImageError
-from insightad_edge.preprocess import decode, holds_images, kinds_text, load, named_as_image, other_kinds, to_float
+from insightad_edge.preprocess import (
+    decode,
+    holds_images,
+    kinds_text,
+    load,
+    named_as_image,
+    other_kinds,
+    parts_folder,
+    to_float,
+)
 
 GOOD = "good"
 
@@ -67,7 +76,7 @@ def _labelled(split: Path, masks: Path) -> tuple[Sample, ...]:
     if not split.is_dir():
         return ()
     samples = []
-    for defect_dir in sorted(d for d in split.iterdir() if d.is_dir()):
+    for defect_dir in sorted(d for d in split.iterdir() if d.is_dir() and parts_folder(d.name)):
         samples += [Sample(image, defect_dir.name, _mask_of(image, defect_dir, masks)) for image in images_in(defect_dir)]
     return tuple(samples)
 
@@ -118,7 +127,7 @@ def not_read(folder: Path) -> list[str]:
     found = []
     if kinds := other_kinds(p.name for p in entries if p.is_file()):
         found.append(f"files not named as images: {kinds_text(kinds)}")
-    if held := [p.name for p in entries if p.is_dir() and holds_images(p)]:
+    if held := [p.name for p in entries if p.is_dir() and parts_folder(p.name) and holds_images(p)]:
         found.append(f"subfolders holding images, which are not read: {', '.join(held[:3])}"
                      + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
     return found

@@ -173,6 +173,20 @@ def test_files_not_named_as_images_are_skipped_and_their_kinds_named(folder, mod
     assert "skipped subfolders holding images (--recursive scores them): sub" in caplog.text
 
 
+def test_hidden_files_and_a_nass_own_folders_are_not_scored(folder, model_path, caplog):
+    """A Mac's `._good_0.png` beside each picture (not an image) made an error row and exit 1; with --recursive,
+    the thumbnails of a Synology share's `@eaDir` were scored as parts."""
+    (folder / "._good_0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(4000))
+    (folder / "@eaDir" / "good_0.png").mkdir(parents=True)
+    (folder / "@eaDir" / "good_0.png" / "SYNOFILE_THUMB_M.png").write_bytes((folder / "good_0.png").read_bytes())
+    plain = run("score", folder, "--model", model_path, "--format", "jsonl")
+    assert plain.exit_code == 0 and len(plain.stdout.splitlines()) == 3, plain.stdout
+    assert "@eaDir" not in caplog.text
+    scored = [json.loads(line)["path"] for line in run("score", folder, "--model", model_path, "--format", "jsonl",
+                                                        "--recursive").stdout.splitlines()]
+    assert not any("@eaDir" in path or "._" in path for path in scored) and len(scored) == 4, scored
+
+
 def test_empty_folder_fails(tmp_path, model_path):
     assert run("score", tmp_path, "--model", model_path).exit_code == 1
 

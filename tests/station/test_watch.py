@@ -1177,3 +1177,30 @@ def test_another_model_put_where_the_stations_model_was_is_said_not_silently_unu
     assert f"model_changed: {model} is gone" in err
     assert events_of(log).count("model_changed") == 3
     assert [r["model_sha256"] for r in rows_of(log)] == [in_service]
+
+
+def test_a_macs_and_a_nass_own_files_beside_the_parts_are_not_parts(model_path, tmp_path):
+    """A share or a stick a Mac writes to holds a `._p.png` of its own beside each picture (AppleDouble: not an
+    image): each became an error verdict five seconds after its part, and errors on the page. A Synology share
+    makes an `@eaDir` of thumbnails in the folder: it was announced in red as a subfolder whose images go
+    unjudged. Hidden files and the system's own folders are now no parts and no news."""
+    from insightad_edge.sources import UNREADABLE_AFTER_S
+
+    folder, log = tmp_path / "incoming", tmp_path / "line.db"
+    folder.mkdir()
+    png = cv2.imencode(".png", part_image(np.random.default_rng(33), 128)[0])[1].tobytes()
+    process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    try:
+        time.sleep(1.0)
+        for i in range(2):
+            (folder / f"p{i}.png").write_bytes(png)
+            (folder / f"._p{i}.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000))
+        for system in ("@eaDir", ".thumbnails"):
+            (folder / system / "p0.png").mkdir(parents=True)
+            (folder / system / "p0.png" / "SYNOFILE_THUMB_M.png").write_bytes(png)
+        rows = lines_until(process, 3, timeout=UNREADABLE_AFTER_S + 5)
+    finally:
+        _, err = stop(process)
+    assert sorted(Path(r["frame"]).name for r in rows) == ["p0.png", "p1.png"]
+    assert all(r["error"] is None for r in rows_of(log))
+    assert "unwatched" not in err and "ignored" not in err, err

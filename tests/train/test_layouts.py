@@ -51,6 +51,19 @@ def layouts(tmp_path_factory):
     return {"mvtec": mvtec, "3d-ad": as_3d_ad(mvtec, base / "3d"), "loco": as_loco(mvtec, base / "loco")}
 
 
+def test_a_copy_made_on_a_mac_or_kept_on_a_nas_reads_as_the_original(layouts, tmp_path):
+    """A dataset copied by a Mac holds a `._name.png` (not an image) beside each picture, which fit refused as
+    unreadable; one kept on a Synology share holds `@eaDir` thumbnail folders, read as a defect type."""
+    reference = load_dataset(layouts["mvtec"])
+    copy = shutil.copytree(layouts["mvtec"], tmp_path / "copy")
+    for image in list(copy.rglob("*.png")):
+        (image.parent / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4000))
+    shutil.copytree(copy / "test" / "scratch", copy / "test" / "@eaDir")
+    other = load_dataset(copy)
+    assert [p.name for p in other.train] == [p.name for p in reference.train]
+    assert [(s.path.name, s.defect) for s in other.test] == [(s.path.name, s.defect) for s in reference.test]
+
+
 @pytest.mark.parametrize("layout", ["3d-ad", "loco"])
 def test_the_same_images_and_masks_as_the_mvtec_ad_layout(layouts, layout):
     reference, other = load_dataset(layouts["mvtec"]), load_dataset(layouts[layout])
