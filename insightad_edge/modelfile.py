@@ -62,8 +62,8 @@ class FileWatch:
     ``look`` is cheap (one stat; the file is hashed again only when the stat changes).
     """
 
-    def __init__(self, path: Path, sha256: str):
-        self.path, self.sha256 = path, sha256
+    def __init__(self, path: Path, sha256: str, holder: str = "station"):
+        self.path, self.sha256, self.holder = path, sha256, holder  # holder: who judges with it, a station or a server
         self.state = "same"  # same, other (another file there) or gone
         self._stat: tuple | None = None  # (size, modified, inode) when last hashed
 
@@ -88,5 +88,5 @@ class FileWatch:
         if self.state == "same":
             return f"{self.path} holds the model in service again (sha256 {self.sha256[:12]})"
         return (f"{self.path} " + ("is gone" if self.state == "gone" else "holds another model now")
-                + f": this station still judges with the model it loaded (sha256 {self.sha256[:12]}); "
+                + f": this {self.holder} still judges with the model it loaded (sha256 {self.sha256[:12]}); "
                 + ("a restart would find none" if self.state == "gone" else "restart it to use the new one"))

@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
+from . import __version__, modelfile
 from .board import Board
 from .config import ServeOptions
 from .detector import ERROR, NOT_INSPECTABLE, Detector
@@ -154,6 +154,8 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
     board = board or Board(monitor)
     metrics = metrics or Metrics(detector)
     recent_ms = [50.0]  # a running estimate of one request's model time, for Retry-After
+    if infer:  # serving alone (a station tells its page of its model's file itself)
+        board.trouble = _model_file_trouble(detector)
 
     def admit() -> None:
         waiting = limiter.statistics().tasks_waiting
@@ -201,6 +203,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
             body = await read_body(request, options.max_body_bytes, options.client_timeout_s)
             data = parse_image(body, request.headers.get("content-type", "application/json"))
             admit()
+            board.trouble()  # a look at the model's file (a stat): a change is logged at the first request after it
             try:
                 image = load(data)
                 result = await anyio.to_thread.run_sync(lambda: detector(image, with_map=True), limiter=limiter)
@@ -253,6 +256,19 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _model_file_trouble(detector: Detector):
+    """The page's trouble while the model's file holds another model than the one that serves (a new export put
+    there is used from the next start); each change logged once."""
+    watch = modelfile.FileWatch(detector.path, detector.sha256, holder="server")
+
+    def trouble() -> list[str]:
+        if (change := watch.look()) is not None:
+            log.warning("%s", change)
+        return [] if watch.state == "same" else [watch.words()]
+
+    return trouble
 
 
 def client_timeout_protocol(timeout_s: float):

@@ -219,6 +219,31 @@ def test_the_threshold_can_be_overridden_as_for_score_and_watch(model_path):
         process.wait(timeout=30)
 
 
+def test_another_model_put_where_the_servers_model_was_is_said_on_its_page_and_in_its_log(model_path, tmp_path):
+    """A new export put at a running server's --model path is used from its next start; meanwhile the server
+    says so, where it said nothing and answered with the old model."""
+    import shutil
+
+    model = tmp_path / "part.onnx"
+    shutil.copy(model_path, model)
+    process, url = start(model)
+    try:
+        body = encoded(part_image(np.random.default_rng(6), 128)[0])
+        assert json.loads(request(url + "/api/summary")[2])["trouble"] == []
+        model.write_bytes(model.read_bytes() + b"\0")  # another file now
+        status, _, answer = request(url + "/infer", body)
+        assert status == 200  # answered by the model it loaded
+        trouble = json.loads(request(url + "/api/summary")[2])["trouble"]
+        assert len(trouble) == 1 and "holds another model now: this server still judges with the model it loaded" \
+            in trouble[0] and "restart it" in trouble[0]
+        shutil.copy(model_path, model)
+        assert json.loads(request(url + "/api/summary")[2])["trouble"] == []
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert output.count("holds another model now") == 1 and "holds the model in service again" in output
+
+
 def test_idle_clients_are_cut_and_a_full_queue_answers_503(model_path):
     process, url = start(model_path, "--client-timeout-s", "1", "--workers", "1", "--max-queue", "0")
     try:
