@@ -7,15 +7,18 @@ if (keyFromHash) localStorage.setItem("insightad-key", keyFromHash);
 const headers = localStorage.getItem("insightad-key") ? {"X-API-Key": localStorage.getItem("insightad-key")} : {};
 const LABELS = {ok: "OK", defect: "DEFECT", not_inspectable: "NO VERDICT", error: "ERROR"};
 const SOURCE_DOWN = {lost: "CAMERA LOST", stalled: "STATION STALLED", ended: "SOURCE ENDED"};
+const ANSWER_MS = 5000;  // a station that takes longer to answer has hung: its last verdict no longer stands
 const $ = (id) => document.getElementById(id);
 let shown = null;
 
 async function get(path) {
   let response;
   try {
-    response = await fetch(path, {headers, cache: "no-store"});
-  } catch {  // the station or server is gone (stopped, crashed, the network cut)
-    throw new Error("cannot reach the station: no part is judged here until it answers again");
+    response = await fetch(path, {headers, cache: "no-store", signal: AbortSignal.timeout(ANSWER_MS)});
+  } catch (error) {  // gone (stopped, crashed, the network cut), or hung: the system accepts, nobody answers
+    throw new Error(error.name === "TimeoutError"
+      ? `the station does not answer (${ANSWER_MS / 1000} s): no part is judged here until it answers again`
+      : "cannot reach the station: no part is judged here until it answers again");
   }
   if (response.status === 401) throw new Error("this server wants an API key: open the page as /#key=YOUR_KEY");
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
@@ -107,5 +110,9 @@ async function refresh() {
   }
 }
 
-refresh();
-setInterval(refresh, 1000);
+async function follow() {  // one refresh at a time: a slow answer must not pile up requests behind it
+  await refresh();
+  setTimeout(follow, 1000);
+}
+
+follow();

@@ -91,6 +91,28 @@ def test_a_page_left_open_follows_each_verdict_and_never_shows_one_that_no_longe
         process.wait(timeout=30)
 
 
+def test_a_station_that_hangs_takes_its_last_verdict_off_the_screen(model_path):
+    """A hung server (here stopped with SIGSTOP; a deadlock, a machine swapping to death) still has its
+    connections accepted by the system, and never answers: the page waited for ever on its request and kept the
+    last green OK on the line's screen. A request that takes too long now means no verdict stands."""
+    import signal
+
+    process, url = start(model_path)
+    try:
+        with open_page(url + "/") as page:
+            assert request(url + "/infer", encoded(part_image(np.random.default_rng(35), 128)[0]))[0] == 200
+            page.wait_for_selector('[data-status="ok"]')
+            process.send_signal(signal.SIGSTOP)
+            page.wait_for_selector('[data-status="unreachable"]', timeout=15_000)
+            assert page.inner_text("#verdict") == "NO VERDICT" and "does not answer" in page.inner_text("#problem")
+            process.send_signal(signal.SIGCONT)
+            page.wait_for_selector('[data-status="ok"]', timeout=15_000)  # and back once it answers again
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_a_frame_that_is_no_image_gives_its_verdict_without_a_picture_not_a_broken_page(model_path):
     """A station's error verdict for a float frame outside [0, 1] made every /api/last fail until the next part."""
     from insightad_edge import Detector, board
