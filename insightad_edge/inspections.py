@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 try:
     import fcntl
 except ImportError:  # not on Windows: there a log is not claimed
@@ -101,7 +99,8 @@ def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> 
     if readonly:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no inspection log at {path}")
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_S)
+        # as a URI, quoted: a folder named "line #2" (or holding ? or %) would otherwise name another file
+        connection = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_S)
     else:
         connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_S, check_same_thread=not any_thread)
         connection.execute("PRAGMA journal_mode=WAL")
@@ -369,26 +368,37 @@ def recent(path: Path, source: str, seconds: float) -> list[tuple[float, str, in
 
 def summary(path: Path, since: str | None = None, until: str | None = None) -> list[dict]:
     """Per hour (UTC): parts, defects, defect rate among judged parts, not inspectable, errors, live frames skipped
-    while busy, p95 latency."""
-    hours: dict[str, dict] = {}
-    for row in verdicts(path, since, until):
-        hour = row["time"][:13] + ":00Z"
-        entry = hours.setdefault(hour, {"hour": hour, "parts": 0, "defects": 0, "not_inspectable": 0, "errors": 0,
-                                        "skipped": 0, "latencies": []})
-        entry["parts"] += 1
-        entry["defects"] += row["status"] == "defect"
-        entry["not_inspectable"] += row["status"] == "not_inspectable"
-        entry["errors"] += row["status"] == "error"
-        entry["skipped"] += row["skipped"]
-        if row["latency_ms"] is not None:
-            entry["latencies"].append(row["latency_ms"])
-    table = []
-    for entry in hours.values():
-        judged = entry["parts"] - entry["not_inspectable"] - entry["errors"]
-        latencies = entry.pop("latencies")
-        table.append({**entry, "defect_rate": entry["defects"] / judged if judged else None,
-                      "p95_latency_ms": float(np.percentile(latencies, 95)) if latencies else None})
-    return table
+    while busy, p95 latency. Counted by SQLite an hour at a time: a month of a live camera's verdicts (78 million
+    rows at 30 frames/s) held in Python took gigabytes, on the PC that runs the station."""
+    bounds = [(clause, value) for clause, value in (("time >= ?", since), ("time < ?", until)) if value is not None]
+    where = " AND ".join(clause for clause, _ in bounds)
+    connection = connect(path, readonly=True)
+    try:
+        table = []
+        for hour, parts, defects, not_inspectable, errors, skipped, timed in connection.execute(
+                "SELECT substr(time, 1, 13), count(*), sum(status = 'defect'), sum(status = 'not_inspectable'), "
+                "sum(status = 'error'), coalesce(sum(skipped), 0), count(latency_ms) FROM inspections"
+                + (f" WHERE {where}" if where else "") + " GROUP BY 1 ORDER BY 1", [v for _, v in bounds]).fetchall():
+            judged = parts - not_inspectable - errors
+            within = ["time >= ?", "time < ?"] + [clause for clause, _ in bounds]  # ':' < ';': the hour's times
+            latencies = (f"SELECT latency_ms FROM inspections WHERE {' AND '.join(within)} AND latency_ms IS NOT NULL "
+                         "ORDER BY latency_ms LIMIT 2 OFFSET ?", [hour, hour + ";"] + [v for _, v in bounds])
+            table.append({"hour": hour + ":00Z", "parts": parts, "defects": defects, "not_inspectable": not_inspectable,
+                          "errors": errors, "skipped": skipped, "defect_rate": defects / judged if judged else None,
+                          "p95_latency_ms": _percentile(connection, *latencies, timed, 95)})
+        return table
+    finally:
+        connection.close()
+
+
+def _percentile(connection: sqlite3.Connection, query: str, values: list, count: int, q: float) -> float | None:
+    """numpy's (linear) percentile Q of the COUNT values QUERY orders, reading the two around it: no list of them."""
+    if not count:
+        return None
+    rank = q / 100 * (count - 1)
+    below = int(rank)
+    pair = [row[0] for row in connection.execute(query, values + [below])]
+    return float(pair[0] + (rank - below) * ((pair[1] if len(pair) > 1 else pair[0]) - pair[0]))
 
 
 def events(path: Path, since: str | None = None, until: str | None = None) -> list[dict]:

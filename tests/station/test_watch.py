@@ -513,7 +513,8 @@ def test_kill_9_loses_at_most_the_last_second_and_never_the_file(model_path, tmp
 def test_log_and_summary_on_a_known_log(tmp_path):
     from insightad_edge.inspections import InspectionLog
 
-    log = tmp_path / "known.db"
+    log = tmp_path / "line #2 ?%41" / "known.db"  # a folder name that is no part of a URI as it stands
+    log.parent.mkdir()
     writer = InspectionLog(log)
     statuses = ["ok"] * 6 + ["defect"] * 2 + ["not_inspectable", "error"]
     for i, status in enumerate(statuses):
@@ -542,6 +543,12 @@ def test_log_and_summary_on_a_known_log(tmp_path):
                         "not_inspectable": 0, "errors": 0, "skipped": 4, "p95_latency_ms": pytest.approx(13.8)}
     assert hours[1]["parts"] == 5 and hours[1]["defects"] == 2 and hours[1]["defect_rate"] == pytest.approx(2 / 3)
     assert hours[1]["not_inspectable"] == 1 and hours[1]["errors"] == 1 and hours[1]["skipped"] == 5
+    assert hours[1]["p95_latency_ms"] == pytest.approx(np.percentile([15, 16, 17, 18, 19], 95))
+    bounded = CliRunner().invoke(main, ["log", str(log), "--summary", "--format", "jsonl", "--since", "2026-11-29T08:02Z",
+                                        "--until", "2026-11-29T09:07Z"])
+    hours = [json.loads(line) for line in bounded.stdout.splitlines()]
+    assert [h["parts"] for h in hours] == [3, 2] and hours[0]["skipped"] == 2 + 0 + 1
+    assert [h["p95_latency_ms"] for h in hours] == pytest.approx([np.percentile([12, 13, 14], 95), np.percentile([15, 16], 95)])
     assert CliRunner().invoke(main, ["log", str(log), "--since", "yesterday"]).exit_code == 2
     (tmp_path / "notes.txt").write_text("not a log")
     for arguments in ([], ["--summary"]):
