@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -143,14 +143,24 @@ def open_source(source, *, stop: Stop, existing: bool = False,
     return video_frames(Path(source), stop, stride)
 
 
+SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&#;]*(?:pass|pwd|secret|token|key|auth|sig)[^=&#;]*=)[^&#;]*")
+
+
 def shown(source) -> str:
-    """SOURCE as logs, events and the operator's page name it: a stream URL's password (rtsp://user:secret@cam)
-    becomes ***, since the page and /health are read by people who need not know it."""
+    """SOURCE as logs, events and the operator's page name it: a stream URL's password becomes ***, since the
+    page and /health are read by people who need not know it. Read as a person types it, not as a URL parser
+    would: the password runs from the first ``:`` of what stands before the last ``@`` (a raw ``#``, ``?``, ``/``
+    or ``@`` in it made a parser show the rest), and a query's password or key (``?user=admin&pwd=...``, as
+    many MJPEG cameras take it) goes too."""
     text = str(source)
-    parts = urlsplit(text)
-    if not text.lower().startswith(STREAM_SCHEMES) or parts.password is None:
+    if not text.lower().startswith(STREAM_SCHEMES):
         return text
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
+    scheme, rest = text.split("://", 1)
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{host}" if colon else rest
+    return SECRET_PARAMETER.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool],
@@ -444,11 +454,11 @@ class LatestFrameReader:
         while self._running():
             try:
                 self._read_one()
-            except Exception as exc:
-                log.exception("reading %s failed", self.name)
+            except Exception as exc:  # said once, by _note, without a traceback that would name the URL as given
                 self._release()
                 self._frozen = False
-                self._note("lost", f"{self.name} failed ({type(exc).__name__}: {exc}); reopening with backoff")
+                said = str(exc).replace(str(self.target), self.name)  # a driver may name the URL, password and all
+                self._note("lost", f"{self.name} failed ({type(exc).__name__}: {said}); reopening with backoff")
                 self._back_off()
         self._release()
 

@@ -332,7 +332,7 @@ def serve_mjpeg(port: int) -> ThreadingHTTPServer:
     return server
 
 
-def watch_stream(port: int, detector: Detector, seconds: float) -> tuple[list, list]:
+def watch_stream(port: int, detector: Detector, seconds: float, credentials: str = "") -> tuple[list, list]:
     """The Python station on this test's MJPEG camera (MJPEG.frames) for SECONDS: its verdicts and events."""
     import insightad_edge
     from insightad_edge import sources
@@ -341,7 +341,7 @@ def watch_stream(port: int, detector: Detector, seconds: float) -> tuple[list, l
     stop, events = sources.Stop(), []
     threading.Timer(seconds, stop.set).start()
     try:
-        verdicts = list(insightad_edge.watch(f"http://127.0.0.1:{port}/stream.mjpg", detector, stop=stop,
+        verdicts = list(insightad_edge.watch(f"http://{credentials}127.0.0.1:{port}/stream.mjpg", detector, stop=stop,
                                              on_event=events.append))
     finally:
         server.shutdown()
@@ -435,17 +435,38 @@ def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stal
     calls = {"n": 0}
     real_of = sources.Novelty.of
 
+    port = free_port()
+    url = f"http://line:s3cret@127.0.0.1:{port}/stream.mjpg"
+
     def failing_once(self, image):
         calls["n"] += 1
         if calls["n"] == 5:
-            raise cv2.error("the driver gave up")
+            raise cv2.error(f"the driver gave up on {url}")  # as a driver names what it failed on
         return real_of(self, image)
 
     monkeypatch.setattr(sources.Novelty, "of", failing_once)
     MJPEG.frames = jpegs(8, 5)
-    verdicts, events = watch_stream(free_port(), Detector(model_path), seconds=4.0)
+    verdicts, events = watch_stream(port, Detector(model_path), seconds=4.0, credentials="line:s3cret@")
     assert [e.kind for e in events] == ["opened", "lost", "reopened"] and "the driver gave up" in events[1].message
     assert len(verdicts) > 10  # judged on after the failure
+    assert not any("s3cret" in e.message or "s3cret" in e.source for e in events), events
+    assert all("line:***@127.0.0.1" in e.source for e in events)
+
+
+def test_a_stream_urls_password_is_never_shown_however_it_is_typed():
+    """A password with a raw #, ?, / or @ (as people type them into a camera's URL) made the URL parser show it,
+    on the page, in the events and in the log; and many MJPEG cameras take theirs in the query."""
+    from insightad_edge.sources import shown
+
+    for url, expected in (("rtsp://admin:pa#ss@10.0.0.5/stream", "rtsp://admin:***@10.0.0.5/stream"),
+                          ("rtsp://admin:p?s/s@10.0.0.5:554/s", "rtsp://admin:***@10.0.0.5:554/s"),
+                          ("rtsp://admin:p@ss@[fe80::1]:554/s", "rtsp://admin:***@[fe80::1]:554/s"),
+                          ("http://cam/videostream.cgi?user=admin&pwd=pass&rate=0",
+                           "http://cam/videostream.cgi?user=admin&pwd=***&rate=0"),
+                          ("http://cam/api?ApiKey=pass#view", "http://cam/api?ApiKey=***#view"),
+                          ("rtsp://admin@cam:554/live?channel=1", "rtsp://admin@cam:554/live?channel=1"),
+                          ("0", "0"), ("/data/line #2", "/data/line #2")):
+        assert shown(url) == expected
 
 
 def test_a_closed_terminal_stops_the_station_cleanly(model_path, tmp_path):
