@@ -91,6 +91,45 @@ def test_frames_without_a_judgeable_part_are_never_ok(model_path, name):
     assert reported.reason == str(error.value)
 
 
+@pytest.mark.parametrize("noise", [1.0, 2.0, 3.0])
+def test_an_empty_fixture_under_a_clean_camera_is_called_empty_not_out_of_focus(model_path, noise):
+    """With 1 to 3 gray levels of sensor noise, an empty fixture's blurred 8-bit image falls on two or three levels,
+    which Otsu splits almost perfectly: it read as a clear part (contrast 0.81 to 1.00 on the screw's model) and
+    was refused as out of focus, larger than the parts and cut by the edge, sending the operator to the lens. The
+    contrast is now measured on the values themselves: it says empty."""
+    detector = Detector(model_path)
+    frame = np.clip(200 + np.random.default_rng(7).normal(0, noise, (SIZE, SIZE)), 0, 255).astype(np.uint8)
+    result = detector(frame, not_inspectable="report")
+    assert result.status == "not_inspectable" and result.stats.contrast < detector.metadata.inspection.contrast_min
+    assert result.reason == (f"not inspectable: no clear part in view (contrast {result.stats.contrast:.2f} < "
+                             f"{detector.metadata.inspection.contrast_min:.2f}): is the fixture empty, or the part "
+                             "out of focus?")
+    flat = detector(np.full((SIZE, SIZE), 200, np.uint8), not_inspectable="report")  # not a level apart: stats too
+    assert flat.stats is not None and flat.stats.contrast == 0.0 and "the frame looks empty" in flat.reason
+
+
+def test_a_parts_contrast_is_what_it_was_so_the_models_limits_hold(model_path):
+    """The contrast measure changed (values, not 8-bit levels): on parts it must give what the old one did, since
+    every exported model's limit was set with the old one (the screw's 480 images: within 2e-5)."""
+    from insightad_edge import preprocess
+
+    def on_levels(work, threshold):  # the measure as it was: Otsu's separability over the 8-bit histogram
+        gray8 = cv2.GaussianBlur((work * 255.0).astype(np.uint8), (5, 5), 0)
+        hist = np.bincount(gray8.ravel(), minlength=256).astype(np.float64)
+        levels = np.arange(256.0)
+        low, total = levels <= threshold, hist.sum()
+        w0 = hist[low].sum() / total
+        m0, m1 = (hist[low] * levels[low]).sum() / hist[low].sum(), (hist[~low] * levels[~low]).sum() / hist[~low].sum()
+        variance = (hist * (levels - (hist * levels).sum() / total) ** 2).sum() / total
+        return w0 * (1 - w0) * (m0 - m1) ** 2 / variance
+
+    rng = np.random.default_rng(17)
+    for _ in range(20):
+        work = part_image(rng, SIZE)[0].astype(np.float32) / 255.0
+        threshold = preprocess.foreground(work, dark=True)[0]
+        assert preprocess.separability(work, threshold) == pytest.approx(on_levels(work, threshold), abs=5e-4)
+
+
 def test_a_frame_coarser_than_the_model_works_at_is_refused_not_passed(model_path):
     """A camera's preview stream or a thumbnail: a defect finer than its pixels would pass unseen."""
     detector = Detector(model_path)  # trained on 128-pixel frames, works at 64 pixels
