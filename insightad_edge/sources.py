@@ -115,13 +115,15 @@ def source_kind(source) -> str:
     raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
 
 
-def check_options(source, *, existing: bool, stride: int) -> str:
+def check_options(source, *, existing: bool, stride: int, per_part: bool = False) -> str:
     """SOURCE's kind, once options that would mean nothing for it are refused rather than ignored (ValueError)."""
     kind = source_kind(source)
     if kind == "folder" and stride > 1:  # judging every N-th file would pass the others unjudged
         raise ValueError("every file in a folder is a part of its own: stride is for videos and streams")
     if existing and kind != "folder":
         raise ValueError("only a folder has images there already: existing is for folders")
+    if per_part and kind == "folder":
+        raise ValueError("every file in a folder is a part of its own: per part is for a free-running camera")
     return kind
 
 

@@ -26,7 +26,8 @@ from .config import SCORE_KEYS
 from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
-from .sources import Event, Frame, Stop, open_source, shown, source_kind
+from .passages import Passages
+from .sources import Event, Frame, Stop, check_options, open_source, shown, source_kind
 
 log = logging.getLogger(__name__)
 ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
@@ -89,7 +90,7 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
 def watch(source, detector: Detector | None = None, *, existing: bool = False, stride: int = 1,
           stop: Stop | None = None, seen: Callable[[str, str], bool] | None = None, with_map: bool = False,
           on_event: Callable[[Event], None] | None = None,
-          last_active: Callable[[str], float | None] | None = None) -> Iterator[Verdict]:
+          last_active: Callable[[str], float | None] | None = None, per_part: bool = False) -> Iterator[Verdict]:
     """Judge every frame SOURCE delivers, one Verdict each, until the source ends or ``stop`` is set.
 
     SOURCE: a folder (new image files, once each, when complete; ``existing`` also those already there), a
@@ -97,19 +98,26 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
     (source, frame) -> bool skips frames judged before (a restarted folder watch), and ``last_active`` (source)
     -> epoch seconds says when an earlier station on it was last heard of (a folder's files written since, and
     not ``seen``, came while none watched and are judged); ``on_event`` hears of streams opened, lost and
-    reopened.
+    reopened. ``per_part``: a free-running camera's frames give one verdict per part that passes, and none for
+    frames without a part (``passages``).
     """
     detector = detector or Detector()
+    check_options(source, existing=existing, stride=stride, per_part=per_part)
+    parts = Passages(detector.metadata) if per_part else None  # refuses a model that finds no part, before any frame
     items = open_source(source, stop=Stop() if stop is None else stop, existing=existing, stride=stride,
                         seen=seen or (lambda _source, _frame: False),
                         last_active=last_active or (lambda _source: None))
-    for item in items:
-        if isinstance(item, Event):
-            log.info("%s: %s", item.kind, item.message)
-            if on_event is not None:
-                on_event(item)
-            continue
-        yield judge(detector, item, with_map=with_map)
+
+    def judged() -> Iterator[Verdict]:
+        for item in items:
+            if isinstance(item, Event):
+                log.info("%s: %s", item.kind, item.message)
+                if on_event is not None:
+                    on_event(item)
+                continue
+            yield judge(detector, item, with_map=with_map)
+
+    yield from judged() if parts is None else parts(judged())
 
 
 class Station:
@@ -130,7 +138,8 @@ class Station:
         self.model_file = modelfile.FileWatch(detector.path, detector.sha256)
         self._level, self._name = "ok", ""
 
-    def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1) -> Counter:
+    def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1,
+            per_part: bool = False) -> Counter:
         """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped). A stall of
         the loop is an event (not for an iterable of frames, whose own loop may wait for a part as long as it likes)."""
         counts: Counter = Counter()
@@ -144,7 +153,7 @@ class Station:
                 for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
                                      seen=None if self.log is None else self.log.seen,
                                      last_active=None if self.log is None else self.log.last_active,
-                                     with_map=self.evidence is not None, on_event=self._event):
+                                     with_map=self.evidence is not None, on_event=self._event, per_part=per_part):
                     self._keep(verdict)
                     counts[verdict.status] += 1
                     counts["skipped"] += verdict.skipped

@@ -63,6 +63,8 @@ class HostPort(click.ParamType):
 @click.option("--existing", is_flag=True, help="A folder: also judge the images already in it.")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Judge every N-th frame of a video or stream.")
+@click.option("--per-part", is_flag=True, help="A free-running camera (a video or stream that sees each part for many "
+              "frames): one verdict per part that passes, none for frames without a part.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--threshold", type=Number(), help="Override the model's calibrated threshold.")
 @click.option("--http", "http_address", type=HostPort(), metavar="HOST:PORT",
@@ -73,7 +75,7 @@ class HostPort(click.ParamType):
 def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_keep_days: float | None,
           save: Path | None, save_all: bool, save_max_gb: float | None, existing: bool, stride: int, fmt: str,
           threshold: float | None, http_address: tuple[str, int] | None, api_key: str | None,
-          expected_defect_rate: float) -> None:
+          expected_defect_rate: float, per_part: bool) -> None:
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
     stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
     import signal
@@ -83,6 +85,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     from .evidence import Evidence
     from .inspections import InspectionLog
     from .monitor import DriftMonitor
+    from .passages import refuse_without_parts
     from .sources import Stop, check_options
     from .station import Station, summary_line
 
@@ -96,13 +99,18 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     if no_log and typed_on_command_line("log_path"):
         raise click.BadParameter("names a log that --no-log says not to keep", param_hint="--log")
     try:
-        check_options(source, existing=existing, stride=stride)
+        check_options(source, existing=existing, stride=stride, per_part=per_part)
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     writable_file(None if no_log else log_path, "--log")
     writable_folder(save, "--save")
     quiet_opencv()
     detector = open_detector(model, threshold)
+    if per_part:
+        try:
+            refuse_without_parts(detector.metadata)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--per-part") from None
     stop = Stop()
     # a closed terminal (SIGHUP) stops the line as cleanly as Ctrl-C: the log flushed, the summary printed
     for number in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
@@ -134,7 +142,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         if page is not None:
             page.sinks(inspection_log, evidence, station.model_file)
         systemd.notify("READY=1")  # under systemd (Type=notify): the line starts now
-        counts = station.run(source, stop=stop, existing=existing, stride=stride)
+        counts = station.run(source, stop=stop, existing=existing, stride=stride, per_part=per_part)
         systemd.notify("STOPPING=1")
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)

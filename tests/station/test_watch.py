@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from insightad_edge import Detector
 from insightad_edge.cli import main
-from synthetic import background, corrupt_header_bmp, part_image
+from synthetic import background, corrupt_header_bmp, embed, part_image
 
 
 def write_video(path: Path, frames, fps: int = 10, codec: str = "FFV1") -> Path:
@@ -1232,3 +1232,87 @@ def test_a_macs_and_a_nass_own_files_beside_the_parts_are_not_parts(model_path, 
     assert sorted(Path(r["frame"]).name for r in rows) == ["p0.png", "p1.png"]
     assert all(r["error"] is None for r in rows_of(log))
     assert "unwatched" not in err and "ignored" not in err, err
+
+
+def conveyor(rng) -> tuple[list, list[str]]:
+    """A free-running camera over a belt (128x128 frames): the frames, and the rows a station should keep, one
+    per part: a good part passing, a scratched one, two touching parts (the next comes in as the first leaves),
+    one that passes cut by the frame's edge throughout, a lamp that goes out over the empty belt (a row per
+    frame: the camera's fault, not an empty belt), and a part still in view when the video ends."""
+    def passing(tile, top=None, stop=75):
+        return [embed(tile, rng, SIDE, SIDE, top=top, left=dx) for dx in range(-70, stop, 5)]
+
+    def empty(count):
+        return [background(rng, SIDE, SIDE) for _ in range(count)]
+
+    good, scratched = part_image(rng, SIDE, angle=0.0)[0], part_image(rng, SIDE, angle=0.0, defect=True)[0]
+    first, second = part_image(rng, SIDE, angle=0.0)[0], part_image(rng, SIDE, angle=0.0)[0]
+    touching = [np.minimum(frame, embed(second, rng, SIDE, SIDE, left=dx - 120)) if dx > 40 else frame
+                for dx, frame in zip(range(-70, 75, 5), passing(first))] + passing(second)[1:]
+    dark = [np.clip(background(rng, SIDE, SIDE) * 0.1, 0, 255).astype(np.uint8) for _ in range(3)]
+    frames = (empty(5) + passing(good) + empty(5) + passing(scratched) + empty(4) + touching + empty(4)
+              + passing(good, top=60) + empty(4) + dark + empty(3) + passing(good, stop=10))
+    return frames, ["ok", "defect", "ok", "ok", "not_inspectable", "not_inspectable", "not_inspectable",
+                    "not_inspectable", "ok"]
+
+
+SIDE = 128
+
+
+def test_a_free_running_camera_gives_one_verdict_per_part_not_one_per_frame(model_path):
+    """A camera over a conveyor sees each part for many frames and the empty belt between them: judged frame by
+    frame, 190 frames gave 157 rows without a verdict (the belt, parts coming in cut by the edge) and several
+    verdicts per part. With per_part, each part gets one verdict, from the frame where it sits nearest where the
+    training parts sat; the empty belt gets none; a part never whole in view, and a lamp gone out, say why."""
+    import insightad_edge
+
+    detector = Detector(model_path)
+    frames, expected = conveyor(np.random.default_rng(3))
+    every = [v.status for v in insightad_edge.watch(iter(frames), detector)]
+    assert every.count("not_inspectable") > 100 and every.count("ok") + every.count("defect") > 20
+    parts = list(insightad_edge.watch(iter(frames), detector, per_part=True))
+    assert [v.status for v in parts] == expected
+    assert "no frame of this part could be judged; where it sat best, the part is cut by the frame's edge" \
+        in parts[4].error
+    assert all("too dark" in v.error for v in parts[5:8])
+    judged = [v for v in parts if v.score is not None]
+    home = np.median(detector.metadata.calibration.stats["part_x"])
+    assert all(abs(v.result.stats.part_x - home) < 0.05 for v in judged)  # seen where the model knows it best
+
+
+def test_parts_never_whole_in_view_are_said_every_few_seconds_not_kept_silent(model_path):
+    """Touching parts that are never whole in view make one unbroken run of frames with none judged: without a
+    limit, no row would come while they pass."""
+    from insightad_edge.passages import PART_MAX_S, Passages
+    from insightad_edge.sources import Frame
+    from insightad_edge.station import judge
+
+    detector = Detector(model_path)
+    rng = np.random.default_rng(4)
+    tile = part_image(rng, SIDE, angle=0.0)[0]
+    now = [0.0]
+    passages = Passages(detector.metadata, clock=lambda: now[0])
+    kept = []
+    for i in range(40):  # 40 frames a second apart, each cut by the edge
+        now[0] = float(i)
+        kept += passages.feed(judge(detector, Frame("belt", str(i), image=embed(tile, rng, SIDE, SIDE, left=-30))))
+    assert len(kept) == 40 // (PART_MAX_S + 1) and all(v.status == "not_inspectable" for v in kept)
+
+
+def test_one_verdict_per_part_from_a_video_on_the_command_line(model_path, v1_model_path, tmp_path):
+    """`watch VIDEO --per-part` as a line runs it: the log holds one row per part; a folder (each file a part
+    already) and a model that finds no part in a frame are refused before the line starts."""
+    frames, expected = conveyor(np.random.default_rng(3))
+    video = write_video(tmp_path / "belt.mkv", frames)
+    log = tmp_path / "line.db"
+    done = subprocess.run([sys.executable, "-m", "insightad_edge.cli", "watch", str(video), "--model", str(model_path),
+                           "--log", str(log), "--format", "jsonl", "--per-part"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == expected
+    assert [r["status"] for r in rows_of(log)] == expected
+    assert f"{len(expected)} frames:" in done.stderr  # the summary counts what was kept
+    for source, model, hint in ((tmp_path, model_path, "a part of its own"),
+                                (video, v1_model_path, "finds a part in the frame")):
+        refused = CliRunner().invoke(main, ["watch", str(source), "--model", str(model), "--no-log", "--per-part"])
+        assert refused.exit_code == 2 and hint in refused.output, refused.output
