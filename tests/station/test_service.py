@@ -57,6 +57,20 @@ class NotifySocket:
         self._socket.close()
 
 
+def systemd_words(command: str, settings: dict) -> list[str]:
+    """COMMAND's words as systemd makes them: ${NAME} is one word whatever it holds, $NAME as many as it holds
+    (none when empty)."""
+    words = []
+    for word in shlex.split(command):
+        if (whole := re.fullmatch(r"\$\{(\w+)\}", word)) is not None:
+            words.append(settings[whole.group(1)])
+        elif (split := re.fullmatch(r"\$(\w+)", word)) is not None:
+            words += settings[split.group(1)].split()
+        else:
+            words.append(word)
+    return words
+
+
 def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(model_path, tmp_path):
     """ExecStart with the site's settings (${SOURCE}, ${HTTP}) in the working directory systemd gives it: it judges
     a part into the log, and on KillSignal ends with exit 0 within TimeoutStopSec, so `systemctl stop` is a clean
@@ -70,9 +84,12 @@ def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(
     folder = tmp_path / "incoming"
     folder.mkdir()
     settings = dict(word.split("=", 1) for word in shlex.split(service["Environment"]))
-    settings.update(SOURCE=str(folder), HTTP="127.0.0.1:0")  # what station.env would say, on a free port
-    command = shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: settings[m.group(1)], service["ExecStart"]))
-    assert command[0] == "/opt/insightad/bin/insightad-edge"
+    settings.update(SOURCE=str(folder / "line 1"), HTTP="127.0.0.1:0")  # as station.env would say, on a free port
+    folder = folder / "line 1"
+    folder.mkdir()
+    command = systemd_words(service["ExecStart"], settings)
+    assert command[0] == "/opt/insightad/bin/insightad-edge" and command[2] == str(folder)  # the name's space kept
+    assert command == systemd_words(service["ExecStart"], {**settings, "OPTIONS": "--stride 2 --existing"})[:-3]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
     systemd = NotifySocket(tmp_path / "notify")
     process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", *command[1:]], cwd=tmp_path,
