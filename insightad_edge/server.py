@@ -154,8 +154,17 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
     board = board or Board(monitor)
     metrics = metrics or Metrics(detector)
     recent_ms = [50.0]  # a running estimate of one request's model time, for Retry-After
+    model_file = modelfile.FileWatch(detector.path, detector.sha256, holder="server")
+
+    def model_changes() -> list[str]:
+        """A look at the model's file (a stat): a new model put there is used from the next start, so a change is
+        logged once, and shown on the page while it lasts."""
+        if (change := model_file.look()) is not None:
+            log.warning("%s", change)
+        return [] if model_file.state == "same" else [model_file.words()]
+
     if infer:  # serving alone (a station tells its page of its model's file itself)
-        board.trouble = _model_file_trouble(detector)
+        board.trouble = model_changes
 
     def admit() -> None:
         waiting = limiter.statistics().tasks_waiting
@@ -203,7 +212,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
             body = await read_body(request, options.max_body_bytes, options.client_timeout_s)
             data = parse_image(body, request.headers.get("content-type", "application/json"))
             admit()
-            board.trouble()  # a look at the model's file (a stat): a change is logged at the first request after it
+            model_changes()  # logged at the first request after it, whether or not anyone looks at the page
             try:
                 image = load(data)
                 result = await anyio.to_thread.run_sync(lambda: detector(image, with_map=True), limiter=limiter)
@@ -256,19 +265,6 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def _model_file_trouble(detector: Detector):
-    """The page's trouble while the model's file holds another model than the one that serves (a new export put
-    there is used from the next start); each change logged once."""
-    watch = modelfile.FileWatch(detector.path, detector.sha256, holder="server")
-
-    def trouble() -> list[str]:
-        if (change := watch.look()) is not None:
-            log.warning("%s", change)
-        return [] if watch.state == "same" else [watch.words()]
-
-    return trouble
 
 
 def client_timeout_protocol(timeout_s: float):
