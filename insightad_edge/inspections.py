@@ -371,21 +371,20 @@ def summary(path: Path, since: str | None = None, until: str | None = None) -> l
     while busy, p95 latency. Counted by SQLite an hour at a time: a month of a live camera's verdicts (78 million
     rows at 30 frames/s) held in Python took gigabytes, on the PC that runs the station."""
     bounds = [(clause, value) for clause, value in (("time >= ?", since), ("time < ?", until)) if value is not None]
-    where = " AND ".join(clause for clause, _ in bounds)
+    clauses, values = [clause for clause, _ in bounds], [value for _, value in bounds]
+    in_hour = ("SELECT latency_ms FROM inspections WHERE " + " AND ".join(["time >= ?", "time < ?", *clauses])
+               + " AND latency_ms IS NOT NULL ORDER BY latency_ms LIMIT 2 OFFSET ?")  # an hour's times: ':' < ';'
     connection = connect(path, readonly=True)
     try:
         table = []
         for hour, parts, defects, not_inspectable, errors, skipped, timed in connection.execute(
                 "SELECT substr(time, 1, 13), count(*), sum(status = 'defect'), sum(status = 'not_inspectable'), "
                 "sum(status = 'error'), coalesce(sum(skipped), 0), count(latency_ms) FROM inspections"
-                + (f" WHERE {where}" if where else "") + " GROUP BY 1 ORDER BY 1", [v for _, v in bounds]).fetchall():
+                + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " GROUP BY 1 ORDER BY 1", values).fetchall():
             judged = parts - not_inspectable - errors
-            within = ["time >= ?", "time < ?"] + [clause for clause, _ in bounds]  # ':' < ';': the hour's times
-            latencies = (f"SELECT latency_ms FROM inspections WHERE {' AND '.join(within)} AND latency_ms IS NOT NULL "
-                         "ORDER BY latency_ms LIMIT 2 OFFSET ?", [hour, hour + ";"] + [v for _, v in bounds])
             table.append({"hour": hour + ":00Z", "parts": parts, "defects": defects, "not_inspectable": not_inspectable,
                           "errors": errors, "skipped": skipped, "defect_rate": defects / judged if judged else None,
-                          "p95_latency_ms": _percentile(connection, *latencies, timed, 95)})
+                          "p95_latency_ms": _percentile(connection, in_hour, [hour, hour + ";", *values], timed, 95)})
         return table
     finally:
         connection.close()
