@@ -129,11 +129,12 @@ def check_options(source, *, existing: bool, stride: int, per_part: bool = False
 
 def open_source(source, *, stop: Stop, existing: bool = False,
                 seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1,
-                last_active: Callable[[str], Optional[float]] = lambda _source: None) -> Iterator[Item]:
+                last_active: Callable[[str], Optional[float]] = lambda _source: None,
+                per_part: bool = False) -> Iterator[Item]:
     """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames.
     ``seen`` (source, frame) and ``last_active`` (source) say what an earlier station on it judged, and when it
     was last heard of (see ``folder_frames``)."""
-    kind = check_options(source, existing=existing, stride=stride)
+    kind = check_options(source, existing=existing, stride=stride, per_part=per_part)
     if kind == "frames":
         return iterable_frames(source, stop, stride)
     if kind == "camera":

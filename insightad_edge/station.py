@@ -27,7 +27,7 @@ from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
 from .passages import Passages
-from .sources import Event, Frame, Stop, check_options, open_source, shown, source_kind
+from .sources import Event, Frame, Stop, open_source, shown, source_kind
 
 log = logging.getLogger(__name__)
 ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
@@ -102,11 +102,10 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
     frames without a part (``passages``).
     """
     detector = detector or Detector()
-    check_options(source, existing=existing, stride=stride, per_part=per_part)
     parts = Passages(detector.metadata) if per_part else None  # refuses a model that finds no part, before any frame
     items = open_source(source, stop=Stop() if stop is None else stop, existing=existing, stride=stride,
                         seen=seen or (lambda _source, _frame: False),
-                        last_active=last_active or (lambda _source: None))
+                        last_active=last_active or (lambda _source: None), per_part=per_part)
 
     def judged() -> Iterator[Verdict]:
         for item in items:
