@@ -73,8 +73,7 @@ class FileWatch:
         try:
             info = self.path.stat()
             stat = (info.st_size, info.st_mtime_ns, info.st_ino)
-            state = self.state if stat == self._stat else (
-                "same" if hashlib.sha256(self.path.read_bytes()).hexdigest() == self.sha256 else "other")
+            state = self.state if stat == self._stat else ("same" if self._digest() == self.sha256 else "other")
             self._stat = stat
         except OSError:
             state, self._stat = "gone", None
@@ -82,6 +81,14 @@ class FileWatch:
             return None
         self.state = state
         return self.words()
+
+    def _digest(self) -> str:
+        """The file's sha256, read a megabyte at a time: never a second copy of the model in memory."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
 
     def words(self) -> str:
         """The file's state as a person reads it."""
