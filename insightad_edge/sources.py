@@ -39,6 +39,7 @@ RECHECK_PER_POLL = 256  # files judged before whose modification time is looked 
 RELIST_S = 1.0         # a folder is listed again at least this often, whatever its modification time says
 UNREADABLE_AFTER_S = 5.0  # a settled file that still does not decode after this long is judged (as an error)
 IGNORED_AFTER_S = 5.0  # a file not named as an image is said to be unjudged once it has stayed this long
+RECENT_S = 60.0        # a subfolder changed this recently is listed again every RELIST_S; an older one, when it changes
 RESTART_MARGIN_S = 60.0  # files that came this long before an earlier station was last heard of, and never judged
                          # by it, are judged on a restart too (a crash loses its last moments; clocks are coarse)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reopen a lost stream
@@ -115,7 +116,7 @@ def source_kind(source) -> str:
     raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
 
 
-def check_options(source, *, existing: bool, stride: int, per_part: bool = False) -> str:
+def check_options(source, *, existing: bool, stride: int, per_part: bool = False, recursive: bool = False) -> str:
     """SOURCE's kind, once options that would mean nothing for it are refused rather than ignored (ValueError)."""
     kind = source_kind(source)
     if kind == "folder" and stride > 1:  # judging every N-th file would pass the others unjudged
@@ -124,17 +125,19 @@ def check_options(source, *, existing: bool, stride: int, per_part: bool = False
         raise ValueError("only a folder has images there already: existing is for folders")
     if per_part and kind == "folder":
         raise ValueError("every file in a folder is a part of its own: per part is for a free-running camera")
+    if recursive and kind != "folder":
+        raise ValueError("only a folder has subfolders: recursive is for folders")
     return kind
 
 
 def open_source(source, *, stop: Stop, existing: bool = False,
                 seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1,
                 last_active: Callable[[str], Optional[float]] = lambda _source: None,
-                per_part: bool = False) -> Iterator[Item]:
+                per_part: bool = False, recursive: bool = False) -> Iterator[Item]:
     """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames.
     ``seen`` (source, frame) and ``last_active`` (source) say what an earlier station on it judged, and when it
     was last heard of (see ``folder_frames``)."""
-    kind = check_options(source, existing=existing, stride=stride, per_part=per_part)
+    kind = check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive)
     if kind == "frames":
         return iterable_frames(source, stop, stride)
     if kind == "camera":
@@ -142,7 +145,8 @@ def open_source(source, *, stop: Stop, existing: bool = False,
     if kind == "stream":
         return live_frames(str(source), shown(str(source)), stop, stride)
     if kind == "folder":
-        return folder_frames(Path(source).resolve(), stop, existing=existing, seen=seen, last_active=last_active)
+        return folder_frames(Path(source).resolve(), stop, existing=existing, seen=seen, last_active=last_active,
+                             recursive=recursive)
     return video_frames(Path(source), stop, stride)
 
 
@@ -167,9 +171,11 @@ def shown(source) -> str:
 
 
 def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool],
-                  last_active: Callable[[str], Optional[float]] = lambda _source: None) -> Iterator[Item]:
-    """Each new image file in FOLDER, when it has stopped changing and decodes (or is clearly broken); a file
-    written again under the same name (a camera that always writes ``last.png``) is a new part, judged again.
+                  last_active: Callable[[str], Optional[float]] = lambda _source: None,
+                  recursive: bool = False) -> Iterator[Item]:
+    """Each new image file in FOLDER (``recursive``: or in its subfolders, see ``Tree``), when it has stopped
+    changing and decodes (or is clearly broken); a file written again under the same name (a camera that always
+    writes ``last.png``) is a new part, judged again.
 
     Files present at the start are judged only with ``existing``, or when they came while no station watched:
     an earlier station on FOLDER was ``last_active`` (epoch seconds) before they were written or arrived (the
@@ -187,7 +193,9 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     from .preprocess import load
 
     name = str(folder)
-    images, subfolders, others = _listing(folder) or ([], set(), [])
+    tree = Tree(folder) if recursive else None
+    list_folder = tree.listing if tree is not None else lambda: _listing(folder)
+    images, subfolders, others = list_folder() or ([], set(), [])
     there_before = set(images)  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
@@ -217,9 +225,9 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     while not stop.is_set():
         stop.beat()
         now, judging = time.monotonic(), 0.0  # judging: time spent by the consumer of the frames this poll yields
-        changed = _signature(str(folder))
+        changed = tree.signature() if tree is not None else _signature(str(folder))
         if changed != listed[0] or now - listed[1] >= RELIST_S:  # files came or went, or a while has passed
-            listing = _listing(folder)
+            listing = list_folder()
             if (listing is None) != unreadable:
                 unreadable = listing is None
                 yield (Event("lost", name, f"cannot read {folder} (a network share gone?); waiting for it") if unreadable
@@ -310,13 +318,62 @@ def _lingering(strangers: dict[str, float], names: list[str], told: set[str],
     return strangers, other_kinds(name for name, since in strangers.items() if now - since >= IGNORED_AFTER_S)
 
 
+class Tree:
+    """The image files under a folder and all its subfolders but the hidden and the system's (``parts_folder``):
+    a camera that writes into a folder of the day, watched from their parent. Each subfolder is listed again when
+    its own modification time changes, and every RELIST_S while it changed in the last RECENT_S (coarse clocks);
+    the folder itself at every listing. So a month of day folders costs a stat each per poll, not a listing."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+        self.known: dict[str, tuple[Optional[tuple[int, int]], tuple]] = {}  # folder -> (signature, its _listing)
+
+    def signature(self) -> tuple:
+        """What changes when a file comes or goes anywhere known (each folder's size and modification time)."""
+        return (_signature(self.root), *(_signature(folder) for folder in self.known))
+
+    def listing(self) -> Optional[tuple[list[str], set[str], list[str]]]:
+        """As ``_listing`` gives for one folder, for the whole tree (no subfolder is left unwatched, so none is
+        named); None when the folder itself cannot be read. A subfolder that cannot be read now keeps the files it
+        had (they are not parts taken away, to be judged again when it can be read); one that is gone loses them.
+        A link back up the tree is followed once."""
+        images, others, known, waiting, visited = [], [], {}, [self.root], set()
+        while waiting:
+            folder = waiting.pop()
+            try:
+                info = os.stat(folder)
+            except OSError:
+                if folder == self.root:
+                    return None
+                continue
+            if (info.st_dev, info.st_ino) in visited:
+                continue
+            visited.add((info.st_dev, info.st_ino))
+            signature, cached = (info.st_size, info.st_mtime_ns), self.known.get(folder)
+            unchanged = cached is not None and cached[0] == signature and folder != self.root
+            listed = cached[1] if unchanged and time.time() - info.st_mtime >= RECENT_S else _listing(Path(folder))
+            if listed is None:  # cannot be read now
+                if folder == self.root:
+                    return None
+                if cached is None:
+                    continue
+                listed = cached[1]
+            known[folder] = (signature, listed)
+            images += listed[0]
+            others += listed[2]
+            waiting += [os.path.join(folder, sub) for sub in sorted(listed[1])]
+        self.known = known
+        return sorted(images), set(), others
+
+
 def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
     """Subfolders are not watched: a camera that writes into a folder of the day would otherwise go unjudged
     from midnight on, with nothing saying why."""
     shown_names = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return Event("unwatched", str(folder), (f"a new subfolder appeared in {folder} ({shown_names})" if new else
                                             f"subfolders of {folder} hold images ({shown_names})")
-                 + ": subfolders are not watched, images there are not judged; watch the folder the camera writes to")
+                 + ": subfolders are not watched, images there are not judged; watch the folder the camera writes to, "
+                   "or this one with --recursive")
 
 
 def _ignored(folder: Path, others: dict[str, str]) -> Event:

@@ -90,7 +90,8 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
 def watch(source, detector: Detector | None = None, *, existing: bool = False, stride: int = 1,
           stop: Stop | None = None, seen: Callable[[str, str], bool] | None = None, with_map: bool = False,
           on_event: Callable[[Event], None] | None = None,
-          last_active: Callable[[str], float | None] | None = None, per_part: bool = False) -> Iterator[Verdict]:
+          last_active: Callable[[str], float | None] | None = None, per_part: bool = False,
+          recursive: bool = False) -> Iterator[Verdict]:
     """Judge every frame SOURCE delivers, one Verdict each, until the source ends or ``stop`` is set.
 
     SOURCE: a folder (new image files, once each, when complete; ``existing`` also those already there), a
@@ -99,13 +100,14 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
     -> epoch seconds says when an earlier station on it was last heard of (a folder's files written since, and
     not ``seen``, came while none watched and are judged); ``on_event`` hears of streams opened, lost and
     reopened. ``per_part``: a free-running camera's frames give one verdict per part that passes, and none for
-    frames without a part (``passages``).
+    frames without a part (``passages``). ``recursive``: a folder's subfolders are watched too (a folder of the
+    day).
     """
     detector = detector or Detector()
     parts = Passages(detector.metadata) if per_part else None  # refuses a model that finds no part, before any frame
     items = open_source(source, stop=Stop() if stop is None else stop, existing=existing, stride=stride,
                         seen=seen or (lambda _source, _frame: False),
-                        last_active=last_active or (lambda _source: None), per_part=per_part)
+                        last_active=last_active or (lambda _source: None), per_part=per_part, recursive=recursive)
 
     def judged() -> Iterator[Verdict]:
         for item in items:
@@ -138,7 +140,7 @@ class Station:
         self._level, self._name = "ok", ""
 
     def run(self, source, *, stop: Stop | None = None, existing: bool = False, stride: int = 1,
-            per_part: bool = False) -> Counter:
+            per_part: bool = False, recursive: bool = False) -> Counter:
         """Judge SOURCE until it ends or ``stop`` is set; the counts per status (and frames skipped). A stall of
         the loop is an event (not for an iterable of frames, whose own loop may wait for a part as long as it likes)."""
         counts: Counter = Counter()
@@ -152,7 +154,8 @@ class Station:
                 for verdict in watch(source, self.detector, existing=existing, stride=stride, stop=stop,
                                      seen=None if self.log is None else self.log.seen,
                                      last_active=None if self.log is None else self.log.last_active,
-                                     with_map=self.evidence is not None, on_event=self._event, per_part=per_part):
+                                     with_map=self.evidence is not None, on_event=self._event, per_part=per_part,
+                                     recursive=recursive):
                     self._keep(verdict)
                     counts[verdict.status] += 1
                     counts["skipped"] += verdict.skipped

@@ -61,6 +61,8 @@ class HostPort(click.ParamType):
 @click.option("--save-max-gb", type=Number(min=0, min_open=True),
               help="Disk budget for the evidence; the oldest days go first.")
 @click.option("--existing", is_flag=True, help="A folder: also judge the images already in it.")
+@click.option("--recursive", is_flag=True, help="A folder: watch its subfolders too (a camera that writes into a "
+              "folder of the day).")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Judge every N-th frame of a video or stream.")
 @click.option("--per-part", is_flag=True, help="A free-running camera (a video or stream that sees each part for many "
@@ -75,7 +77,7 @@ class HostPort(click.ParamType):
 def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_keep_days: float | None,
           save: Path | None, save_all: bool, save_max_gb: float | None, existing: bool, stride: int, fmt: str,
           threshold: float | None, http_address: tuple[str, int] | None, api_key: str | None,
-          expected_defect_rate: float, per_part: bool) -> None:
+          expected_defect_rate: float, per_part: bool, recursive: bool) -> None:
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
     stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
     import signal
@@ -99,7 +101,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     if no_log and typed_on_command_line("log_path"):
         raise click.BadParameter("names a log that --no-log says not to keep", param_hint="--log")
     try:
-        check_options(source, existing=existing, stride=stride, per_part=per_part)
+        check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive)
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     writable_file(None if no_log else log_path, "--log")
@@ -142,7 +144,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         if page is not None:
             page.sinks(inspection_log, evidence, station.model_file)
         systemd.notify("READY=1")  # under systemd (Type=notify): the line starts now
-        counts = station.run(source, stop=stop, existing=existing, stride=stride, per_part=per_part)
+        counts = station.run(source, stop=stop, existing=existing, stride=stride, per_part=per_part,
+                             recursive=recursive)
         systemd.notify("STOPPING=1")
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)

@@ -1316,3 +1316,71 @@ def test_one_verdict_per_part_from_a_video_on_the_command_line(model_path, v1_mo
                                 (video, v1_model_path, "finds a part in the frame")):
         refused = CliRunner().invoke(main, ["watch", str(source), "--model", str(model), "--no-log", "--per-part"])
         assert refused.exit_code == 2 and hint in refused.output, refused.output
+
+
+def test_a_camera_writing_into_a_folder_of_the_day_is_followed_with_recursive(model_path, tmp_path):
+    """A camera that writes into a folder of the day could not be watched: from the parent its images went
+    unjudged (and an `unwatched` event said so), on today's folder the station went quiet at midnight. With
+    --recursive the parent's subfolders are watched too: a new day's folder is followed at once, a restart judges
+    what came meanwhile in any of them and nothing twice, and the system's own folders (a NAS's thumbnails) are
+    no parts."""
+    folder, log = tmp_path / "camera", tmp_path / "line.db"
+    (folder / "2026-11-29").mkdir(parents=True)
+    rng = np.random.default_rng(35)
+    png = cv2.imencode(".png", part_image(rng, 128)[0])[1].tobytes()
+    first = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--recursive")
+    try:
+        time.sleep(1.0)
+        (folder / "2026-11-29" / "late.png").write_bytes(png)
+        (folder / "2026-11-30").mkdir()  # midnight
+        (folder / "2026-11-30" / "first.png").write_bytes(png)
+        (folder / "2026-11-30" / "@eaDir" / "first.png").mkdir(parents=True)
+        (folder / "2026-11-30" / "@eaDir" / "first.png" / "SYNOFILE_THUMB_M.png").write_bytes(png)
+        rows = lines_until(first, 2)
+        time.sleep(1.0)  # committed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    (folder / "2026-11-30" / "while_down.png").write_bytes(png)
+    (folder / "2026-12-01").mkdir()
+    (folder / "2026-12-01" / "next_day.png").write_bytes(png)
+    again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", "--recursive")
+    try:
+        rows += lines_until(again, 2)
+        time.sleep(1.5)  # time for a wrong third
+        rows += lines_until(again, 1, timeout=0.5)
+    finally:
+        _, err = stop(again)
+    assert sorted(Path(r["frame"]).relative_to(folder).as_posix() for r in rows) == [
+        "2026-11-29/late.png", "2026-11-30/first.png", "2026-11-30/while_down.png", "2026-12-01/next_day.png"]
+    assert "unwatched" not in err and "(and 2 that came while no station watched it)" in err
+    refused = CliRunner().invoke(main, ["watch", str(write_video(tmp_path / "v.mkv", [background(rng, 128, 128)])),
+                                        "--model", str(model_path), "--no-log", "--recursive"])
+    assert refused.exit_code == 2 and "only a folder has subfolders" in refused.output
+
+
+def test_a_month_of_day_folders_is_not_listed_again_at_every_look(tmp_path, monkeypatch):
+    """Watched with --recursive, a parent of thirty day folders of a thousand files would be thirty listings a
+    second; a folder unchanged for a minute is listed again only when its modification time changes. A day folder
+    that cannot be read for a moment (a share's hiccup; as root no folder can be made unreadable, so the listing
+    is made to fail) keeps its files, which are not parts taken away, to be judged again when it is back."""
+    from insightad_edge import sources
+
+    root = tmp_path / "camera"
+    for day in range(30):
+        (root / f"2026-11-{day + 1:02d}").mkdir(parents=True)
+        (root / f"2026-11-{day + 1:02d}" / "p.png").write_bytes(b"png")
+        month_ago = time.time() - 86400 * (30 - day)
+        os.utime(root / f"2026-11-{day + 1:02d}", (month_ago, month_ago))
+    listed = []
+    real = sources._listing
+    monkeypatch.setattr(sources, "_listing", lambda folder: listed.append(folder.name) or real(folder))
+    tree = sources.Tree(root)
+    assert len(tree.listing()[0]) == 30 and len(listed) == 31
+    listed.clear()
+    (root / "2026-11-30" / "q.png").write_bytes(b"png")  # today's folder changes
+    assert len(tree.listing()[0]) == 31 and sorted(listed) == ["2026-11-30", "camera"]
+    monkeypatch.setattr(sources, "_listing", lambda folder: None if folder.name == "2026-11-30" else real(folder))
+    assert len(tree.listing()[0]) == 31  # unreadable for a moment: its two files are still there
+    shutil.rmtree(root / "2026-11-30")
+    assert len(tree.listing()[0]) == 29  # gone: so are its files
