@@ -161,7 +161,7 @@ class Station:
                     counts["skipped"] += verdict.skipped
         finally:
             if self.log is not None:
-                self.log.event("stop", summary_line(counts))
+                self.log.event("stop", summary_line(counts, "parts" if per_part else "frames"))
         return counts
 
     def _keep(self, verdict: Verdict) -> None:
@@ -238,7 +238,8 @@ def log_row(verdict: Verdict, detector: Detector, evidence: str | None) -> dict:
             **{f"{stage}_ms": timings.get(stage) for stage in ("decode", "preprocess", "reconstruct", "score")}}
 
 
-def summary_line(counts: Counter) -> str:
-    return (f"{sum(counts[s] for s in STATUSES)} frames: {counts['ok']} ok, {counts['defect']} defects, "
+def summary_line(counts: Counter, noun: str = "frames") -> str:
+    """``160 frames: 66 ok, 94 defects, ...``; ``parts`` when each verdict is a part's (``per_part``)."""
+    return (f"{sum(counts[s] for s in STATUSES)} {noun}: {counts['ok']} ok, {counts['defect']} defects, "
             f"{counts['not_inspectable']} not inspectable, {counts['error']} errors, "
             f"{counts['skipped']} skipped while busy")

@@ -157,7 +157,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         for sink in (inspection_log, evidence, page):  # the log first: it is the record
             if sink is not None:
                 sink.close()
-    click.echo(f"watch stopped: {summary_line(counts)}", err=True)
+    click.echo(f"watch stopped: {summary_line(counts, 'parts' if per_part else 'frames')}", err=True)
     if evidence is not None and evidence.failed:
         click.echo(f"Warning: the evidence of {evidence.failed} frames could not be written to {save} "
                    "(their log rows name no file, or one that does not exist)", err=True)

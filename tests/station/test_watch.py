@@ -1311,7 +1311,7 @@ def test_one_verdict_per_part_from_a_video_on_the_command_line(model_path, v1_mo
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == expected
     assert [r["status"] for r in rows_of(log)] == expected
-    assert f"{len(expected)} frames:" in done.stderr  # the summary counts what was kept
+    assert f"watch stopped: {len(expected)} parts: 4 ok, 1 defects, 4 not inspectable" in done.stderr
     for source, model, hint in ((tmp_path, model_path, "a part of its own"),
                                 (video, v1_model_path, "finds a part in the frame")):
         refused = CliRunner().invoke(main, ["watch", str(source), "--model", str(model), "--no-log", "--per-part"])
