@@ -81,5 +81,12 @@ class Metrics:
             if sink is not None:
                 Gauge(name, text, registry=self.registry).set_function(value)
 
+    def model_file(self, current) -> None:
+        """Whether the file at the model's path still holds the model in service (``current()``, read at each
+        scrape): a new model put there is used only from the next start, and a fleet's alert should say so."""
+        Gauge("insightad_model_file_current", "1 while the file at the model's path holds the model in service, 0 "
+              "once another model (or none) is there: restart to use it", registry=self.registry
+              ).set_function(lambda: 1.0 if current() else 0.0)
+
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -163,8 +163,9 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
             log.warning("%s", change)
         return [] if model_file.state == "same" else [model_file.words()]
 
-    if infer:  # serving alone (a station tells its page of its model's file itself)
+    if infer:  # serving alone (a station tells its page and metrics of its model's file itself)
         board.trouble = model_changes
+        metrics.model_file(lambda: not model_changes())
 
     def admit() -> None:
         waiting = limiter.statistics().tasks_waiting

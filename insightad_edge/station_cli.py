@@ -203,6 +203,7 @@ class OperatorPage:
         from .board import HOUR_S
 
         self.metrics.sinks(inspection_log, evidence)
+        self.metrics.model_file(lambda: model_file.state == "same")
 
         def trouble() -> list[str]:
             found = []

@@ -230,7 +230,9 @@ def test_another_model_put_where_the_servers_model_was_is_said_on_its_page_and_i
     try:
         body = encoded(part_image(np.random.default_rng(6), 128)[0])
         assert json.loads(request(url + "/api/summary")[2])["trouble"] == []
+        assert b"insightad_model_file_current 1.0" in request(url + "/metrics")[2]
         model.write_bytes(model.read_bytes() + b"\0")  # another file now
+        assert b"insightad_model_file_current 0.0" in request(url + "/metrics")[2]  # a scrape looks by itself
         status, _, answer = request(url + "/infer", body)
         assert status == 200  # answered by the model it loaded
         trouble = json.loads(request(url + "/api/summary")[2])["trouble"]

@@ -1189,8 +1189,11 @@ def test_another_model_put_where_the_stations_model_was_is_said_not_silently_unu
 
     rng = np.random.default_rng(31)
     try:
+        current = "insightad_model_file_current"
+        assert f"{current} 1.0" in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
         shutil.copy(newer, model)  # the new export lands where the station's model was
         assert any("holds another model now" in t for t in trouble_until(bool))
+        assert f"{current} 0.0" in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
         cv2.imwrite(str(folder / "p0.png"), part_image(rng, 128)[0])
         assert len(lines_until(process, 1)) == 1
         shutil.copy(model_path, model)  # put back
