@@ -1187,13 +1187,20 @@ def test_another_model_put_where_the_stations_model_was_is_said_not_silently_unu
             time.sleep(0.2)
         return found
 
+    def metrics_until(line: str, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while line not in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode().splitlines():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     rng = np.random.default_rng(31)
     try:
-        current = "insightad_model_file_current"
-        assert f"{current} 1.0" in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        assert metrics_until("insightad_model_file_current 1.0")  # its sinks join the page as the line starts
         shutil.copy(newer, model)  # the new export lands where the station's model was
         assert any("holds another model now" in t for t in trouble_until(bool))
-        assert f"{current} 0.0" in urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        assert metrics_until("insightad_model_file_current 0.0")
         cv2.imwrite(str(folder / "p0.png"), part_image(rng, 128)[0])
         assert len(lines_until(process, 1)) == 1
         shutil.copy(model_path, model)  # put back
