@@ -329,8 +329,9 @@ class Tree:
         self.known: dict[str, tuple[Optional[tuple[int, int]], tuple]] = {}  # folder -> (signature, its _listing)
 
     def signature(self) -> tuple:
-        """What changes when a file comes or goes anywhere known (each folder's size and modification time)."""
-        return (_signature(self.root), *(_signature(folder) for folder in self.known))
+        """What changes when a file comes or goes anywhere known (each folder's size and modification time; the
+        folder itself is among them once listed)."""
+        return tuple(_signature(folder) for folder in self.known or [self.root])
 
     def listing(self) -> Optional[tuple[list[str], set[str], list[str]]]:
         """As ``_listing`` gives for one folder, for the whole tree (no subfolder is left unwatched, so none is
