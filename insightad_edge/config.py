@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 API_KEY_ENV = "INSIGHTAD_API_KEY"
 PORT_ENV = "INSIGHTAD_PORT"
+SOURCE_ENV = "INSIGHTAD_SOURCE"  # `watch`'s SOURCE when not typed: kept out of the command line `ps` shows
 DEFAULT_LOG = "inspections.db"  # `watch` writes its inspection log here unless told otherwise
 SCORE_KEYS = ("path", "score", "threshold", "anomaly", "error")  # `score`'s rows: users' scripts read them; add, never rename
 # The largest frame judged: above the largest area-scan sensors (151 MP); beyond it a frame is a mistake or a

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .config import API_KEY_ENV, DEFAULT_LOG, DRIFT_DEFAULTS, ServeOptions, install_hint
+from .config import API_KEY_ENV, DEFAULT_LOG, DRIFT_DEFAULTS, SOURCE_ENV, ServeOptions, install_hint
 from .console import (
     Number,
     csv_value,
@@ -48,7 +48,7 @@ class HostPort(click.ParamType):
                      "reached the log (they are on stdout), or stdout went with --no-log; 2 usage error, or a log or "
                      "evidence folder that cannot be opened; 3 the model cannot be used. Frames that fail are rows in "
                      "the log, not exit codes: a station keeps running.")
-@click.argument("source")
+@click.argument("source", envvar=SOURCE_ENV)
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX model [default: the shipped one]")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=Path(DEFAULT_LOG),
               show_default=True, help="SQLite inspection log: every verdict and event.")
@@ -79,7 +79,10 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
           threshold: float | None, http_address: tuple[str, int] | None, api_key: str | None,
           expected_defect_rate: float, per_part: bool, recursive: bool) -> None:
     """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
-    stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log."""
+    stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log.
+
+    SOURCE may come from $INSIGHTAD_SOURCE instead: a stream URL's password typed on the command line is shown
+    to every user of the PC by `ps`; the environment is not."""
     import signal
     import sqlite3
 

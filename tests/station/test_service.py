@@ -58,17 +58,24 @@ class NotifySocket:
 
 
 def systemd_words(command: str, settings: dict) -> list[str]:
-    """COMMAND's words as systemd makes them: ${NAME} is one word whatever it holds, $NAME as many as it holds
-    (none when empty)."""
+    """COMMAND's words as systemd makes them: ${NAME} stays in its one word whatever it holds, $NAME as a word of
+    its own is as many as it holds (none when empty)."""
     words = []
     for word in shlex.split(command):
-        if (whole := re.fullmatch(r"\$\{(\w+)\}", word)) is not None:
-            words.append(settings[whole.group(1)])
-        elif (split := re.fullmatch(r"\$(\w+)", word)) is not None:
+        if (split := re.fullmatch(r"\$(\w+)", word)) is not None:
             words += settings[split.group(1)].split()
         else:
-            words.append(word)
+            words.append(re.sub(r"\$\{(\w+)\}", lambda name: settings[name.group(1)], word))
     return words
+
+
+def start_unit(command: list[str], model_path: Path, workdir: Path, notify: Path) -> subprocess.Popen:
+    """The unit's command as systemd runs it, with this checkout's insightad-edge in place of the installed one."""
+    assert command[:3] == ["/usr/bin/env", command[1], "/opt/insightad/bin/insightad-edge"], command
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
+    return subprocess.Popen([*command[:2], sys.executable, "-m", "insightad_edge.cli", *command[3:]], cwd=workdir,
+                            env={**environment, "INSIGHTAD_MODEL": str(model_path), "NOTIFY_SOCKET": str(notify)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(model_path, tmp_path):
@@ -88,13 +95,10 @@ def test_the_units_command_runs_a_station_that_stops_cleanly_on_systemds_signal(
     folder = folder / "line 1"
     folder.mkdir()
     command = systemd_words(service["ExecStart"], settings)
-    assert command[0] == "/opt/insightad/bin/insightad-edge" and command[2] == str(folder)  # the name's space kept
+    assert command[1] == f"INSIGHTAD_SOURCE={folder}" and command[3] == "watch"  # the name's space kept, in one word
     assert command == systemd_words(service["ExecStart"], {**settings, "OPTIONS": "--stride 2 --existing"})[:-3]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
     systemd = NotifySocket(tmp_path / "notify")
-    process = subprocess.Popen([sys.executable, "-m", "insightad_edge.cli", *command[1:]], cwd=tmp_path,
-                               env={**environment, "INSIGHTAD_MODEL": str(model_path), "NOTIFY_SOCKET": str(systemd.path)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = start_unit(command, model_path, tmp_path, systemd.path)
     try:
         time.sleep(1.0)
         cv2.imwrite(str(folder / "part.png"), part_image(np.random.default_rng(41), 128)[0])
@@ -123,3 +127,29 @@ def _logged(log: Path) -> int:
             return connection.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
         except sqlite3.OperationalError:  # the station is still making its tables
             return 0
+
+
+def test_the_units_station_keeps_a_stream_password_out_of_the_command_line_ps_shows(model_path, tmp_path):
+    """station.env's SOURCE reaches watch in its environment: a stream URL's password on the command line is shown
+    by `ps` to every user of the line PC (/proc/PID/cmdline is world-readable; /proc/PID/environ is not). Here
+    a camera that is not there: the station runs, says the stream is lost, and names it with the password masked."""
+    service = service_section()
+    settings = dict(word.split("=", 1) for word in shlex.split(service["Environment"]))
+    settings.update(SOURCE="http://operator:Pa55w0rd@127.0.0.1:9/video.mjpg", HTTP="127.0.0.1:0")
+    systemd = NotifySocket(tmp_path / "notify")
+    process = start_unit(systemd_words(service["ExecStart"], settings), model_path, tmp_path, systemd.path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not systemd.said("READY=1"):
+            time.sleep(0.2)
+        assert systemd.said("READY=1"), "the station never started its line"
+        shown = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"insightad_edge.cli" in shown and b"watch" in shown
+        assert not any(b"Pa55w0rd" in word for word in shown), shown
+        assert b"Pa55w0rd" in Path(f"/proc/{process.pid}/environ").read_bytes()  # where the station reads it
+    finally:
+        process.send_signal(getattr(signal, service["KillSignal"]))
+        _, err = process.communicate(timeout=int(service["TimeoutStopSec"]))
+        systemd.close()
+    assert process.returncode == 0, err
+    assert "http://operator:***@127.0.0.1:9/video.mjpg" in err and "Pa55w0rd" not in err, err
