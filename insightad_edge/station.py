@@ -27,7 +27,9 @@ from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
 from .inspections import utc_now
 from .passages import Passages
-from .sources import Event, Frame, Stop, open_source, shown, source_kind
+from .frames import Event, Frame, Stop
+from .sources import open_source, source_kind
+from .streams import shown
 
 log = logging.getLogger(__name__)
 ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")

@@ -91,7 +91,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     from .inspections import InspectionLog
     from .monitor import DriftMonitor
     from .passages import refuse_without_parts
-    from .sources import Stop, check_options
+    from .frames import Stop
+    from .sources import check_options
     from .station import Station, summary_line
 
     for given, name in ((save_all, "--save-all"), (save_max_gb is not None, "--save-max-gb")):

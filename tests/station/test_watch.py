@@ -335,10 +335,10 @@ def serve_mjpeg(port: int) -> ThreadingHTTPServer:
 def watch_stream(port: int, detector: Detector, seconds: float, credentials: str = "") -> tuple[list, list]:
     """The Python station on this test's MJPEG camera (MJPEG.frames) for SECONDS: its verdicts and events."""
     import insightad_edge
-    from insightad_edge import sources
+    from insightad_edge.frames import Stop
 
     server = serve_mjpeg(port)
-    stop, events = sources.Stop(), []
+    stop, events = Stop(), []
     threading.Timer(seconds, stop.set).start()
     try:
         verdicts = list(insightad_edge.watch(f"http://{credentials}127.0.0.1:{port}/stream.mjpg", detector, stop=stop,
@@ -393,7 +393,7 @@ def test_a_stream_that_drops_is_reopened_and_the_station_goes_on(model_path, tmp
 
 def test_a_frozen_camera_is_lost_not_judged_again_and_again(model_path, tmp_path):
     """A hung camera that sends its last image over and over would have every part it no longer sees pass."""
-    from insightad_edge.sources import STREAM_TIMEOUT_MS
+    from insightad_edge.streams import STREAM_TIMEOUT_MS
 
     parts = jpegs(5, 5)
     log = tmp_path / "line.db"
@@ -414,9 +414,9 @@ def test_a_frozen_camera_is_lost_not_judged_again_and_again(model_path, tmp_path
 
 def test_a_camera_frozen_for_long_is_lost_once_not_every_few_seconds(model_path, monkeypatch):
     """Reopening a frozen stream is retried quietly with backoff: one loss, one recovery, not an event storm."""
-    from insightad_edge import sources
+    from insightad_edge import streams
 
-    monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 300)  # ten freezes' time in three seconds
+    monkeypatch.setattr(streams, "STREAM_TIMEOUT_MS", 300)  # ten freezes' time in three seconds
     parts = jpegs(7, 5)
     MJPEG.frames = parts[:1]
     threading.Timer(3.0, lambda: setattr(MJPEG, "frames", parts)).start()
@@ -430,10 +430,10 @@ def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stal
     reader thread: the station then waited for frames for ever, no event said so and the page said live."""
     import cv2
 
-    from insightad_edge import sources
+    from insightad_edge import streams
 
     calls = {"n": 0}
-    real_of = sources.Novelty.of
+    real_of = streams.Novelty.of
 
     port = free_port()
     url = f"http://line:s3cret@127.0.0.1:{port}/stream.mjpg"
@@ -444,7 +444,7 @@ def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stal
             raise cv2.error(f"the driver gave up on {url}")  # as a driver names what it failed on
         return real_of(self, image)
 
-    monkeypatch.setattr(sources.Novelty, "of", failing_once)
+    monkeypatch.setattr(streams.Novelty, "of", failing_once)
     MJPEG.frames = jpegs(8, 5)
     verdicts, events = watch_stream(port, Detector(model_path), seconds=4.0, credentials="line:s3cret@")
     assert [e.kind for e in events] == ["opened", "lost", "reopened"] and "the driver gave up" in events[1].message
@@ -456,7 +456,7 @@ def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stal
 def test_a_stream_urls_password_is_never_shown_however_it_is_typed():
     """A password with a raw #, ?, / or @ (as people type them into a camera's URL) made the URL parser show it,
     on the page, in the events and in the log; and many MJPEG cameras take theirs in the query."""
-    from insightad_edge.sources import shown
+    from insightad_edge.streams import shown
 
     for url, expected in (("rtsp://admin:pa#ss@10.0.0.5/stream", "rtsp://admin:***@10.0.0.5/stream"),
                           ("rtsp://admin:p?s/s@10.0.0.5:554/s", "rtsp://admin:***@10.0.0.5:554/s"),
@@ -1123,7 +1123,7 @@ def test_files_not_named_as_images_are_said_to_be_unjudged_once_per_kind(model_p
     own files (Thumbs.db) are never named: they are not parts."""
     import urllib.request
 
-    from insightad_edge.sources import IGNORED_AFTER_S
+    from insightad_edge.folders import IGNORED_AFTER_S
 
     folder, log = tmp_path / "incoming", tmp_path / "line.db"
     folder.mkdir()
@@ -1222,7 +1222,7 @@ def test_a_macs_and_a_nass_own_files_beside_the_parts_are_not_parts(model_path, 
     image): each became an error verdict five seconds after its part, and errors on the page. A Synology share
     makes an `@eaDir` of thumbnails in the folder: it was announced in red as a subfolder whose images go
     unjudged. Hidden files and the system's own folders are now no parts and no news."""
-    from insightad_edge.sources import UNREADABLE_AFTER_S
+    from insightad_edge.folders import UNREADABLE_AFTER_S
 
     folder, log = tmp_path / "incoming", tmp_path / "line.db"
     folder.mkdir()
@@ -1294,7 +1294,7 @@ def test_parts_never_whole_in_view_are_said_every_few_seconds_not_kept_silent(mo
     """Touching parts that are never whole in view make one unbroken run of frames with none judged: without a
     limit, no row would come while they pass."""
     from insightad_edge.passages import PART_MAX_S, Passages
-    from insightad_edge.sources import Frame
+    from insightad_edge.frames import Frame
     from insightad_edge.station import judge
 
     detector = Detector(model_path)
@@ -1374,7 +1374,7 @@ def test_a_month_of_day_folders_is_not_listed_again_at_every_look(tmp_path, monk
     second; a folder unchanged for a minute is listed again only when its modification time changes. A day folder
     that cannot be read for a moment (a share's hiccup; as root no folder can be made unreadable, so the listing
     is made to fail) keeps its files, which are not parts taken away, to be judged again when it is back."""
-    from insightad_edge import sources
+    from insightad_edge import folders
 
     root = tmp_path / "camera"
     for day in range(30):
@@ -1383,14 +1383,14 @@ def test_a_month_of_day_folders_is_not_listed_again_at_every_look(tmp_path, monk
         month_ago = time.time() - 86400 * (30 - day)
         os.utime(root / f"2026-11-{day + 1:02d}", (month_ago, month_ago))
     listed = []
-    real = sources._listing
-    monkeypatch.setattr(sources, "_listing", lambda folder: listed.append(folder.name) or real(folder))
-    tree = sources.Tree(root)
+    real = folders._listing
+    monkeypatch.setattr(folders, "_listing", lambda folder: listed.append(folder.name) or real(folder))
+    tree = folders.Tree(root)
     assert len(tree.listing()[0]) == 30 and len(listed) == 31
     listed.clear()
     (root / "2026-11-30" / "q.png").write_bytes(b"png")  # today's folder changes
     assert len(tree.listing()[0]) == 31 and sorted(listed) == ["2026-11-30", "camera"]
-    monkeypatch.setattr(sources, "_listing", lambda folder: None if folder.name == "2026-11-30" else real(folder))
+    monkeypatch.setattr(folders, "_listing", lambda folder: None if folder.name == "2026-11-30" else real(folder))
     assert len(tree.listing()[0]) == 31  # unreadable for a moment: its two files are still there
     shutil.rmtree(root / "2026-11-30")
     assert len(tree.listing()[0]) == 29  # gone: so are its files

@@ -1,0 +1,65 @@
+"""What every source yields, one at a time: a ``Frame`` to judge, or an ``Event`` that says what happened to the
+source (opened, lost, reopened, ended); and the ``Stop`` flag and pulse a source shares with the station's loop."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reach a lost source again
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame to judge: ``image`` (as OpenCV delivers it) and/or ``path`` (its file), where it came from and
+    when it was read. A folder's file that never decoded comes with ``image`` None: its verdict is an error."""
+
+    source: str
+    frame: str
+    image: Optional[np.ndarray] = field(default=None, repr=False)
+    path: Optional[Path] = None
+    read_at: float = field(default_factory=time.perf_counter)
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to a source: ``opened``, ``lost``, ``reopened``, ``ended``."""
+
+    kind: str
+    source: str
+    message: str
+
+
+Item = Union[Frame, Event]
+
+
+class Stop:
+    """A flag the sources check between frames: set it (from a signal handler) to end them cleanly; and the pulse
+    of the station's loop, which a source beats each time it turns (a folder's poll, each frame it hands over).
+    A loop that stops beating has stalled: a listing that hangs on a network share, or a sink that blocks."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._alive_until = time.monotonic()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    def beat(self, ahead_s: float = 0.0) -> None:
+        """The loop is turning now (and is, waiting on purpose, for ``ahead_s`` more)."""
+        self._alive_until = time.monotonic() + ahead_s
+
+    def quiet_s(self) -> float:
+        """Seconds since the loop last turned, waits it announced left out."""
+        return max(0.0, time.monotonic() - self._alive_until)

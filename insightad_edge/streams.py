@@ -1,0 +1,215 @@
+"""Frames in from a camera or a network stream: read by a thread of their own that keeps only the latest frame, so
+a slow model never builds a backlog (the frames dropped are counted); a stream that drops is reopened with backoff
+and reported as an event. A live frame identical to the one before is no news and is not judged again; a camera
+that has sent only such repeats for a while is frozen, and counts as lost.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Optional
+
+import numpy as np
+
+from .frames import BACKOFF_S, Event, Frame, Item, Stop
+
+log = logging.getLogger(__name__)
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
+STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
+NEXT_WAIT_S = 0.5      # how long the station waits for a live source's next frame before it looks at Stop again
+
+
+SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&#;]*(?:pass|pwd|secret|token|key|auth|sig)[^=&#;]*=)[^&#;]*")
+
+
+def shown(source) -> str:
+    """SOURCE as logs, events and the operator's page name it: a stream URL's password becomes ***, since the
+    page and /health are read by people who need not know it. Read as a person types it, not as a URL parser
+    would: the password runs from the first ``:`` of what stands before the last ``@`` (a raw ``#``, ``?``, ``/``
+    or ``@`` in it made a parser show the rest), and a query's password or key (``?user=admin&pwd=...``, as
+    many MJPEG cameras take it) goes too."""
+    text = str(source)
+    if not text.lower().startswith(STREAM_SCHEMES):
+        return text
+    scheme, rest = text.split("://", 1)
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{host}" if colon else rest
+    return SECRET_PARAMETER.sub(r"\1***", f"{scheme}://{rest}")
+
+
+NEW, REPEAT, FROZEN, LOST = "new", "repeat", "frozen", "lost"
+
+
+class Novelty:
+    """Whether a live frame is news. A live sensor's noise makes no two frames equal, so a frame identical to
+    the last new one is a hung camera's buffer sent again (or a still scene on a stream that codes no noise);
+    repeats alone for STREAM_TIMEOUT_MS since the last new frame, or since the source opened, mean frozen."""
+
+    def __init__(self):
+        self.last: Optional[np.ndarray] = None
+        self.since = time.monotonic()
+
+    def restart(self) -> None:
+        """The source has just (re)opened: its frames get the full time to change again."""
+        self.since = time.monotonic()
+
+    def of(self, image: np.ndarray) -> str:
+        now = time.monotonic()
+        if self.last is None or not np.array_equal(image, self.last):
+            self.last, self.since = image, now
+            return NEW
+        return FROZEN if now - self.since > STREAM_TIMEOUT_MS / 1000.0 else REPEAT
+
+
+class LatestFrameReader:
+    """A thread that reads a live source as fast as it delivers and keeps only the newest frame.
+
+    A lost stream is reopened with backoff; the events (lost, reopened) wait in a queue for the consumer.
+    Frames that are no news are dropped, and a frozen source is lost (once) until its images change again
+    (``Novelty``): a frozen camera never passes parts it no longer sees.
+    """
+
+    def __init__(self, target, name: str, stop: Stop):
+        self.target, self.name, self.stop = target, name, stop
+        self._closed = threading.Event()
+        self._lock = threading.Condition()
+        self._frame: Optional[tuple[int, np.ndarray, float]] = None
+        self._events: list[Event] = []
+        self.delivered = 0
+        self._capture = None  # the thread's own, as the rest of its state: how often it tried, frozen or not
+        self._attempt, self._ever_opened, self._frozen, self._news = 0, False, False, Novelty()
+        self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
+
+    def start(self) -> LatestFrameReader:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop reading and wait for the thread (a read blocks at most STREAM_TIMEOUT_MS)."""
+        self._closed.set()
+        self._thread.join(timeout=STREAM_TIMEOUT_MS / 1000.0 + 2.0)
+
+    def _running(self) -> bool:
+        return not (self.stop.is_set() or self._closed.is_set())
+
+    def _open(self):
+        import cv2
+
+        if isinstance(self.target, str):  # a network stream: bounded waits, so a dead peer is noticed
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            capture = cv2.VideoCapture(self.target)
+        if capture.isOpened():
+            return capture
+        capture.release()
+        return None
+
+    def _note(self, kind: str, message: str) -> None:
+        log.log(logging.WARNING if kind == "lost" else logging.INFO, "%s: %s", self.name, message)
+        with self._lock:
+            self._events.append(Event(kind, self.name, message))
+            self._lock.notify_all()
+
+    def _run(self) -> None:
+        """Read until stopped. Whatever the capture raises (a driver's or a decoder's failure) is a lost source,
+        reopened like any other: a dead reader would leave the station waiting while the page says live."""
+        while self._running():
+            try:
+                self._read_one()
+            except Exception as exc:  # said once, by _note, without a traceback that would name the URL as given
+                self._release()
+                self._frozen = False
+                said = str(exc).replace(str(self.target), self.name)  # a driver may name the URL, password and all
+                self._note("lost", f"{self.name} failed ({type(exc).__name__}: {said}); reopening with backoff")
+                self._back_off()
+        self._release()
+
+    def _read_one(self) -> None:
+        """Open the source if it is not, read one frame, and deliver it if it is news."""
+        if self._capture is None and not self._reopen():
+            return
+        read_at = time.perf_counter()
+        ok, image = self._capture.read()
+        kind = self._news.of(image) if ok and image is not None else LOST
+        if kind == LOST:
+            self._release()
+            self._frozen = False
+            self._note("lost", f"lost {self.name}; reopening with backoff")
+        elif kind == FROZEN:
+            self._release()
+            if not self._frozen:
+                self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
+                           "the camera is frozen (or the scene is still on a stream that codes no noise)")
+            self._frozen = True
+            self._back_off()
+        elif kind == NEW:
+            if self._frozen:
+                self._note("reopened", f"{self.name} sends new images again")
+                self._frozen, self._attempt = False, 0
+            with self._lock:
+                self.delivered += 1
+                self._frame = (self.delivered, image, read_at)
+                self._lock.notify_all()
+
+    def _reopen(self) -> bool:
+        """Open the source; say so (a frozen source is back when its images change, not when it opens again)."""
+        self._capture = self._open()
+        if self._capture is None:
+            if self._attempt == 0 and not self._ever_opened:
+                self._note("lost", f"cannot open {self.name}; retrying")
+            self._back_off()
+            return False
+        if not self._frozen:
+            kind = "reopened" if self._ever_opened else "opened"
+            self._note(kind, f"{kind} {self.name}" + (f" after {self._attempt} attempts" if self._attempt else ""))
+            self._attempt = 0
+        self._ever_opened = True
+        self._news.restart()
+        return True
+
+    def _back_off(self) -> None:
+        self.stop.wait(BACKOFF_S[min(self._attempt, len(BACKOFF_S) - 1)])
+        self._attempt += 1
+
+    def _release(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def next(self, after: int, timeout: float):
+        """The newest frame delivered after number ``after``, or None; pending events come first."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._events or (self._frame and self._frame[0] > after)
+                                or not self._running(), timeout)
+            if self._events:
+                return self._events.pop(0)
+            if self._frame and self._frame[0] > after:
+                return self._frame
+            return None
+
+
+def live_frames(target, name: str, stop: Stop, stride: int = 1) -> Iterator[Item]:
+    """The latest frame of a camera or stream each time the consumer is ready; every ``stride``-th delivered
+    frame at most. ``Frame.skipped`` counts the frames that arrived meanwhile and were never judged."""
+    reader = LatestFrameReader(target, name, stop).start()
+    last = 0
+    try:
+        while not stop.is_set():
+            stop.beat(NEXT_WAIT_S)
+            item = reader.next(last + stride - 1, NEXT_WAIT_S)
+            if item is None:
+                continue
+            if isinstance(item, Event):
+                yield item
+                continue
+            number, image, read_at = item
+            skipped, last = number - last - stride, number
+            yield Frame(name, str(number), image=image, read_at=read_at, skipped=max(0, skipped))
+    finally:
+        reader.close()
