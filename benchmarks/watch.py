@@ -37,9 +37,9 @@ from edge_path import machine
 
 from insightad_edge import Detector
 from insightad_edge.evidence import Evidence
-from insightad_edge.inspections import InspectionLog
 from insightad_edge.folders import folder_frames
 from insightad_edge.frames import Stop
+from insightad_edge.inspections import InspectionLog
 from insightad_edge.station import Station
 from insightad_train.data import load_dataset  # torch-free module
 

@@ -55,7 +55,7 @@ def main(verbose: bool) -> None:
 def find_images(folder: Path, recursive: bool) -> list[Path]:
     """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped, and their kinds
     named (a camera set to write `.raw` must not look like a folder of few parts)."""
-    from .preprocess import holds_images, kinds_text, named_as_image, other_kinds, parts_folder
+    from .imagefiles import first_three, holds_images, kinds_text, named_as_image, other_kinds, parts_folder
 
     if folder.is_file():
         return [folder]
@@ -65,8 +65,7 @@ def find_images(folder: Path, recursive: bool) -> list[Path]:
         log.warning("skipped files not named as images: %s", kinds_text(kinds))
     if not recursive and (held := sorted(d.name for d in folder.iterdir()
                                          if d.is_dir() and parts_folder(d.name) and holds_images(d))):
-        log.warning("skipped subfolders holding images (--recursive scores them): %s", ", ".join(held[:3])
-                    + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
+        log.warning("skipped subfolders holding images (--recursive scores them): %s", first_three(held))
     return images
 
 

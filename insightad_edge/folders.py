@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .frames import BACKOFF_S, Event, Frame, Item, Stop
-from .preprocess import (
+from .imagefiles import (
     IMAGE_SUFFIXES,
+    first_three,
     holds_images,
     kind_of,
     kinds_text,
@@ -150,7 +151,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
 
 def _listing(folder: Path) -> Optional[tuple[list[str], set[str], list[str]]]:
     """The image files' paths in FOLDER, sorted by name; its subfolders' names; and the names of its files left
-    unjudged (``preprocess.unjudged``; no stat: the directory says which entries are files). None when the folder
+    unjudged (``imagefiles.unjudged``; no stat: the directory says which entries are files). None when the folder
     cannot be read."""
     try:
         with os.scandir(folder) as scan:
@@ -232,7 +233,7 @@ class Tree:
 def _unwatched(folder: Path, names: set[str], new: bool) -> Event:
     """Subfolders are not watched: a camera that writes into a folder of the day would otherwise go unjudged
     from midnight on, with nothing saying why."""
-    shown_names = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    shown_names = first_three(sorted(names))
     return Event("unwatched", str(folder), (f"a new subfolder appeared in {folder} ({shown_names})" if new else
                                             f"subfolders of {folder} hold images ({shown_names})")
                  + ": subfolders are not watched, images there are not judged; watch the folder the camera writes to, "

@@ -25,9 +25,9 @@ from . import modelfile
 from .config import SCORE_KEYS
 from .detector import ERROR, STATUSES, Detector, Result
 from .errors import InsightadError
+from .frames import Event, Frame, Stop
 from .inspections import utc_now
 from .passages import Passages
-from .frames import Event, Frame, Stop
 from .sources import open_source, source_kind
 from .streams import shown
 

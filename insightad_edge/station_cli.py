@@ -88,10 +88,10 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
 
     from . import systemd
     from .evidence import Evidence
+    from .frames import Stop
     from .inspections import InspectionLog
     from .monitor import DriftMonitor
     from .passages import refuse_without_parts
-    from .frames import Stop
     from .sources import check_options
     from .station import Station, summary_line
 

@@ -14,16 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from insightad_edge.errors import DataError, ImageError
-from insightad_edge.preprocess import (
-    decode,
-    holds_images,
-    kinds_text,
-    load,
-    named_as_image,
-    other_kinds,
-    parts_folder,
-    to_float,
-)
+from insightad_edge.imagefiles import first_three, holds_images, kinds_text, named_as_image, other_kinds, parts_folder
+from insightad_edge.preprocess import decode, load, to_float
 
 GOOD = "good"
 
@@ -114,7 +106,7 @@ def load_dataset(root: Path) -> Dataset:
         where = train_dir if train_dir.is_dir() else root
         folders = sorted(d.name for d in where.iterdir() if d.is_dir())
         raise DataError(f"no good training images in {where}" + (
-            f" (its subfolders {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''} are not read: put the "
+            f" (its subfolders {first_three(folders)} are not read: put the "
             "good images in one folder, or in train/good of the MVTec layout)" if folders else ""))
     return Dataset(root, tuple(train), test, validation)
 
@@ -128,8 +120,7 @@ def not_read(folder: Path) -> list[str]:
     if kinds := other_kinds(p.name for p in entries if p.is_file()):
         found.append(f"files not named as images: {kinds_text(kinds)}")
     if held := [p.name for p in entries if p.is_dir() and parts_folder(p.name) and holds_images(p)]:
-        found.append(f"subfolders holding images, which are not read: {', '.join(held[:3])}"
-                     + (f" and {len(held) - 3} more" if len(held) > 3 else ""))
+        found.append(f"subfolders holding images, which are not read: {first_three(held)}")
     return found
 
 
