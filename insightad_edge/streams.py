@@ -70,8 +70,11 @@ class LatestFrameReader:
     """A thread that reads a live source as fast as it delivers and keeps only the newest frame.
 
     A lost stream is reopened with backoff; the events (lost, reopened) wait in a queue for the consumer.
-    Frames that are no news are dropped, and a frozen source is lost (once) until its images change again
-    (``Novelty``): a frozen camera never passes parts it no longer sees.
+    Frames that are no news are dropped, and a frozen source is lost until its images change again
+    (``Novelty``): a frozen camera never passes parts it no longer sees. A source is lost once, and back when
+    it sends a new image, not when it opens again: an RTSP camera whose encoder hangs still answers the
+    requests that open its stream, and counting that as back made the station say lost and reopened every
+    10 s, the page show the last verdict from before as live between, and the backoff never grow.
     """
 
     def __init__(self, target, name: str, stop: Stop):
@@ -82,7 +85,8 @@ class LatestFrameReader:
         self._events: list[Event] = []
         self.delivered = 0
         self._capture = None  # the thread's own, as the rest of its state: how often it tried, frozen or not
-        self._attempt, self._ever_opened, self._frozen, self._news = 0, False, False, Novelty()
+        self._attempt, self._ever_opened, self._news = 0, False, Novelty()
+        self._down: Optional[str] = None  # why the source was said lost (LOST or FROZEN), until a new image comes
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
     def start(self) -> LatestFrameReader:
@@ -124,9 +128,8 @@ class LatestFrameReader:
                 self._read_one()
             except Exception as exc:  # said once, by _note, without a traceback that would name the URL as given
                 self._release()
-                self._frozen = False
                 said = str(exc).replace(str(self.target), self.name)  # a driver may name the URL, password and all
-                self._note("lost", f"{self.name} failed ({type(exc).__name__}: {said}); reopening with backoff")
+                self._lose(LOST, f"{self.name} failed ({type(exc).__name__}: {said}); reopening with backoff")
                 self._back_off()
         self._release()
 
@@ -139,37 +142,42 @@ class LatestFrameReader:
         kind = self._news.of(image) if ok and image is not None else LOST
         if kind == LOST:
             self._release()
-            self._frozen = False
-            self._note("lost", f"lost {self.name}; reopening with backoff")
+            if self._down is not None:  # opened again, and still nothing: wait longer each time
+                self._back_off()
+            self._lose(LOST, f"lost {self.name}; reopening with backoff")
         elif kind == FROZEN:
             self._release()
-            if not self._frozen:
-                self._note("lost", f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
-                           "the camera is frozen (or the scene is still on a stream that codes no noise)")
-            self._frozen = True
+            self._lose(FROZEN, f"{self.name} has sent the same image for {STREAM_TIMEOUT_MS / 1000.0:g} s: "
+                               "the camera is frozen (or the scene is still on a stream that codes no noise)")
             self._back_off()
         elif kind == NEW:
-            if self._frozen:
-                self._note("reopened", f"{self.name} sends new images again")
-                self._frozen, self._attempt = False, 0
+            if self._down is not None:
+                self._note("reopened", f"{self.name} sends new images again" if self._down == FROZEN else
+                           f"reopened {self.name}" + (f" after {self._attempt} attempts" if self._attempt else ""))
+            self._down, self._attempt = None, 0
             with self._lock:
                 self.delivered += 1
                 self._frame = (self.delivered, image, read_at)
                 self._lock.notify_all()
 
+    def _lose(self, why: str, message: str) -> None:
+        """The source delivers nothing new: said once, until a new image says it is back."""
+        if self._down is None:
+            self._note("lost", message)
+            self._down = why
+
     def _reopen(self) -> bool:
-        """Open the source; say so (a frozen source is back when its images change, not when it opens again)."""
+        """Open the source. Its first opening is said (after the attempts it took); an opening after a loss is not,
+        since a source is back when it sends a new image."""
         self._capture = self._open()
         if self._capture is None:
-            if self._attempt == 0 and not self._ever_opened:
-                self._note("lost", f"cannot open {self.name}; retrying")
+            if not self._ever_opened:
+                self._lose(LOST, f"cannot open {self.name}; retrying")
             self._back_off()
             return False
-        if not self._frozen:
-            kind = "reopened" if self._ever_opened else "opened"
-            self._note(kind, f"{kind} {self.name}" + (f" after {self._attempt} attempts" if self._attempt else ""))
-            self._attempt = 0
-        self._ever_opened = True
+        if not self._ever_opened:
+            self._note("opened", f"opened {self.name}" + (f" after {self._attempt} attempts" if self._attempt else ""))
+            self._ever_opened, self._down, self._attempt = True, None, 0
         self._news.restart()
         return True
 

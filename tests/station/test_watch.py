@@ -425,6 +425,38 @@ def test_a_camera_frozen_for_long_is_lost_once_not_every_few_seconds(model_path,
     assert "same image" in events[1].message and len(verdicts) > 5
 
 
+def test_an_rtsp_camera_that_hangs_is_lost_once_and_back_when_it_sends_again(model_path, monkeypatch):
+    """Most IP cameras speak RTSP. One whose encoder hangs still answers the requests that open its stream, so the
+    station said it was back each time it opened it again, and lost again when nothing came: lost and reopened
+    every few seconds, the page showing the last verdict from before as live between. Here a real RTSP session
+    through OpenCV (RTP/JPEG on loopback), over TCP, so a network that loses packets cannot tear a frame."""
+    import insightad_edge
+    from insightad_edge import streams
+    from insightad_edge.frames import Stop
+    from rtsp import RTSPCamera
+
+    monkeypatch.setattr(streams, "STREAM_TIMEOUT_MS", 2000)  # the same story in less time
+    rng = np.random.default_rng(17)
+    camera = RTSPCamera([cv2.cvtColor(part_image(rng, 128)[0], cv2.COLOR_GRAY2BGR) for _ in range(5)], fps=25)
+    hang = {}
+    threading.Timer(2.0, lambda: hang.update(until=time.monotonic() + 8.0) or camera.hang(8.0)).start()
+    stop, events, verdicts = Stop(), [], []
+    threading.Timer(14.0, stop.set).start()
+    try:
+        for verdict in insightad_edge.watch(f"rtsp://line:Se6ret@127.0.0.1:{camera.port}/live", Detector(model_path),
+                                            stop=stop, on_event=lambda event: events.append((time.monotonic(), event))):
+            verdicts.append((time.monotonic(), verdict))
+    finally:
+        camera.close()
+    assert [event.kind for _, event in events] == ["opened", "lost", "reopened"], [e for _, e in events]
+    (_, opened), (lost_at, lost), (back_at, back) = events
+    assert back_at >= hang["until"] and "after" in back.message  # back with its images, after the attempts it took
+    assert len([at for at, _ in verdicts if at < lost_at]) > 10 and len([at for at, _ in verdicts if at > back_at]) > 10
+    assert all(verdict.status == "ok" for _, verdict in verdicts)
+    assert camera.transports and all("RTP/AVP/TCP" in transport for transport in camera.transports)
+    assert all("line:***@" in event.message and "Se6ret" not in event.message for _, event in events)
+
+
 def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stall(model_path, monkeypatch):
     """An exception from the capture (a driver's, injected here: none can be made to fail on demand) killed the
     reader thread: the station then waited for frames for ever, no event said so and the page said live."""
