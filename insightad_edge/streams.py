@@ -172,7 +172,7 @@ class LatestFrameReader:
         self._capture = self._open()
         if self._capture is None:
             if not self._ever_opened:
-                self._lose(LOST, f"cannot open {self.name}; retrying")
+                self._lose(LOST, f"cannot open {self.name} ({self._what_to_check()}); retrying")
             self._back_off()
             return False
         if not self._ever_opened:
@@ -180,6 +180,13 @@ class LatestFrameReader:
             self._ever_opened, self._down, self._attempt = True, None, 0
         self._news.restart()
         return True
+
+    def _what_to_check(self) -> str:
+        """What a person checks when a source never opens: OpenCV does not say why (a refused password, no route,
+        a camera held by another program all read the same)."""
+        if isinstance(self.target, str):
+            return "is the camera on the network, and are its address, port, path, user and password right?"
+        return "is the camera connected, not used by another program, and may this user open it (group video)?"
 
     def _back_off(self) -> None:
         self.stop.wait(BACKOFF_S[min(self._attempt, len(BACKOFF_S) - 1)])
