@@ -38,6 +38,32 @@ def test_the_page_shows_the_verdict_of_a_request_just_sent(model_path):
         process.wait(timeout=30)
 
 
+SCREENS = ((800, 480), (1024, 600), (1280, 800), (1920, 1080), (390, 844), (480, 800))  # line-side panels, a phone
+
+
+def test_the_verdict_is_in_view_without_scrolling_on_every_screen_a_line_has(model_path):
+    """On a 7" line-side panel (800x480) the page stacked the part's picture, as wide as the screen and as tall,
+    above the verdict: the operator saw the part and no verdict. The verdict now stands at the top on every
+    screen, and the picture is never taller than the screen."""
+    process, url = start(model_path)
+    try:
+        assert request(url + "/infer", encoded(part_image(np.random.default_rng(37), 128, defect=True)[0]))[0] == 200
+        with open_page(url + "/") as page:
+            page.wait_for_selector('[data-status="defect"]')
+            page.wait_for_function("document.getElementById('picture').naturalWidth > 0")
+            for width, height in SCREENS:
+                page.set_viewport_size({"width": width, "height": height})
+                page.wait_for_timeout(100)
+                verdict, picture = (page.locator(selector).bounding_box() for selector in ("#verdict", "#picture"))
+                assert verdict["y"] >= 0 and verdict["y"] + verdict["height"] <= height / 2, (width, height, verdict)
+                assert 0 <= verdict["x"] and verdict["x"] + verdict["width"] <= width, (width, height, verdict)
+                assert picture["y"] + picture["height"] <= height and picture["height"] >= height / 3, (width, height,
+                                                                                                         picture)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_the_last_hour_on_the_page_forgets_parts_older_than_an_hour(model_path, monkeypatch):
     """A station idle since its last busy hour shows an empty hour, not the old one as if it were now."""
     import time
