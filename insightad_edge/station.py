@@ -32,6 +32,7 @@ from .sources import open_source, source_kind
 from .streams import shown
 
 log = logging.getLogger(__name__)
+TROUBLE = ("lost", "unwatched", "ignored")  # a source's events that mean parts may pass unjudged
 ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
 STALL_S = 10.0  # a station loop that has not turned for this long has stalled: no healthy step takes a tenth of it
 
@@ -114,7 +115,8 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
     def judged() -> Iterator[Verdict]:
         for item in items:
             if isinstance(item, Event):
-                log.info("%s: %s", item.kind, item.message)
+                unheard = on_event is None and item.kind in TROUBLE  # a lost camera is never kept quiet
+                log.log(logging.WARNING if unheard else logging.INFO, "%s: %s", item.kind, item.message)
                 if on_event is not None:
                     on_event(item)
                 continue

@@ -115,7 +115,7 @@ class LatestFrameReader:
         return None
 
     def _note(self, kind: str, message: str) -> None:
-        log.log(logging.WARNING if kind == "lost" else logging.INFO, "%s: %s", self.name, message)
+        log.debug("%s: %s", self.name, message)  # said by whoever hears the events (``station.watch``)
         with self._lock:
             self._events.append(Event(kind, self.name, message))
             self._lock.notify_all()

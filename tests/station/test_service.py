@@ -154,3 +154,4 @@ def test_the_units_station_keeps_a_stream_password_out_of_the_command_line_ps_sh
     assert process.returncode == 0, err
     assert "http://operator:***@127.0.0.1:9/video.mjpg" in err and "Pa55w0rd" not in err, err
     assert "are its address, port, path, user and password right?" in err  # what to check, as OpenCV never says why
+    assert err.count("cannot open") == 1, err  # said once, not again by the reader's own log line
