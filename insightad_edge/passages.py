@@ -16,13 +16,13 @@ parts instead:
 - parts in view for PART_MAX_S without one frame that could be judged (touching parts, never whole in view) get
   a row without a verdict then, and again each PART_MAX_S while it lasts: never a long silence while parts pass;
 - frames that fail, and frames the camera itself spoils (too dark, too bright, clipped, too coarse), keep a row
-  each, as without passages: a lamp that goes out must not look like an empty belt.
+  each, as without passages: a lamp that goes out must not look like an empty belt;
+- a part's passage ends with its source: at the end of a video, and when a camera is lost (``end``).
 """
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -62,13 +62,6 @@ class Passages:
         self.edge = False       # a frame touched the edge since its last judged one
         self.last = None        # where its last judged frame showed it (x, y)
 
-    def __call__(self, verdicts: Iterable) -> Iterator:
-        """The verdicts to keep: one per part, and each failed or spoiled frame; a part in view at the end is
-        judged then."""
-        for verdict in verdicts:
-            yield from self.feed(verdict)
-        yield from self._part_gone()
-
     def feed(self, verdict) -> list:
         """What to keep now, given one more frame's verdict."""
         stats = verdict.result.stats if verdict.result is not None else None
@@ -95,6 +88,12 @@ class Passages:
         if self.best is None and self.clock() - self.began >= PART_MAX_S:  # parts pass, and none whole: say so
             kept += self._part_gone()
         return kept
+
+    def end(self) -> list:
+        """The verdict of the part in view, on the frames seen of it, when its passage cannot go on: the source
+        ended, or was lost (the part in view before a camera drops has gone by the time it is back, and the one
+        then in view is another)."""
+        return self._part_gone()
 
     def _part_gone(self) -> list:
         """The verdict of the part that was in view, if one was; and a fresh start."""

@@ -112,17 +112,19 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
                         seen=seen or (lambda _source, _frame: False),
                         last_active=last_active or (lambda _source: None), per_part=per_part, recursive=recursive)
 
-    def judged() -> Iterator[Verdict]:
-        for item in items:
-            if isinstance(item, Event):
-                unheard = on_event is None and item.kind in TROUBLE  # a lost camera is never kept quiet
-                log.log(logging.WARNING if unheard else logging.INFO, "%s: %s", item.kind, item.message)
-                if on_event is not None:
-                    on_event(item)
-                continue
-            yield judge(detector, item, with_map=with_map)
-
-    yield from judged() if parts is None else parts(judged())
+    for item in items:
+        if isinstance(item, Event):
+            unheard = on_event is None and item.kind in TROUBLE  # a lost camera is never kept quiet
+            log.log(logging.WARNING if unheard else logging.INFO, "%s: %s", item.kind, item.message)
+            if on_event is not None:
+                on_event(item)
+            if parts is not None and item.kind == "lost":  # the part in view then is gone when the camera is back
+                yield from parts.end()
+            continue
+        verdict = judge(detector, item, with_map=with_map)
+        yield from [verdict] if parts is None else parts.feed(verdict)
+    if parts is not None:
+        yield from parts.end()  # the part in view when the source ended
 
 
 class Station:

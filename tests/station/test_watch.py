@@ -1341,6 +1341,43 @@ def test_parts_never_whole_in_view_are_said_every_few_seconds_not_kept_silent(mo
     assert len(kept) == 40 // (PART_MAX_S + 1) and all(v.status == "not_inspectable" for v in kept)
 
 
+def test_a_part_in_view_when_the_camera_is_lost_is_not_merged_with_the_next_one(model_path, monkeypatch):
+    """An indexing conveyor holds each part still under a free-running camera. When the camera dropped, the part
+    in view then had left when it was back, and the next part's frames joined its passage: one verdict for two
+    parts, the defective one passed without a row. A loss now ends the passage: each part gets its verdict."""
+    import insightad_edge
+    from insightad_edge import streams
+    from insightad_edge.frames import Stop
+    from rtsp import RTSPCamera
+
+    monkeypatch.setattr(streams, "STREAM_TIMEOUT_MS", 1500)  # the same story in less time
+    rng = np.random.default_rng(23)
+
+    def held(defect: bool) -> list:  # a part standing under the camera: its frames differ by the sensor's noise
+        part = part_image(rng, SIDE, angle=0.0, defect=defect)[0].astype(np.float32)
+        return [cv2.cvtColor(np.clip(part + rng.normal(0, 2, part.shape), 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+                for _ in range(5)]
+
+    camera = RTSPCamera(held(defect=False), fps=25)
+    scratched = held(defect=True)
+
+    def next_part():  # the camera hangs; meanwhile the good part moves on and a scratched one comes under it
+        camera.hang(3.0)
+        camera.frames = scratched
+
+    threading.Timer(2.5, next_part).start()
+    stop, events = Stop(), []
+    threading.Timer(9.0, stop.set).start()
+    try:
+        parts = list(insightad_edge.watch(f"rtsp://127.0.0.1:{camera.port}/line", Detector(model_path), stop=stop,
+                                          per_part=True, on_event=events.append))
+    finally:
+        camera.close()
+    assert [e.kind for e in events] == ["opened", "lost", "reopened"]
+    assert [v.status for v in parts] == ["ok", "defect"], [(v.status, v.frame) for v in parts]
+    assert int(parts[0].frame) < int(parts[1].frame)
+
+
 def test_one_verdict_per_part_from_a_video_on_the_command_line(model_path, v1_model_path, tmp_path):
     """`watch VIDEO --per-part` as a line runs it: the log holds one row per part; a folder (each file a part
     already) and a model that finds no part in a frame are refused before the line starts."""
