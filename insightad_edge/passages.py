@@ -71,7 +71,7 @@ class Passages:
             return [verdict]
         if verdict.status == NOT_INSPECTABLE and inspectability.no_part(stats, self.metadata):
             self.empty += 1
-            return self._part_gone() if self.empty >= EMPTY_FRAMES else []
+            return self.end() if self.empty >= EMPTY_FRAMES else []
         kept = []
         self.empty = 0
         if verdict.status == NOT_INSPECTABLE:
@@ -80,23 +80,19 @@ class Passages:
         else:
             where = self._where(verdict)
             if self.best is not None and self.edge and np.hypot(*np.subtract(where, self.last)) >= NEXT_PART:
-                kept += self._part_gone()  # judged, cut by the edge, judged far from there: the next part
+                kept += self.end()  # judged, cut by the edge, judged far from there: the next part
             self.best = self._nearer(self.best, verdict)
             self.edge, self.last = False, where
         self.began = self.clock() if self.began is None else self.began
         self.skipped += verdict.skipped
         if self.best is None and self.clock() - self.began >= PART_MAX_S:  # parts pass, and none whole: say so
-            kept += self._part_gone()
+            kept += self.end()
         return kept
 
     def end(self) -> list:
-        """The verdict of the part in view, on the frames seen of it, when its passage cannot go on: the source
-        ended, or was lost (the part in view before a camera drops has gone by the time it is back, and the one
-        then in view is another)."""
-        return self._part_gone()
-
-    def _part_gone(self) -> list:
-        """The verdict of the part that was in view, if one was; and a fresh start."""
+        """The verdict of the part that was in view, if one was, on the frames seen of it; and a fresh start. Called
+        as the part leaves, and when its passage cannot go on: the source ended, or was lost (the part in view
+        before a camera drops has gone by the time it is back, and the one then in view is another)."""
         if self.best is not None:
             chosen = self.best
         elif self.fallback is not None:
