@@ -904,6 +904,9 @@ def test_a_lost_camera_replaces_the_last_verdict_on_the_page_health_and_metrics(
             assert health_until("lost")["source"] == "lost"
             page.wait_for_selector('[data-status="source_down"]')
             assert page.inner_text("#verdict") == "NO VERDICT" and "CAMERA LOST since" in page.inner_text("#source")
+            page.set_viewport_size({"width": 800, "height": 480})  # a 7" line-side panel: the camera's URL, one long
+            box = page.locator("#source").bounding_box()           # word, wraps inside its box, not off the screen
+            assert box["x"] + box["width"] <= 800 and page.evaluate("document.documentElement.scrollWidth") <= 800
             assert "insightad_source_up 0.0" in get("/metrics")
             before = page.inner_text("#caption")  # the last part judged before the loss
             summary = get("/api/summary")
