@@ -64,19 +64,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     pending: dict[str, tuple[tuple, float, float]] = {}  # path -> ((size, modified), unchanged since, first seen)
     missed = 0
     if not existing:
-        since = last_active(name)  # None: no station watched this folder before
-        cutoff_ns = None if since is None else int((since - RESTART_MARGIN_S) * 1e9)
-        for path in there_before:
-            stop.beat()  # a folder of a hundred thousand files on a network share takes a while to look at
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            arrived = max(stat.st_mtime_ns, stat.st_ctime_ns)  # a copy that keeps its source's time (rsync -a,
-            if cutoff_ns is not None and arrived >= cutoff_ns and not seen(name, path):  # robocopy) arrives now
-                missed += 1  # came after the last station here was last heard of, and never judged: judge it
-            else:
-                done[path] = stat.st_mtime_ns
+        done, missed = _came_while_down(name, there_before, stop, seen, last_active(name))
     yield Event("opened", name, f"watching {folder} for new images" + (" (and those already there)" if existing else "")
                 + (f" (and {missed} that came while no station watched it)" if missed else ""))
     if holding := {sub for sub in subfolders if holds_images(os.path.join(folder, sub))}:
@@ -147,6 +135,49 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
         pause = max(POLL_S, 2.0 * (time.monotonic() - now - judging))  # the watch's own cost, not the model's
         stop.beat(pause)
         stop.wait(pause)
+
+
+def _came_while_down(name: str, paths: set[str], stop: Stop, seen: Callable[[str, str], bool],
+                     since: Optional[float]) -> tuple[dict[str, int], int]:
+    """Of the files there at the start, those an earlier station left unjudged that came while no station watched:
+    how many, and the others with their modification times (not to be judged). ``since``: when the log last heard
+    of the folder (epoch seconds; None: no station watched it before, and every file there is old).
+
+    A file came meanwhile when it arrived (the later of its modification and change times: a copy that keeps its
+    source's modification time, as ``rsync -a`` and robocopy make, arrives when it is made) after ``since``, or
+    after the newest file judged: on a network share the times are the server's clock, which may run minutes
+    behind the station PC's, and by the PC's clock alone the parts that came during a short restart looked old
+    and passed unjudged. RESTART_MARGIN_S before either counts too (a crash loses its last moments).
+    """
+    arrivals: dict[str, tuple[int, int]] = {}
+    for path in paths:
+        stop.beat()  # a folder of a hundred thousand files on a network share takes a while to look at
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        arrivals[path] = (max(stat.st_mtime_ns, stat.st_ctime_ns), stat.st_mtime_ns)
+    if since is None:
+        return {path: modified for path, (_, modified) in arrivals.items()}, 0
+    judged: dict[str, bool] = {}
+
+    def was_judged(path: str) -> bool:  # asked of the log once per file
+        if path not in judged:
+            judged[path] = seen(name, path)
+        return judged[path]
+
+    margin = int(RESTART_MARGIN_S * 1e9)
+    cutoff = int(since * 1e9) - margin
+    newest_first = sorted(arrivals, key=lambda path: -arrivals[path][0])
+    if newest_judged := next((path for path in newest_first if was_judged(path)), None):  # after a few lookups
+        cutoff = min(cutoff, arrivals[newest_judged][0] - margin)  # by the folder's own clock
+    done, missed = {}, 0
+    for path, (arrived, modified) in arrivals.items():
+        if arrived >= cutoff and not was_judged(path):
+            missed += 1
+        else:
+            done[path] = modified
+    return done, missed
 
 
 def _listing(folder: Path) -> Optional[tuple[list[str], set[str], list[str]]]:

@@ -213,6 +213,37 @@ def test_parts_that_came_while_the_station_was_down_are_judged_when_it_is_back(m
     assert logged == ["after.png", "copied.png", "first.png", "while_down_0.png", "while_down_1.png"]
 
 
+def test_parts_that_came_during_a_restart_are_judged_when_the_folders_clock_runs_behind(model_path, tmp_path):
+    """On a network share the files' times are the server's clock, and a NAS without time synchronisation runs
+    minutes behind the station PC: the parts that came during a restart of a few seconds looked five minutes
+    older than the station's last word in its log, were taken for old files, and passed unjudged. The folder's
+    own clock now counts too: what came after the newest file judged, and was never judged, is judged. Here the
+    PC's clock is made to run ahead instead, in the log it wrote (the same gap: a file's times cannot be set back
+    by the test, its change time least of all)."""
+    folder, log = tmp_path / "share", tmp_path / "line.db"
+    folder.mkdir()
+    rng = np.random.default_rng(27)
+    first = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    time.sleep(2.0)  # watching: the next file is a new one
+    cv2.imwrite(str(folder / "judged.png"), part_image(rng, 128)[0])
+    assert len(lines_until(first, 1)) == 1
+    time.sleep(1.0)  # its verdict committed
+    first.send_signal(signal.SIGKILL)  # systemd restarts the station 5 s later
+    first.wait(timeout=30)
+    with sqlite3.connect(log) as connection:  # the PC's clock, five minutes ahead of the share's
+        for table in ("inspections", "events"):
+            connection.execute(f"UPDATE {table} SET time = strftime('%Y-%m-%dT%H:%M:%fZ', time, '+5 minutes')")
+    for name in ("during_restart_0.png", "during_restart_1.png"):
+        cv2.imwrite(str(folder / name), part_image(rng, 128, defect=name.endswith("1.png"))[0])
+    again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
+    try:
+        rows = lines_until(again, 2, timeout=20)
+    finally:
+        _, err = stop(again)
+    assert sorted(Path(r["frame"]).name for r in rows) == ["during_restart_0.png", "during_restart_1.png"], err
+    assert "(and 2 that came while no station watched it)" in err
+
+
 def test_a_file_whose_header_the_decoder_refuses_is_an_error_row_not_the_end_of_the_station(model_path, tmp_path):
     """OpenCV raises (not returns nothing) on some damaged BMPs: the station died on the first one, and under
     systemd came back to die on it again, judging nothing more."""
