@@ -38,6 +38,7 @@ from .console import (
     writable_folder,
 )
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, InsightadError
+from .imagefiles import readable
 from .station_cli import log_command, watch
 
 log = logging.getLogger("insightad_edge")
@@ -124,13 +125,11 @@ def overlay_targets(images: list[Path], folder: Path, recursive: bool, maps_dir:
 
 
 def _save_overlay(target: Path, gray, result) -> None:
-    import cv2
-
+    from .imagefiles import write_image
     from .overlay import render_overlay
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(target), render_overlay(gray, result.anomaly_map, result.threshold)):
-        raise OSError(f"could not write {target}")
+    write_image(target, render_overlay(gray, result.anomaly_map, result.threshold))
 
 
 class RowWriter:
@@ -147,13 +146,13 @@ class RowWriter:
     def write(self, row: dict) -> None:
         if self.fmt == "jsonl":
             self.stream.write(json.dumps({k: row[k] for k in SCORE_KEYS}) + "\n")
-        elif self.fmt == "csv":
-            self.csv.writerow({k: csv_value(row[k]) for k in SCORE_KEYS})
+        elif self.fmt == "csv":  # for people and spreadsheets: a file name that is not UTF-8 written out readably
+            self.csv.writerow({k: readable(csv_value(row[k])) for k in SCORE_KEYS})
         else:
             score = "" if row["score"] is None else f"{row['score']:.6f}"
             verdict = {"error": "ERROR", "not_inspectable": "NO-VERDICT", "defect": "ANOMALY"}.get(row["status"], "ok")
-            self.stream.write(f"{row['path']:<{self.width}}  {score:>10}  {row['threshold']:>10.6f}  "
-                              f"{verdict:<8}  {row['error'] or ''}\n")
+            self.stream.write(readable(f"{row['path']:<{self.width}}  {score:>10}  {row['threshold']:>10.6f}  "
+                                       f"{verdict:<8}  {row['error'] or ''}\n"))
         self.stream.flush()
 
 
@@ -187,7 +186,7 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
     counts: Counter = Counter()
     written = 0
     try:
-        writer = RowWriter(stream, fmt, max(len(str(p)) for p in images))
+        writer = RowWriter(stream, fmt, max(len(readable(str(p))) for p in images))
         with ThreadPoolExecutor(workers) as pool, click.progressbar(
             length=len(images), label="scoring", file=sys.stderr
         ) as bar:

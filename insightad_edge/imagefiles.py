@@ -62,3 +62,26 @@ def first_three(names: list[str], noun: str = "") -> str:
     """``a, b, c and 4 more``: a list said in a line a person reads to the end."""
     more = f" and {len(names) - 3} more" + (f" {noun}" if noun else "") if len(names) > 3 else ""
     return ", ".join(names[:3]) + more
+
+
+def readable(text: str) -> str:
+    """TEXT as a person, a table and a database can take it. A file name that is not UTF-8 (a Windows share mounted
+    with another character set, a camera that writes Latin-1 names) reaches Python with surrogates, which SQLite
+    and a strict UTF-8 stdout refuse: its odd bytes are written out instead (``part_\\xe9.png``), the same way
+    each time. Any other text comes back as it was."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file system makes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def write_image(path, image) -> None:
+    """Write IMAGE to PATH in the format its suffix names (OSError when it cannot be). Encoded by OpenCV, written by
+    Python: OpenCV's own writer takes the process down on a name that is not UTF-8 (a part's name, kept)."""
+    import cv2
+
+    done, encoded = cv2.imencode(os.path.splitext(str(path))[1] or ".png", image)
+    if not done:
+        raise OSError(f"could not encode {readable(str(path))}")
+    with open(path, "wb") as file:
+        file.write(encoded.data)

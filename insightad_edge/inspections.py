@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+from .imagefiles import readable
+
 try:
     import fcntl
 except ImportError:  # not on Windows: there a log is not claimed
@@ -69,6 +71,12 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 """
+
+
+def storable(value):
+    """VALUE as SQLite keeps it: text in ``imagefiles.readable`` form (a file name that is not UTF-8 is refused as
+    it comes, and a refused verdict must not cost the log), anything else as it is."""
+    return readable(value) if isinstance(value, str) else value
 
 
 def utc_now() -> str:
@@ -167,23 +175,24 @@ class InspectionLog:
 
     def record(self, row: dict) -> None:
         """One verdict; keys are COLUMNS (missing ones are NULL)."""
-        self._queue.put(("inspections", tuple(row.get(c, 0 if c == "skipped" else None) for c in COLUMNS)))
+        self._queue.put(("inspections", tuple(storable(row.get(c, 0 if c == "skipped" else None)) for c in COLUMNS)))
 
     def event(self, kind: str, message: str, source: str | None = None) -> None:
-        self._queue.put(("events", (utc_now(), kind, source, message)))
+        self._queue.put(("events", (utc_now(), kind, storable(source), storable(message))))
 
     def seen(self, source: str, frame: str) -> bool:
         """Whether this frame of this source has a verdict already (a restarted folder watch skips it)."""
         with self._reader_lock:
             return self._reader.execute("SELECT 1 FROM inspections WHERE source = ? AND frame = ? LIMIT 1",
-                                        (source, frame)).fetchone() is not None
+                                        (storable(source), storable(frame))).fetchone() is not None
 
     def last_active(self, source: str) -> Optional[float]:
         """When this log last heard of SOURCE (its newest verdict or event), as epoch seconds; None if never. Read
         newest first, without the source's index: a station's own source is at the end of its log."""
         with self._reader_lock:
             times = [row[0] for table in ("inspections", "events") if (row := self._reader.execute(
-                f"SELECT time FROM {table} NOT INDEXED WHERE source = ? ORDER BY id DESC LIMIT 1", (source,)).fetchone())]
+                f"SELECT time FROM {table} NOT INDEXED WHERE source = ? ORDER BY id DESC LIMIT 1", (storable(source),))
+                .fetchone())]
         return max((datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in times), default=None)
 
     def close(self) -> None:
@@ -304,11 +313,11 @@ class InspectionLog:
             _commit(self._writer, items)
         except sqlite3.OperationalError as exc:  # the file, not the records: hold them and try again
             return self._hold(items, exc)
-        except sqlite3.Error:  # one bad record must not cost the others: write them one by one
+        except Exception:  # one bad record must not cost the others: write them one by one
             for item in items:
                 try:
                     _commit(self._writer, [item])
-                except sqlite3.Error:
+                except Exception:
                     self.unwritten += 1
                     log.exception("could not write %s to %s", item[1], self.path)
         if self._holding:
@@ -335,7 +344,7 @@ def _commit(connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> N
         for statement, values in items:
             connection.execute(statement, values)
         connection.execute("COMMIT")
-    except sqlite3.Error:
+    except Exception:  # whatever failed, the file is left as it was: an open transaction would refuse all after
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
@@ -348,7 +357,7 @@ def verdicts(path: Path, since: str | None = None, until: str | None = None,
     for clause, value in (("time >= ?", since), ("time < ?", until), ("status = ?", status), ("source = ?", source)):
         if value is not None:
             where.append(clause)
-            values.append(value)
+            values.append(storable(value))
     connection = connect(path, readonly=True)
     try:
         yield from connection.execute(f"SELECT {', '.join(COLUMNS)} FROM inspections"

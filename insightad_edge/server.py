@@ -48,6 +48,15 @@ ROUTES = ("/infer", "/health", "/model", "/metrics", "/", "/api/last", "/api/sum
 log = logging.getLogger(__name__)
 
 
+class Answer(JSONResponse):
+    """Every JSON answer: characters outside ASCII escaped, so any text makes a valid answer. A file name that is not
+    UTF-8 (shown in a station's `ignored` event, a verdict's frame) failed to encode, and the page got a 500 for as
+    long as the name stood on it."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 class ClientError(Exception):
     """A request the server refuses, with the status and the reason to send back."""
 
@@ -146,7 +155,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     A station passes its own monitor, board and metrics (fed by its verdicts) and ``infer=False``.
     """
-    app = FastAPI(title="insightad", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="insightad", version=__version__, docs_url=None, redoc_url=None, default_response_class=Answer)
     limiter = anyio.CapacityLimiter(options.workers)
     meta = detector.metadata
     model_id = f"{detector.path.name}@{meta.created or 'unknown'}"
@@ -189,21 +198,21 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     @app.exception_handler(ClientError)
     async def client_error(_: Request, exc: ClientError):
-        return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
+        return Answer({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return Answer({"error": str(exc.detail)}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
         reasons = "; ".join(f"{' '.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # "query overlay: ..."
-        return JSONResponse({"error": f"invalid request: {reasons}"}, status_code=400)
+        return Answer({"error": f"invalid request: {reasons}"}, status_code=400)
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, exc: Exception):
         log.exception("unexpected failure while serving a request")
-        return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
+        return Answer({"error": "internal error; see the server log"}, status_code=500)
 
     if infer:
         @app.post("/infer")

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from .folders import folder_frames
 from .frames import Event, Frame, Item, Stop
+from .imagefiles import readable
 from .streams import STREAM_SCHEMES, live_frames, shown
 
 
@@ -70,6 +71,8 @@ def video_frames(path: Path, stop: Stop, stride: int = 1) -> Iterator[Item]:
     """Every ``stride``-th frame of a video file, in order; ends at the end of the file."""
     import cv2
 
+    if readable(str(path)) != str(path):  # OpenCV takes the process down on such a name, before it opens anything
+        raise FileNotFoundError(f"{readable(str(path))}: OpenCV cannot open a video whose name is not UTF-8; rename it")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise FileNotFoundError(f"{path} is not a video OpenCV can read")

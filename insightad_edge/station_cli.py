@@ -26,6 +26,7 @@ from .console import (
     writable_folder,
 )
 from .errors import EXIT_FAILED, EXIT_UNUSABLE, EXIT_USAGE
+from .imagefiles import readable
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
         save, max_bytes=None if save_max_gb is None else int(save_max_gb * 1e9), save_all=save_all)
 
     def announce(event) -> None:  # every event on stderr, and a source's state on the page
-        click.echo(f"{event.kind}: {event.message}", err=True)
+        click.echo(readable(f"{event.kind}: {event.message}"), err=True)  # as the log says it
         if page is not None:
             page.event(event)
 
@@ -280,14 +281,14 @@ class VerdictPrinter:
             self._print(json.dumps(verdict.row()))
         else:
             score = "" if verdict.score is None else f"{verdict.score:.6f}"
-            self._print(f"{verdict.time:<24}  {verdict.frame[-40:]:<40}  {verdict.status:<15}  {score:>10}  "
+            self._print(f"{verdict.time:<24}  {readable(verdict.frame)[-40:]:<40}  {verdict.status:<15}  {score:>10}  "
                         f"{verdict.threshold:>10.6f}  {verdict.error or ''}")
 
     def _print(self, line: str) -> None:
         if self.gone:
             return
         try:
-            click.echo(line)
+            click.echo(readable(line))  # a file name that is not UTF-8 must not end the station on a strict stdout
             sys.stdout.flush()
         except OSError as exc:  # BrokenPipeError too
             self.gone = True

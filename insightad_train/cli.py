@@ -207,9 +207,9 @@ def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> No
 @option("seed", type=int)
 def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     """Write COPIES augmented versions of every good image to OUT (reproducible for a given seed)."""
-    import cv2
     import numpy as np
 
+    from insightad_edge.imagefiles import readable, write_image
     from insightad_edge.preprocess import load
 
     from .augment import PRESETS
@@ -234,8 +234,10 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
             for copy in range(copies):
                 rng = np.random.default_rng([seed, index, copy])
                 target = out / f"{name}_aug{copy}.png"
-                if not cv2.imwrite(str(target), transform(image, rng, PRESETS[preset])):
-                    click.echo(f"Error: could not write {target}", err=True)
+                try:
+                    write_image(target, transform(image, rng, PRESETS[preset]))
+                except OSError as exc:
+                    click.echo(readable(f"Error: could not write {target}: {exc.strerror or exc}"), err=True)
                     sys.exit(EXIT_FAILED)
     click.echo(f"wrote {len(images) * copies} images to {out}")
 

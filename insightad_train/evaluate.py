@@ -18,6 +18,7 @@ import numpy as np
 
 from insightad_edge.detector import Detector, run_pipeline
 from insightad_edge.errors import DataError
+from insightad_edge.imagefiles import readable
 from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode
 
@@ -135,7 +136,7 @@ def evaluate(model: Path, data: Path, out: Path) -> dict:
     (out / "report.json").write_text(json.dumps(report, indent=1))
     _plot_roc(labels, scores, brightness, out / "roc.png")
     _plot_histograms(samples, scores[HONEST], threshold, out / "histograms.png")
-    (out / "report.md").write_text(render_markdown(report))
+    (out / "report.md").write_text(readable(render_markdown(report)), encoding="utf-8")  # names that are not UTF-8 too
     return report
 
 

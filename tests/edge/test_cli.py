@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,28 @@ def test_info_human_and_json(model_path):
 
 def test_version():
     assert __version__ in run("--version").stdout
+
+
+LATIN1_NAME = os.fsdecode(b"pr\xfcfteil_\xe9.png")  # a camera's Latin-1 name, or a share mounted with another charset
+
+
+def test_a_file_name_that_is_not_utf8_is_scored_and_written_out_readably(folder, model_path, tmp_path):
+    """Such a name reaches Python with surrogates, which a strict UTF-8 stdout refuses (the usual locale, not this
+    machine's C.UTF-8): the table and CSV ended in a traceback at that file, and --save-maps took the process
+    down (OpenCV's writer crashes on the name: a segmentation fault, every row after it lost). They now write
+    its odd bytes out, and its overlay; JSON Lines keeps the escaped name, which Python reads back to the file."""
+    (folder / LATIN1_NAME).write_bytes(cv2.imencode(".png", part_image(np.random.default_rng(13), 128)[0])[1].tobytes())
+    strict = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # errors="strict", as under en_US.UTF-8
+    for fmt in ("table", "csv", "jsonl"):
+        done = subprocess.run([sys.executable, "-m", "insightad_edge.cli", "score", str(folder), "--model",
+                               str(model_path), "--format", fmt, "--save-maps", str(tmp_path / f"maps_{fmt}")],
+                              capture_output=True, env=strict, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        assert cv2.imdecode(np.fromfile(tmp_path / f"maps_{fmt}" / LATIN1_NAME, np.uint8), cv2.IMREAD_COLOR) is not None
+        out = done.stdout.decode("utf-8")  # valid UTF-8 throughout
+        assert len(out.strip().splitlines()) == 4 + (fmt != "jsonl")  # four rows, under a header but in JSON Lines
+        if fmt == "jsonl":
+            paths = [json.loads(line)["path"] for line in out.splitlines()]
+            assert Path(folder / LATIN1_NAME).is_file() and str(folder / LATIN1_NAME) in paths
+        else:
+            assert "pr\\xfcfteil_\\xe9.png" in out

@@ -244,6 +244,48 @@ def test_parts_that_came_during_a_restart_are_judged_when_the_folders_clock_runs
     assert "(and 2 that came while no station watched it)" in err
 
 
+def test_a_part_whose_name_is_not_utf8_is_judged_logged_and_shown(model_path, tmp_path):
+    """A camera that writes Latin-1 names, or a Windows share mounted with another character set: the name reaches
+    Python with surrogates. SQLite refused the verdict, and the failed insert left its transaction open, so every
+    later verdict waited in memory until the station stopped and none reached the log; the page's summary (which
+    names the ignored file) answered 500; a strict UTF-8 stdout (the usual locale) ended the station. Now the
+    name is kept with its odd bytes written out, the same way each time, so a restart judges nothing twice."""
+    import urllib.request
+
+    folder, log = tmp_path / "share", tmp_path / "line.db"
+    folder.mkdir()
+    rng = np.random.default_rng(29)
+    strict = {"PYTHONIOENCODING": "utf-8"}  # errors="strict", as under en_US.UTF-8
+    process = start_watch(folder, "--model", model_path, "--log", log, "--http", "127.0.0.1:0", env=strict)
+    try:
+        page = announced_page(process)
+        time.sleep(1.0)
+        for name in (b"pr\xfcfteil_\xe9.png", b"plain.png"):
+            (folder / os.fsdecode(name)).write_bytes(cv2.imencode(".png", part_image(rng, 128)[0])[1].tobytes())
+        (folder / os.fsdecode(b"notiz_\xe9.txt")).write_text("not a part")
+        deadline = time.monotonic() + 30
+        while len(_rows_quietly(log)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(6.0)  # the .txt stays long enough to be named
+        summary = urllib.request.urlopen(page + "/api/summary", timeout=10)
+        assert summary.status == 200 and "notiz_" in summary.read().decode()
+    finally:
+        out, err = stop(process)
+    assert sorted(Path(r["frame"]).name for r in rows_of(log)) == ["plain.png", "pr\\xfcfteil_\\xe9.png"]
+    assert "pr\\xfcfteil_\\xe9.png" in out and "notiz_\\xe9.txt" in err and "never reached" not in err
+    again = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl", env=strict)
+    time.sleep(3.0)
+    out, err = stop(again)
+    assert out == "" and len(rows_of(log)) == 2, out  # known by its name as the log keeps it: not judged twice
+
+
+def _rows_quietly(log: Path) -> list:
+    try:
+        return rows_of(log)
+    except sqlite3.Error:  # the station is still making its tables
+        return []
+
+
 def test_a_file_whose_header_the_decoder_refuses_is_an_error_row_not_the_end_of_the_station(model_path, tmp_path):
     """OpenCV raises (not returns nothing) on some damaged BMPs: the station died on the first one, and under
     systemd came back to die on it again, judging nothing more."""
@@ -780,6 +822,30 @@ def test_a_log_that_cannot_be_written_shows_on_the_page_and_in_metrics_while_it_
         assert len(rows_of(log)) == 2
     finally:
         stop(process)
+
+
+def test_a_verdict_the_log_cannot_take_as_it_comes_costs_no_other(tmp_path):
+    """A frame named with surrogates (a file name that is not UTF-8) made SQLite's insert fail outside what the
+    writer expected: its transaction stayed open, and every later verdict was held in memory until the station
+    stopped, none logged. The name is now kept as text SQLite takes, and whatever a record raises, the file is left
+    as it was and the other records are written."""
+    from insightad_edge.inspections import InspectionLog
+
+    log = InspectionLog(tmp_path / "line.db")
+    frames = ["before.png", os.fsdecode(b"pr\xfcfteil_\xe9.png"), "after.png"]
+    for frame in frames:
+        log.record({"time": "2026-11-30T08:00:00.000Z", "source": "share", "frame": frame, "status": "ok",
+                    "model": "m.onnx", "model_sha256": "abc"})
+    log.record({"time": "2026-11-30T08:00:01.000Z", "source": "share", "frame": "bad", "status": "ok",
+                "model": "m.onnx", "model_sha256": "abc", "skipped": 2 ** 70})  # no SQLite integer holds it
+    log.record({"time": "2026-11-30T08:00:02.000Z", "source": "share", "frame": "last.png", "status": "ok",
+                "model": "m.onnx", "model_sha256": "abc"})
+    time.sleep(1.0)
+    assert log.seen("share", frames[1]) and log.held == 0
+    log.close()
+    assert [r["frame"] for r in rows_of(tmp_path / "line.db")] == ["before.png", "pr\\xfcfteil_\\xe9.png", "after.png",
+                                                                   "last.png"]
+    assert log.unwritten == 1  # the one record no file could take, counted
 
 
 def test_a_log_made_in_one_thread_serves_a_station_in_another(tmp_path):
