@@ -8,6 +8,7 @@ anomaly). A ``validation`` split is read like ``test``.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,6 @@ def fingerprint(paths: list[Path] | tuple[Path, ...]) -> str:
     """A short hash of the files' names and bytes: two runs on the same data print the same value."""
     digest = hashlib.sha256()
     for path in sorted(paths):
-        digest.update(path.name.encode())
+        digest.update(os.fsencode(path.name))  # the name's own bytes: UTF-8 or not, as the disk holds it
         digest.update(content_digest(path))
     return "sha256:" + digest.hexdigest()[:16]

@@ -214,7 +214,7 @@ def _plot_histograms(samples, scores: np.ndarray, threshold: float, path: Path) 
         values = scores[[s.defect == defect for s in samples]]
         ax.hist(values[np.isfinite(values)], bins=bins, color="tab:green" if defect == GOOD else "tab:red", alpha=0.8)
         ax.axvline(threshold, color="k", ls="--", lw=1)
-        ax.set_ylabel(defect, rotation=0, ha="right", fontsize=8)
+        ax.set_ylabel(readable(defect), rotation=0, ha="right", fontsize=8)  # a folder's name, UTF-8 or not
     np.atleast_1d(axes)[-1].set_xlabel(f"score ({HONEST} inputs); dashed line: threshold {threshold:.4g}")
     fig.suptitle("Score per defect type")
     fig.tight_layout()

@@ -379,3 +379,24 @@ def test_upgrade_turns_a_schema_1_model_into_schema_2_with_the_same_scores(train
     np.testing.assert_array_equal(score_paths(paths, old.metadata, old.infer), score_paths(paths, new.metadata, new.infer))
     again = invoke(train, "upgrade", tmp_path / "new.onnx", "--data", mvtec, "--out", tmp_path / "newer.onnx")
     assert again.exit_code == 2 and "already schema 2" in again.stderr
+
+
+def test_the_chain_takes_names_that_are_not_utf8(mvtec, tmp_path):
+    """Good images and a defect type named in Latin-1 (an older camera, a share mounted with another character
+    set): fit refused the data (its fingerprint encoded the names as UTF-8), and evaluate ended at the histogram's
+    label, after scoring every image. Both now take such names; the report writes them out (`kratzer_\\xfc`)."""
+    import os
+
+    data = tmp_path / "widget"
+    shutil.copytree(mvtec, data)
+    good = sorted((data / "train" / "good").iterdir())[0]
+    good.rename(good.with_name(os.fsdecode(b"gut_\xe9.png")))
+    for split in ("test", "ground_truth"):
+        (data / split / "scratch").rename(data / split / os.fsdecode(b"kratzer_\xfc"))
+    run, model = tmp_path / "run", tmp_path / "model.onnx"
+    assert invoke(train, "fit", "--data", data, "--out", run, "--epochs", "1", *TINY).exit_code == 0
+    assert invoke(train, "export", run, "--out", model).exit_code == 0
+    result = invoke(train, "evaluate", model, "--data", data, "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert "kratzer_\\xfc" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert (tmp_path / "report" / "histograms.png").is_file()
