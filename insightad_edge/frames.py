@@ -16,11 +16,12 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reach a lost
 @dataclass(frozen=True)
 class Frame:
     """One frame to judge: ``image`` (as OpenCV delivers it) and/or ``path`` (its file), where it came from and
-    when it was read. A folder's file that never decoded comes with ``image`` None: its verdict is an error."""
+    when it was read. A folder's file that never decoded comes with ``image`` None, a camera's JPEG that does not
+    decode as its bytes: their verdicts are errors that say why."""
 
     source: str
     frame: str
-    image: Optional[np.ndarray] = field(default=None, repr=False)
+    image: Union[np.ndarray, bytes, None] = field(default=None, repr=False)
     path: Optional[Path] = None
     read_at: float = field(default_factory=time.perf_counter)
     skipped: int = 0

@@ -73,8 +73,8 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
 
     image, result, error = frame.image, None, None
     try:
-        if image is None:
-            image = load(frame.path)
+        if not isinstance(image, np.ndarray):  # a file, or encoded bytes: decoded here, so the verdict keeps the picture
+            image = load(frame.path if image is None else image)
         result = detector(image, with_map=with_map, not_inspectable="report")
     except InsightadError as exc:
         error = str(exc)
@@ -86,8 +86,8 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
         status=ERROR if result is None else result.status, score=None if result is None else result.score,
         threshold=detector.threshold, anomaly=None if result is None else result.anomaly,
         error=error if result is None else result.reason, latency_ms=(time.perf_counter() - frame.read_at) * 1000.0,
-        skipped=frame.skipped, read_at=frame.read_at, timings_ms={} if result is None else dict(result.timings_ms), image=image,
-        result=result)
+        skipped=frame.skipped, read_at=frame.read_at, timings_ms={} if result is None else dict(result.timings_ms),
+        image=image if isinstance(image, np.ndarray) else None, result=result)
 
 
 def watch(source, detector: Detector | None = None, *, existing: bool = False, stride: int = 1,

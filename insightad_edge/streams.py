@@ -87,6 +87,7 @@ class LatestFrameReader:
         self._capture = None  # the thread's own, as the rest of its state: how often it tried, frozen or not
         self._attempt, self._ever_opened, self._news = 0, False, Novelty()
         self._down: Optional[str] = None  # why the source was said lost (LOST or FROZEN), until a new image comes
+        self._encoded = False  # frames come as the camera's own JPEG bytes (``_as_sent``)
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
     def start(self) -> LatestFrameReader:
@@ -110,6 +111,7 @@ class LatestFrameReader:
         else:
             capture = cv2.VideoCapture(self.target)
         if capture.isOpened():
+            self._encoded = isinstance(self.target, str) and _as_sent(capture)
             return capture
         capture.release()
         return None
@@ -139,6 +141,8 @@ class LatestFrameReader:
             return
         read_at = time.perf_counter()
         ok, image = self._capture.read()
+        if ok and image is not None and self._encoded:
+            image = _decoded(image)
         kind = self._news.of(image) if ok and image is not None else LOST
         if kind == LOST:
             self._release()
@@ -207,6 +211,24 @@ class LatestFrameReader:
             if self._frame and self._frame[0] > after:
                 return self._frame
             return None
+
+
+def _as_sent(capture) -> bool:
+    """Read a Motion JPEG stream as the camera's own JPEG of each frame (``_decoded``): a frame the camera sent
+    damaged (cut short) was filled with gray by FFmpeg's decoder, and the station judged it as if it were the part."""
+    import cv2
+
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+    return fourcc == b"MJPG" and capture.set(cv2.CAP_PROP_FORMAT, -1)
+
+
+def _decoded(packet: np.ndarray):
+    """A camera's JPEG decoded as a file of it is (its own channels, by the same decoder), here, while the model
+    judges the frame before; or, when it does not decode, its bytes, which the detector refuses with the reason."""
+    import cv2
+
+    image = cv2.imdecode(packet.reshape(-1), cv2.IMREAD_UNCHANGED)
+    return packet.tobytes() if image is None else image
 
 
 def live_frames(target, name: str, stop: Stop, stride: int = 1) -> Iterator[Item]:

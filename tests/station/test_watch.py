@@ -530,6 +530,19 @@ def test_an_rtsp_camera_that_hangs_is_lost_once_and_back_when_it_sends_again(mod
     assert all("line:***@" in event.message and "Se6ret" not in event.message for _, event in events)
 
 
+def test_a_frame_a_camera_sends_damaged_is_an_error_not_a_part_judged_on_gray(model_path):
+    """A Motion JPEG camera that sends a frame cut short (its encoder's buffer overrun, a firmware fault): FFmpeg's
+    decoder filled the missing part with gray, and the station judged that as the part. The stream is now read as
+    the camera's own JPEGs, decoded by the detector as a file is: the damaged frame is an error row that says so."""
+    parts = jpegs(12, 3)
+    MJPEG.frames = [parts[0], parts[1], parts[2][: len(parts[2]) * 3 // 5], parts[2]]  # the third cut short
+    verdicts, events = watch_stream(free_port(), Detector(model_path), seconds=3.0)
+    errors = [v for v in verdicts if v.status == "error"]
+    assert errors and all("not a readable image" in v.error and v.image is None for v in errors)
+    judged = [v for v in verdicts if v.status != "error"]
+    assert len(judged) >= 2 * len(errors) and all(v.image is not None and v.image.ndim == 2 for v in judged)
+
+
 def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stall(model_path, monkeypatch):
     """An exception from the capture (a driver's, injected here: none can be made to fail on demand) killed the
     reader thread: the station then waited for frames for ever, no event said so and the page said live."""
