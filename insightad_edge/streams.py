@@ -227,6 +227,8 @@ def _decoded(packet: np.ndarray):
     judges the frame before; or, when it does not decode, its bytes, which the detector refuses with the reason."""
     import cv2
 
+    if packet.ndim != 2 or packet.shape[0] != 1:  # a picture already: this capture decoded it after all
+        return packet
     image = cv2.imdecode(packet.reshape(-1), cv2.IMREAD_UNCHANGED)
     return packet.tobytes() if image is None else image
 
