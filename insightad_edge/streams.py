@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -51,14 +51,14 @@ class Novelty:
     repeats alone for STREAM_TIMEOUT_MS since the last new frame, or since the source opened, mean frozen."""
 
     def __init__(self):
-        self.last: Optional[np.ndarray] = None
+        self.last: Union[np.ndarray, bytes, None] = None  # bytes: a JPEG that does not decode
         self.since = time.monotonic()
 
     def restart(self) -> None:
         """The source has just (re)opened: its frames get the full time to change again."""
         self.since = time.monotonic()
 
-    def of(self, image: np.ndarray) -> str:
+    def of(self, image: Union[np.ndarray, bytes]) -> str:
         now = time.monotonic()
         if self.last is None or not np.array_equal(image, self.last):
             self.last, self.since = image, now
@@ -87,7 +87,7 @@ class LatestFrameReader:
         self._capture = None  # the thread's own, as the rest of its state: how often it tried, frozen or not
         self._attempt, self._ever_opened, self._news = 0, False, Novelty()
         self._down: Optional[str] = None  # why the source was said lost (LOST or FROZEN), until a new image comes
-        self._encoded = False  # frames come as the camera's own JPEG bytes (``_as_sent``)
+        self._encoded = False  # a Motion JPEG stream, read as the camera's own JPEGs (``_as_sent``)
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
     def start(self) -> LatestFrameReader:
