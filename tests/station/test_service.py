@@ -18,11 +18,29 @@ from synthetic import part_image
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "insightad-station.service"
 
 
-def service_section() -> dict:
+def service_section(unit: Path = UNIT, section: str = "Service") -> dict:
     parser = ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str  # systemd's keys are case-sensitive
-    parser.read_string(UNIT.read_text())
-    return dict(parser["Service"])
+    parser.read_string(unit.read_text())
+    return dict(parser[section])
+
+
+def test_the_unit_for_one_station_per_camera_is_the_stations_unit_but_where_it_keeps_things():
+    """A line PC with two cameras runs two stations: the template unit runs one per camera (insightad-station@side,
+    settings in /etc/insightad/side.env, its log and evidence in /var/lib/insightad-side). It is the station's
+    unit line for line but for where each instance keeps its settings and files, and it has no default SOURCE
+    (two instances watching camera 0 in silence): a change to one unit that the other misses fails here."""
+    template = UNIT.with_name("insightad-station@.service")
+    differences = {("Unit", "Description"): "insightad inspection station %i",
+                   ("Service", "StateDirectory"): "insightad-%i",
+                   ("Service", "WorkingDirectory"): "/var/lib/insightad-%i",
+                   ("Service", "Environment"): "HTTP=0.0.0.0:8080 OPTIONS=",
+                   ("Service", "EnvironmentFile"): "/etc/insightad/%i.env"}
+    for section in ("Unit", "Service", "Install"):
+        one, each = service_section(UNIT, section), service_section(template, section)
+        assert one.keys() == each.keys(), section
+        for key, value in each.items():
+            assert value == differences.get((section, key), one[key]), (section, key, value)
 
 
 class NotifySocket:
