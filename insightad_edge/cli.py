@@ -38,7 +38,16 @@ from .console import (
     writable_folder,
 )
 from .errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, InsightadError
-from .imagefiles import readable
+from .imagefiles import (
+    first_three,
+    holds_images,
+    kinds_text,
+    named_as_image,
+    other_kinds,
+    parts_folder,
+    readable,
+    write_image,
+)
 from .station_cli import log_command, watch
 
 log = logging.getLogger("insightad_edge")
@@ -56,8 +65,6 @@ def main(verbose: bool) -> None:
 def find_images(folder: Path, recursive: bool) -> list[Path]:
     """Image files under FOLDER (a single file is taken as is), sorted; other files are skipped, and their kinds
     named (a camera set to write `.raw` must not look like a folder of few parts)."""
-    from .imagefiles import first_three, holds_images, kinds_text, named_as_image, other_kinds, parts_folder
-
     if folder.is_file():
         return [folder]
     files = sorted(p for p in (_walk(folder, parts_folder) if recursive else folder.iterdir()) if p.is_file())
@@ -125,7 +132,6 @@ def overlay_targets(images: list[Path], folder: Path, recursive: bool, maps_dir:
 
 
 def _save_overlay(target: Path, gray, result) -> None:
-    from .imagefiles import write_image
     from .overlay import render_overlay
 
     target.parent.mkdir(parents=True, exist_ok=True)

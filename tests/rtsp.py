@@ -41,8 +41,8 @@ def rtp_packets(image: np.ndarray, sequence: int, timestamp: int) -> list[bytes]
     height, width = image.shape[:2]
     packets, offset = [], 0
     while offset < len(scan):
-        header = struct.pack(">I", offset) + bytes([JPEG_420, IN_BAND_Q, width // 8, height // 8])
-        header = bytes([0]) + header[1:]  # type-specific 0, then the 24-bit fragment offset
+        # type-specific 0, the 24-bit fragment offset, type, Q, width and height in blocks of 8
+        header = bytes([0]) + struct.pack(">I", offset)[1:] + bytes([JPEG_420, IN_BAND_Q, width // 8, height // 8])
         if offset == 0:
             header += bytes([0, 0]) + struct.pack(">H", len(tables)) + tables
         chunk = scan[offset:offset + MTU - len(header)]
