@@ -135,14 +135,14 @@ def _data_url(image: np.ndarray, anomaly_map: np.ndarray | None, threshold: floa
     """The part (and its heat map, when there is one) as a PNG data URL at most PAGE_SIDE wide or high; None for
     a frame that has no picture (the error verdict of a frame that cannot be read as an image is shown without)."""
     try:
-        gray = to_float(image, 1)
+        part = to_float(image, 3)
     except ImageError:
         return None
-    scale = min(1.0, PAGE_SIDE / max(gray.shape))
-    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    scale = min(1.0, PAGE_SIDE / max(part.shape[:2]))
+    size = (max(1, round(part.shape[1] * scale)), max(1, round(part.shape[0] * scale)))
+    part = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
     if anomaly_map is not None:
-        picture = render_overlay(gray, cv2.resize(anomaly_map, size, interpolation=cv2.INTER_AREA), threshold)
+        picture = render_overlay(part, cv2.resize(anomaly_map, size, interpolation=cv2.INTER_AREA), threshold)
     else:
-        picture = (np.clip(gray, 0, 1) * 255).astype(np.uint8)
+        picture = (np.clip(part, 0, 1) * 255).astype(np.uint8)
     return "data:image/png;base64," + base64.b64encode(cv2.imencode(".png", picture)[1].tobytes()).decode()

@@ -90,12 +90,12 @@ def _score_one(detector, path: Path, overlay: Path | None) -> dict:
     row = {"path": str(path), "score": None, "threshold": detector.threshold, "anomaly": None, "error": None,
            "status": "error"}
     try:
-        image = preprocess.decode(path, detector.metadata.preprocess.channels)
-        result = detector(image, with_map=overlay is not None)
+        frame = preprocess.load(path)  # as the file holds it: the detector words a refusal by its depth
+        result = detector(frame, with_map=overlay is not None)
         row.update(score=result.score, anomaly=result.anomaly, status=result.status)
         if overlay is not None:
             try:
-                _save_overlay(overlay, image, result)
+                _save_overlay(overlay, preprocess.to_float(frame, 3), result)
             except OSError as exc:  # a full disk, say: the verdict stands, and the row and the summary say what is missing
                 row.update(error=f"overlay not written: {exc.strerror or exc}", overlay_missing=True)
     except InsightadError as exc:
@@ -131,11 +131,11 @@ def overlay_targets(images: list[Path], folder: Path, recursive: bool, maps_dir:
             for image, r in relative.items()}
 
 
-def _save_overlay(target: Path, gray, result) -> None:
+def _save_overlay(target: Path, picture, result) -> None:
     from .overlay import render_overlay
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_image(target, render_overlay(gray, result.anomaly_map, result.threshold))
+    write_image(target, render_overlay(picture, result.anomaly_map, result.threshold))
 
 
 class RowWriter:

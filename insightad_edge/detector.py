@@ -185,15 +185,18 @@ def run_pipeline(images: Sequence[preprocess.ImageSource], metadata: ModelMetada
     if not_inspectable not in NOT_INSPECTABLE_MODES:
         raise ValueError(f"not_inspectable={not_inspectable!r} must be one of {NOT_INSPECTABLE_MODES}")
     t0 = time.perf_counter()
-    decoded = [preprocess.decode(image, metadata.preprocess.channels) for image in images]
+    frames = [preprocess.load(image) for image in images]
+    decoded = [preprocess.to_float(frame, metadata.preprocess.channels) for frame in frames]
     t1 = time.perf_counter()
     prepared: list[preprocess.Prepared | NotInspectable] = []
-    for image in decoded:
+    for frame, image in zip(frames, decoded):
         try:
             prepared.append(prepare_checked(image, metadata))
         except NotInspectable as exc:
+            if hint := inspectability.narrow_depth(frame, exc.stats, metadata):
+                exc = NotInspectable(f"{exc.reason}; {hint}", exc.stats)
             if not_inspectable == "raise":
-                raise
+                raise exc from None
             prepared.append(exc)
     judged = [p for p in prepared if isinstance(p, preprocess.Prepared)]
     t2 = time.perf_counter()

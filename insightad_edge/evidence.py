@@ -128,7 +128,7 @@ class Evidence:
                 raise OSError(errno.ENOSPC, "the disk is nearly full; its last room is kept for the log")
             pictures = [(target, png_pixels(image))]
             if anomaly_map is not None:
-                pictures.append((overlay, render_overlay(to_float(image, 1), anomaly_map, threshold)))
+                pictures.append((overlay, render_overlay(to_float(image, 3), anomaly_map, threshold)))
             target.parent.mkdir(exist_ok=True)
             for path, picture in pictures:
                 _write_whole(path, picture)

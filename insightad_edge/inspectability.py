@@ -124,6 +124,19 @@ def frame_problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
     return found
 
 
+def narrow_depth(frame: np.ndarray, stats: FrameStats | None, meta: ModelMetadata) -> str | None:
+    """Why a 16-bit frame refused as dark may not be dark at all: its values fit in 10, 12 or 14 bits, as a Mono10 or
+    Mono12 camera's do in the uint16 arrays GenICam libraries hand over (and in files some viewers save), so read as
+    16 bits it is 4 to 64 times darker than the scene. Said beside the reason, never guessed and rescaled: a frame
+    that is dark indeed has small values too."""
+    if frame.dtype != np.uint16 or not 0 < (top := int(frame.max())) < 1 << 14:
+        return None
+    dark = stats is None or (meta.inspection is not None and stats.brightness < meta.inspection.brightness[0])
+    bits = next(b for b in (10, 12, 14) if top < 1 << b)
+    return (f"if this is a {bits}-bit camera's frame in 16 bits (its values reach only {top} of 65535), pass it "
+            f"scaled to 16 bits (frame << {16 - bits}), or set the camera to Mono8 or Mono16") if dark else None
+
+
 def no_part(stats: FrameStats, meta: ModelMetadata) -> bool:
     """Whether the frame shows no part at all (an empty fixture): it stands out less than any training part did."""
     return meta.inspection.contrast_min is not None and (stats.contrast or 0.0) < meta.inspection.contrast_min

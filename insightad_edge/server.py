@@ -145,7 +145,7 @@ def _form_image(body: bytes, content_type: str) -> bytes:
 
 def overlay_png(image, result, threshold: float) -> str:
     """The overlay an operator reads (heat map and threshold contour over the part), base64 PNG."""
-    picture = render_overlay(to_float(image, 1), result.anomaly_map, threshold)
+    picture = render_overlay(to_float(image, 3), result.anomaly_map, threshold)
     return base64.b64encode(cv2.imencode(".png", picture)[1].tobytes()).decode()
 
 

@@ -88,16 +88,18 @@ def v1_metadata():
 
 def calibrated(path: Path, metadata, good_frames) -> Path:
     """Measure the good frames the way training does (stats, scores) and write a schema-2 model with them."""
-    from insightad_edge import Detector
+    import onnxruntime as ort
+
+    from insightad_edge.detector import run_pipeline
     from insightad_edge.inspectability import limits_from
     from insightad_edge.metadata import Calibration
-
     from insightad_edge.preprocess import decode, prepare
 
     template = np.mean([prepare(decode(f, metadata.preprocess.channels), metadata.preprocess).input
                         for f in good_frames], axis=0)[None]
-    write_model(path, dataclasses.replace(metadata, schema_version=1), template=template)
-    results = Detector(path).batch(good_frames)
+    session = ort.InferenceSession(str(write_model(path, metadata, with_metadata=False, template=template)))
+    results = run_pipeline(good_frames, dataclasses.replace(metadata, inspection=None, calibration=None), 0.0,
+                           lambda inputs: session.run(["anomaly_map"], {"image": inputs})[0])  # as training measures
     stats = [r.stats for r in results]
     scores = [r.score for r in results]
     threshold = dataclasses.replace(metadata.threshold, value=max(scores) * 1.5, n_good=len(scores))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from insightad_edge import Detector, __version__
+from insightad_edge import Detector, NotInspectable, __version__
 from insightad_edge.cli import main
 from synthetic import part_image
 
@@ -92,6 +92,51 @@ def test_save_maps_writes_one_overlay_per_image(folder, model_path, tmp_path):
     assert written == ["good_0.png", "good_1.png", "good_2.png", "sub/deep.png"]
     overlay = cv2.imread(str(maps / "good_0.png"))
     assert overlay.shape == (128, 128, 3)
+
+
+def test_a_colour_models_overlays_show_the_part_in_its_colours(model_path, tmp_path):
+    """`score --save-maps` with a colour model gave every row an OpenCV error (the overlay took a gray picture)
+    and wrote none; and an overlay in gray would hide the stain of the wrong colour it is there to show."""
+    import dataclasses
+
+    from models import calibrated, v1_metadata
+    from synthetic import colour_part_image
+
+    rng = np.random.default_rng(5)
+    base = v1_metadata()
+    spec = dataclasses.replace(base.preprocess, channels=3, frame_size=(96, 96), align="center", crop=(0.8, 0.8),
+                               input_size=(64, 64))
+    model = calibrated(tmp_path / "colour.onnx", dataclasses.replace(base, preprocess=spec),
+                       [colour_part_image(rng)[0] for _ in range(30)])
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    stained, stain = colour_part_image(rng, defect=True)
+    cv2.imwrite(str(parts / "stained.png"), stained)
+    result = run("score", parts, "--model", model, "--save-maps", tmp_path / "maps", "--format", "jsonl")
+    row = json.loads(result.stdout)
+    assert result.exit_code == 0 and row["error"] is None and row["score"] is not None
+    overlay = cv2.imread(str(tmp_path / "maps" / "stained.png")).astype(int)
+    assert np.abs(overlay[stain > 0] - stained[stain > 0]).mean() < 40  # the blue stain, seen blue
+    assert (overlay[stain > 0, 0] > overlay[stain > 0, 2]).mean() > 0.9
+
+
+def test_a_12_bit_cameras_frame_in_16_bits_is_refused_as_dark_and_says_so(folder, model_path, tmp_path):
+    """A Mono12 camera's frames come as uint16 arrays (GenICam libraries, some viewers' files) whose values reach
+    4095: read as 16 bits they are 16 times darker than the scene. Refused as too dark, as before, but the reason
+    no longer only sends the operator to the lamps."""
+    part = part_image(np.random.default_rng(3), 128)[0]
+    cv2.imwrite(str(tmp_path / "mono12.png"), part.astype(np.uint16) * 16)
+    cv2.imwrite(str(tmp_path / "dim.png"), (part * 0.3).astype(np.uint8))  # 8 bits, dark indeed: no such words
+    rows = {Path(row["path"]).name: row for row in map(json.loads, run(
+        "score", tmp_path, "--model", model_path, "--format", "jsonl").stdout.splitlines())}
+    assert "too dark" in rows["mono12.png"]["error"] and "too dark" in rows["dim.png"]["error"]
+    assert "12-bit camera's frame in 16 bits" in rows["mono12.png"]["error"] and "frame << 4" in rows["mono12.png"]["error"]
+    assert "bit" not in rows["dim.png"]["error"]
+    detector = Detector(model_path)
+    assert detector(part.astype(np.uint16) * 16 << 4).status == "ok"  # as the reason says: judged
+    assert detector(part.astype(np.uint16) * 257).status == "ok"      # a true 16-bit frame: no words needed
+    with pytest.raises(NotInspectable, match="12-bit camera"):
+        detector(part.astype(np.uint16) * 16)
 
 
 def test_save_maps_never_writes_over_the_images_it_scores(folder, model_path):
