@@ -34,6 +34,7 @@ from .console import (
     open_detector,
     quiet_opencv,
     stdout_gone,
+    table_number,
     writable_file,
     writable_folder,
 )
@@ -155,9 +156,9 @@ class RowWriter:
         elif self.fmt == "csv":  # for people and spreadsheets: a file name that is not UTF-8 written out readably
             self.csv.writerow({k: readable(csv_value(row[k])) for k in SCORE_KEYS})
         else:
-            score = "" if row["score"] is None else f"{row['score']:.6f}"
+            score, threshold = table_number(row["score"]), table_number(row["threshold"])
             verdict = {"error": "ERROR", "not_inspectable": "NO-VERDICT", "defect": "ANOMALY"}.get(row["status"], "ok")
-            self.stream.write(readable(f"{row['path']:<{self.width}}  {score:>10}  {row['threshold']:>10.6f}  "
+            self.stream.write(readable(f"{row['path']:<{self.width}}  {score:>10}  {threshold:>10}  "
                                        f"{verdict:<8}  {row['error'] or ''}\n"))
         self.stream.flush()
 

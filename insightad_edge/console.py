@@ -104,6 +104,12 @@ def stdout_gone() -> None:
     os.close(devnull)
 
 
+def table_number(value: float | None) -> str:
+    """A score, threshold or time in a table: six significant digits, whatever the model's scale (a patch model's
+    threshold can be 0.000198, which a fixed four decimals showed as 0.0002, the same as the score above it)."""
+    return "" if value is None else f"{value:.6g}"
+
+
 def csv_value(value) -> str:
     """CSV cells as JSON writes them: true/false, an empty cell for none."""
     if value is None:

@@ -21,6 +21,7 @@ from .console import (
     open_detector,
     quiet_opencv,
     stdout_gone,
+    table_number,
     typed_on_command_line,
     writable_file,
     writable_folder,
@@ -280,9 +281,9 @@ class VerdictPrinter:
         if self.fmt == "jsonl":
             self._print(json.dumps(verdict.row()))
         else:
-            score = "" if verdict.score is None else f"{verdict.score:.6f}"
+            score, threshold = table_number(verdict.score), table_number(verdict.threshold)
             self._print(f"{verdict.time:<24}  {readable(verdict.frame)[-40:]:<40}  {verdict.status:<15}  {score:>10}  "
-                        f"{verdict.threshold:>10.6f}  {verdict.error or ''}")
+                        f"{threshold:>10}  {verdict.error or ''}")
 
     def _print(self, line: str) -> None:
         if self.gone:
@@ -365,6 +366,6 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+        return table_number(value)
     return str(value)
 

@@ -695,6 +695,26 @@ def test_log_and_summary_on_a_known_log(tmp_path):
         assert unreadable.exit_code == 3 and "cannot be read as an inspection log" in unreadable.stderr
 
 
+def test_tables_tell_a_small_score_from_its_threshold(tmp_path):
+    """A patch model's threshold can be 0.000198: `log`'s four decimals showed a defect's score and its threshold
+    both as 0.0002, and six decimals left them three digits. Every table gives six significant digits."""
+    from insightad_edge.inspections import InspectionLog
+
+    log = tmp_path / "small.db"
+    writer = InspectionLog(log)
+    for i, score in enumerate((0.000198529, 0.000187)):
+        writer.record({"time": f"2026-11-29T08:0{i}:00.000Z", "source": "cam", "frame": str(i), "score": score,
+                       "status": "defect" if score > 0.000198198 else "ok", "threshold": 0.000198198,
+                       "anomaly": int(score > 0.000198198), "model": "m.onnx", "model_sha256": "abc", "latency_ms": 12.5,
+                       "skipped": 0})
+    writer.close()
+    table = CliRunner().invoke(main, ["log", str(log)]).stdout
+    assert "0.000198529" in table and "0.000187" in table and table.count("0.000198198") == 2
+    from insightad_edge.console import table_number  # what `score` and `watch` print too
+
+    assert [table_number(v) for v in (4.174116, 0.000198198, 12345.678, None)] == ["4.17412", "0.000198198", "12345.7", ""]
+
+
 def test_options_that_mean_nothing_for_the_source_are_refused_not_ignored(model_path, tmp_path):
     """--stride on a folder would judge every other part and pass the rest; --existing means nothing to a stream."""
     import insightad_edge
