@@ -223,6 +223,10 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
         refuse_unreadable(images, "good images")
     except InsightadError as exc:
         _fail(exc)
+    if out.resolve() == images[0].parent.resolve():
+        raise click.BadParameter(f"{out} holds the good images: the next fit would take the copies for good parts, "
+                                 "hold some back and calibrate the threshold on copies of what it trained on (fit "
+                                 "augments as it trains anyway); choose a folder outside it", param_hint="--out")
     stems = Counter(path.stem for path in images)  # a.png and a.jpg keep their whole names: a.png_aug0.png
     with click.progressbar(images, label="augmenting", file=sys.stderr) as bar:
         for index, path in enumerate(bar):
@@ -240,7 +244,6 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
                     click.echo(readable(f"Error: could not write {target}: {exc.strerror or exc}"), err=True)
                     sys.exit(EXIT_FAILED)
     click.echo(f"wrote {len(images) * copies} images to {out}")
-
 
 
 if __name__ == "__main__":

@@ -361,6 +361,19 @@ def test_augment_keeps_every_copy_of_images_that_share_a_name(mvtec, tmp_path):
     assert len(list((tmp_path / "a").iterdir())) == 66
 
 
+def test_augment_refuses_to_write_its_copies_among_the_good_images(mvtec, tmp_path):
+    """Copies written beside the good images are good images to the next fit: some held back, the threshold
+    calibrated on copies of what it trained on. Refused before one is written (fit augments as it trains)."""
+    data = tmp_path / "data"
+    shutil.copytree(mvtec / "train", data / "train")
+    good = data / "train" / "good"
+    before = sorted(good.iterdir())
+    for out in (good, data / "train" / ".." / "train" / "good"):
+        refused = invoke(train, "augment", "--data", data, "--out", out, "--copies", "1")
+        assert refused.exit_code == 2 and "holds the good images" in refused.stderr, refused.output
+    assert sorted(good.iterdir()) == before
+
+
 def test_upgrade_turns_a_schema_1_model_into_schema_2_with_the_same_scores(trained, mvtec, tmp_path):
     """A model exported by insightad 0.1 (schema 1) gains inspection limits and a drift reference, nothing else."""
     from models import as_schema_1
