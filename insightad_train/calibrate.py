@@ -26,14 +26,20 @@ def quantile_threshold(good_scores: np.ndarray, quantile: float) -> Threshold:
     return Threshold(value=value, method="quantile", quantile=quantile, n_good=len(good_scores))
 
 
-def youden_threshold(good_scores: np.ndarray, defect_scores: np.ndarray) -> Threshold:
-    """The ROC point that maximises TPR - FPR (Youden's J) on a validation split that has defects."""
-    scores = np.concatenate([good_scores, defect_scores])
+def youden_threshold(good_scores: np.ndarray, defect_scores: np.ndarray) -> Threshold | None:
+    """The ROC point that maximises TPR - FPR (Youden's J) on a validation split that has defects, set in the middle
+    of the gap between the scores on either side of it: the ROC's own cut lies just under the weakest validation
+    defect, where a new defect a little weaker than any seen would pass, however far above the good parts. None
+    when no threshold flags more defects than good images (J 0 at best): its cut would be infinite, passing all."""
+    scores = np.concatenate([good_scores, defect_scores]).astype(np.float64)
     labels = np.concatenate([np.zeros(len(good_scores)), np.ones(len(defect_scores))])
     fpr, tpr, thresholds = roc_curve(labels, scores)
     best = int(np.argmax(tpr - fpr))
-    # the ROC threshold t means "score >= t is anomalous"; the edge flags score > threshold, so step just below t
-    value = float(np.nextafter(thresholds[best], -np.inf))
+    if tpr[best] - fpr[best] <= 0:
+        return None
+    cut = thresholds[best]  # "score >= cut is anomalous"; the edge flags score > threshold
+    below = scores[scores < cut]
+    value = float((below.max() + cut) / 2 if below.size else np.nextafter(cut, -np.inf))
     return Threshold(value=value, method="youden", quantile=None, n_good=len(good_scores), n_defect=len(defect_scores))
 
 
@@ -63,9 +69,15 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
     if not bad_val:  # good validation images alone are held back too
         holdout, good_val = list(holdout) + good_val, []
     holdout_scores = score_paths(holdout, base, infer)
+    threshold = None
     if good_val and bad_val:
         threshold = youden_threshold(score_paths(good_val, base, infer), score_paths(bad_val, base, infer))
-    else:
+    if good_val and bad_val and threshold is None:
+        log.warning("%s: the model scores the %d defective validation images no higher than the %d good ones, so no "
+                    "threshold there finds them: it is set from the held-back good images instead; look at those "
+                    "defects (are they in view? filed as defects by mistake?) before trusting this model",
+                    metadata.arch, len(bad_val), len(good_val))
+    if threshold is None:
         threshold = quantile_threshold(holdout_scores, quantile)
         ratio = lone_top(holdout_scores, threshold)
         if ratio is not None:

@@ -107,6 +107,23 @@ def test_a_defective_part_filed_among_the_good_ones_is_named_when_it_sets_the_th
     assert any("rests on one held-back good image" in w for w in metadata.warnings)  # and the model says so wherever it runs
 
 
+def test_validation_defects_the_model_cannot_tell_from_good_ones_leave_no_infinite_threshold(tmp_path, caplog):
+    """With a validation split that has defects the threshold is Youden's; when no threshold there flags more of the
+    defects than of the good images (here the "defects" are the good images again, filed wrongly), Youden's cut was
+    infinite: every part on the line passed. The held-back good images set it instead, and fit says why."""
+    data = write_mvtec(tmp_path / "data", np.random.default_rng(5))
+    for folder in ("good", "scratch"):
+        (data / "validation" / folder).mkdir(parents=True)
+        for image in sorted((data / "train" / "good").iterdir())[:12]:
+            shutil.copy(image, data / "validation" / folder / image.name)
+    tiny = ["--image-size", "64", "--device", "cpu", "--arch", "patchknn"]
+    fitted = CliRunner().invoke(train, ["fit", "--data", str(data), "--out", str(tmp_path / "run"), *tiny])
+    assert fitted.exit_code == 0, fitted.output
+    metadata = ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text())
+    assert metadata.threshold.method == "quantile" and metadata.threshold.value < 1e6
+    assert "scores the 12 defective validation images no higher than the 12 good ones" in caplog.text
+
+
 def test_a_folder_of_copies_is_refused_and_a_few_copies_are_named(tmp_path, caplog):
     """Forty copies of one picture are one good image: the model would learn nothing of how good parts vary."""
     from insightad_train.fit import refuse_copies

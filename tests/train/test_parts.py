@@ -73,9 +73,14 @@ def test_quantile_threshold():
         quantile_threshold(np.array([]), 0.9)
 
 
-def test_youden_threshold_separates_clean_scores():
+def test_youden_threshold_separates_clean_scores_in_the_middle_of_the_gap():
+    """Not just under the weakest validation defect (0.5), where a new one scoring 0.45, far above every good part,
+    would pass."""
     t = youden_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.6]))
-    assert 0.3 <= t.value < 0.5 and t.method == "youden" and t.n_defect == 2
+    assert t.value == pytest.approx(0.4) and t.method == "youden" and t.n_defect == 2
+    overlapping = youden_threshold(np.array([0.1, 0.2, 0.35, 0.3]), np.array([0.32, 0.5, 0.6]))
+    assert 0.3 < overlapping.value < 0.32  # J peaks flagging 0.32 and above: its gap is 0.30 to 0.32
+    assert youden_threshold(np.array([0.1, 0.3]), np.array([0.1, 0.2])) is None  # no cut finds them: none (was inf)
     scores = np.array([0.1, 0.2, 0.3, 0.5, 0.6])
     assert ((scores > t.value) == np.array([0, 0, 0, 1, 1], bool)).all()
 
