@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from .frames import BACKOFF_S, Event, Frame, Item, Stop
 from .imagefiles import (
     IMAGE_SUFFIXES,
@@ -19,6 +21,7 @@ from .imagefiles import (
     named_as_image,
     other_kinds,
     parts_folder,
+    readable,
     unjudged,
 )
 
@@ -72,7 +75,7 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     told: set[str] = set()  # the kinds of files not named as images, once said
     strangers = _lingering({}, others, told, time.monotonic())[0]
     recheck, fresh, judged, listed = 0, [], [], (None, 0.0)  # listed: the folder's modification time, and when
-    unreadable = False
+    unreadable, repeats = False, Repeats()
     while not stop.is_set():
         stop.beat()
         now, judging = time.monotonic(), 0.0  # judging: time spent by the consumer of the frames this poll yields
@@ -130,11 +133,32 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
             done[key] = signature[1]
             pending.pop(key, None)
             handed = time.monotonic()
-            yield Frame(name, key, image=image, path=Path(key))
+            yield Frame(name, key, image=image, path=Path(key), not_inspectable=repeats.of(key, image))
             judging += time.monotonic() - handed
         pause = max(POLL_S, 2.0 * (time.monotonic() - now - judging))  # the watch's own cost, not the model's
         stop.beat(pause)
         stop.wait(pause)
+
+
+class Repeats:
+    """Whether a folder's new picture is its last one again. No two shots of a camera are alike, pixel for pixel
+    (its sensor's noise sees to that), so such a file is the last shot written again: a trigger that fired without
+    an exposure, a camera or PLC that saved its last buffer for the next part. Judged, it gave the part the camera
+    never saw the verdict of the one before: ok, most often."""
+
+    def __init__(self):
+        self.last: Optional[tuple[str, np.ndarray]] = None
+
+    def of(self, key: str, image: Optional[np.ndarray]) -> Optional[str]:
+        """Why the picture in file KEY cannot be judged when it repeats the last one, else None."""
+        if image is None:
+            return None
+        earlier, self.last = self.last, (key, image)
+        if earlier is None or earlier[1].shape != image.shape or not np.array_equal(earlier[1], image):
+            return None
+        return (f"the same picture as {readable(earlier[0])}, pixel for pixel: no two shots of a camera are alike, so "
+                "this is that one written again (a trigger without an exposure, a buffer saved twice); the part it "
+                "was taken for was not seen")
 
 
 def _came_while_down(name: str, paths: set[str], stop: Stop, seen: Callable[[str, str], bool],

@@ -17,7 +17,8 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reach a lost
 class Frame:
     """One frame to judge: ``image`` (as OpenCV delivers it) and/or ``path`` (its file), where it came from and
     when it was read. A folder's file that never decoded comes with ``image`` None, a camera's JPEG that does not
-    decode as its bytes: their verdicts are errors that say why."""
+    decode as its bytes: their verdicts are errors that say why. ``not_inspectable`` says why the source itself
+    knows the frame shows no part to judge (a picture the camera wrote before, again)."""
 
     source: str
     frame: str
@@ -25,6 +26,7 @@ class Frame:
     path: Optional[Path] = None
     read_at: float = field(default_factory=time.perf_counter)
     skipped: int = 0
+    not_inspectable: Optional[str] = None
 
 
 @dataclass(frozen=True)

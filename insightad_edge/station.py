@@ -23,7 +23,7 @@ import numpy as np
 
 from . import modelfile
 from .config import SCORE_KEYS
-from .detector import ERROR, STATUSES, Detector, Result
+from .detector import ERROR, NOT_INSPECTABLE, STATUSES, Detector, Result
 from .errors import InsightadError
 from .frames import Event, Frame, Stop
 from .inspections import utc_now
@@ -71,11 +71,14 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
     """One frame through the detector; any failure becomes an error verdict with the reason, never an exception."""
     from .preprocess import load
 
-    image, result, error = frame.image, None, None
+    image, result, error, status = frame.image, None, None, ERROR
     try:
         if not isinstance(image, np.ndarray):  # a file, or encoded bytes: decoded here, so the verdict keeps the picture
             image = load(frame.path if image is None else image)
-        result = detector(image, with_map=with_map, not_inspectable="report")
+        if frame.not_inspectable is None:
+            result = detector(image, with_map=with_map, not_inspectable="report")
+        else:  # the source knows there is no part to judge: the model is not asked
+            error, status = f"not inspectable: {frame.not_inspectable}", NOT_INSPECTABLE
     except InsightadError as exc:
         error = str(exc)
     except Exception as exc:  # the line goes on; the verdict carries what went wrong
@@ -83,7 +86,7 @@ def judge(detector: Detector, frame: Frame, *, with_map: bool = False) -> Verdic
         error = f"{type(exc).__name__}: {exc}"
     return Verdict(
         time=utc_now(), source=frame.source, frame=frame.frame, path=None if frame.path is None else str(frame.path),
-        status=ERROR if result is None else result.status, score=None if result is None else result.score,
+        status=status if result is None else result.status, score=None if result is None else result.score,
         threshold=detector.threshold, anomaly=None if result is None else result.anomaly,
         error=error if result is None else result.reason, latency_ms=(time.perf_counter() - frame.read_at) * 1000.0,
         skipped=frame.skipped, read_at=frame.read_at, timings_ms={} if result is None else dict(result.timings_ms),

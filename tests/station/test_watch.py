@@ -371,6 +371,32 @@ def test_a_camera_that_always_writes_the_same_file_name_gets_a_verdict_for_each_
     assert statuses == ["ok", "defect", "ok", "defect"]
 
 
+def test_a_picture_the_camera_writes_again_gets_no_verdict(model_path, tmp_path):
+    """A trigger that fires without an exposure, or a camera that saves its last buffer for the next part, writes
+    the last picture again: judged, the part the camera never saw got the verdict of the one before (ok). No two
+    shots of a camera are alike, pixel for pixel: such a file gets a row without a verdict that says so."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    rng = np.random.default_rng(13)
+    good, other, scratched = (part_image(rng, 128, defect=d)[0] for d in (False, False, True))
+    process = start_watch(folder, "--model", model_path, "--log", tmp_path / "line.db", "--format", "jsonl")
+    time.sleep(1.0)
+    rows = []
+    for name, picture in (("p1.png", good), ("p2.png", good), ("last.bmp", other), ("last.bmp", other),
+                          ("last.bmp", scratched)):
+        cv2.imwrite(str(folder / name), picture)
+        if name == "last.bmp":
+            os.utime(folder / name, ns=(time.time_ns(), time.time_ns()))  # written again, as a camera writes it
+        rows += lines_until(process, 1, timeout=30)
+    stop(process)
+    assert [(Path(r["frame"]).name, r["status"]) for r in rows] == [
+        ("p1.png", "ok"), ("p2.png", "not_inspectable"), ("last.bmp", "ok"), ("last.bmp", "not_inspectable"),
+        ("last.bmp", "defect")]
+    assert rows[1]["error"].startswith(f"not inspectable: the same picture as {folder / 'p1.png'}, pixel for pixel")
+    assert rows[1]["score"] is None and rows[1]["anomaly"] is None
+    assert [r["status"] for r in rows_of(tmp_path / "line.db")] == [r["status"] for r in rows]
+
+
 class MJPEG(BaseHTTPRequestHandler):
     """multipart/x-mixed-replace JPEG frames of synthetic parts, as IP cameras serve them."""
 
@@ -1391,12 +1417,14 @@ def test_a_macs_and_a_nass_own_files_beside_the_parts_are_not_parts(model_path, 
 
     folder, log = tmp_path / "incoming", tmp_path / "line.db"
     folder.mkdir()
-    png = cv2.imencode(".png", part_image(np.random.default_rng(33), 128)[0])[1].tobytes()
+    rng = np.random.default_rng(33)
+    pngs = [cv2.imencode(".png", part_image(rng, 128)[0])[1].tobytes() for _ in range(2)]  # two parts, two pictures
+    png = pngs[0]
     process = start_watch(folder, "--model", model_path, "--log", log, "--format", "jsonl")
     try:
         time.sleep(1.0)
         for i in range(2):
-            (folder / f"p{i}.png").write_bytes(png)
+            (folder / f"p{i}.png").write_bytes(pngs[i])
             (folder / f"._p{i}.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000))
         for system in ("@eaDir", ".thumbnails"):
             (folder / system / "p0.png").mkdir(parents=True)
