@@ -2,7 +2,9 @@
 
 A run folder holds everything needed to resume, extend, evaluate or export: config.json, checkpoint.pt
 (model, optimiser and epoch), history.json, and at the end model.pt (the AnomalyMapper: autoencoder plus
-per-pixel error statistics of the good training images), metadata.json and holdout.json.
+per-pixel error statistics of the good training images), holdout.json and metadata.json. metadata.json is taken
+away before the others change and written last (``finish``): a run stopped between them is unfinished, never
+new weights under the old threshold.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -181,10 +184,10 @@ def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s
     mapper = finish_mapper(config, spec, model, works, torch_device)
     metadata = describe(config, spec, dataset, TorchInfer(mapper, torch_device), holdout_paths, data)
     validation = synthetic_validation(metadata, TorchInfer(mapper, torch_device), holdout_paths, config.seed)
-    (run / "validation.json").write_text(json.dumps(validation, indent=1))
-    torch.save(mapper.cpu().state_dict(), run / "model.pt")
-    (run / "metadata.json").write_text(metadata.to_json())
-    (run / "holdout.json").write_text(json.dumps([str(p) for p in holdout_paths], indent=1))
+    with finish(run, metadata):
+        (run / "validation.json").write_text(json.dumps(validation, indent=1))
+        torch.save(mapper.cpu().state_dict(), run / "model.pt")
+        (run / "holdout.json").write_text(json.dumps([str(p) for p in holdout_paths], indent=1))
     return metadata
 
 
@@ -374,6 +377,18 @@ def describe(config: FitConfig, spec: Preprocess, dataset, infer, holdout: list[
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         package_version=__version__)
     return measure(metadata, infer, dataset.train, holdout, dataset.validation, config.threshold_quantile)
+
+
+@contextmanager
+def finish(run: Path, metadata: ModelMetadata):
+    """While the block writes a finished run's files, RUN has no metadata.json; it is written last, whole. Stopped
+    between model.pt and metadata.json, an extended run (or a search keeping another candidate) held the new weights
+    under the old metadata, which `export` sealed as one model: another threshold, even another preprocessing."""
+    (run / "metadata.json").unlink(missing_ok=True)
+    yield
+    partial = run / "metadata.json.partial"
+    partial.write_text(metadata.to_json())
+    os.replace(partial, run / "metadata.json")
 
 
 def _save_atomic(state: dict, path: Path) -> None:

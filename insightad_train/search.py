@@ -28,13 +28,14 @@ from insightad_edge.metadata import ModelMetadata
 from insightad_edge.preprocess import decode, prepare
 
 from .config import CANDIDATES, SEARCH_MINUTES, UNALIGNED, FitConfig, saved_config
+from .fit import finish
 
 log = logging.getLogger(__name__)
 PATH_MS, MODEL_MS = 25.0, 10.0           # what a line can wait for one 1024x1024 frame on the edge PC
 RESOLUTION = 0.03  # synthetic AUROCs closer than this rank recipes as the real test does little better than a coin
                    # (screw: 24 of 38 such pairs, against 80 of 82 pairs further apart; docs/experiments.md)
-RUN_FILES = ("config.json", "model.pt", "metadata.json", "holdout.json", "validation.json", "choices.json",
-             "history.json")
+RUN_FILES = ("config.json", "model.pt", "holdout.json", "validation.json", "choices.json", "history.json")  # and
+# metadata.json, written last (fit.finish)
 
 
 def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = None,
@@ -82,10 +83,13 @@ def search(config: FitConfig, run: Path, fit_one, time_budget_s: float | None = 
     for row in rows:
         row["chosen"] = row is best
     (run / "search.json").write_text(json.dumps(rows, indent=1))
-    for name in RUN_FILES:
-        shutil.copy2(run / "candidates" / best["recipe"] / name, run / name)
+    kept = run / "candidates" / best["recipe"]
+    metadata = ModelMetadata.from_json((kept / "metadata.json").read_text())
+    with finish(run, metadata):
+        for name in RUN_FILES:
+            shutil.copy2(kept / name, run / name)
     log.info("kept %s: synthetic-defect AUROC %.3f", best["recipe"], best["synthetic_auroc"])
-    return ModelMetadata.from_json((run / "metadata.json").read_text())
+    return metadata
 
 
 @contextmanager

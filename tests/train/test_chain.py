@@ -244,6 +244,36 @@ def test_more_epochs_continue_a_finished_run(mvtec, tmp_path):
     assert_same_weights(tmp_path / "straight", tmp_path / "extended")
 
 
+def test_a_run_stopped_as_it_finishes_is_unfinished_not_new_weights_under_the_old_threshold(mvtec, tmp_path, monkeypatch):
+    """Extending a finished run rewrote model.pt, then metadata.json: stopped between the two (Ctrl-C, a power cut),
+    the folder held the new weights under the old threshold and drift reference, and `export` sealed them as one
+    model. Now the run is unfinished until its metadata, written last, lands; the same command finishes it."""
+    from insightad_edge.errors import ModelError
+    from insightad_edge.metadata import ModelMetadata
+
+    run = tmp_path / "run"
+
+    def fitted(out, epochs):
+        return invoke(train, "fit", "--data", mvtec, "--out", out, "--epochs", epochs, "--arch", "bottleneck",
+                      "--device", "cpu", *TINY).exit_code == 0
+
+    assert fitted(run, "1")
+
+    def stopped(self):  # Ctrl-C as the new metadata is about to be written: model.pt holds the new weights
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ModelMetadata, "to_json", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            fit(FitConfig(data=str(mvtec), arch="bottleneck", epochs=2, image_size=32, batch_size=4), run,
+                device="cpu", progress=False)
+    with pytest.raises(ModelError, match="not a finished training run"):
+        load_run(run)
+    assert fitted(run, "2") and fitted(tmp_path / "straight", "2")
+    assert_same_weights(tmp_path / "straight", run)
+    assert load_run(run)[1].threshold == load_run(tmp_path / "straight")[1].threshold
+
+
 def test_a_run_folder_refuses_to_go_on_with_other_good_images(mvtec, tmp_path):
     """Images added to DATA between `fit --epochs 1` and `fit --epochs 2` went on in silence: the held-back split
     moved onto images epoch 1 had trained on, and the threshold was calibrated on them. Now the run is refused
