@@ -154,7 +154,7 @@ class Repeats:
         if image is None:
             return None
         earlier, self.last = self.last, (key, image)
-        if earlier is None or earlier[1].shape != image.shape or not np.array_equal(earlier[1], image):
+        if earlier is None or not np.array_equal(earlier[1], image):
             return None
         return (f"the same picture as {readable(earlier[0])}, pixel for pixel: no two shots of a camera are alike, so "
                 "this is that one written again (a trigger without an exposure, a buffer saved twice); the part it "
