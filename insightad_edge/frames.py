@@ -11,6 +11,7 @@ from typing import Optional, Union
 import numpy as np
 
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between attempts to reach a lost source again
+STALL_S = 10.0  # a station loop that has not turned for this long has stalled: no healthy step takes a tenth of it
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ parts instead:
   a row without a verdict then, and again each PART_MAX_S while it lasts: never a long silence while parts pass;
 - frames that fail, and frames the camera itself spoils (too dark, too bright, clipped, too coarse), keep a row
   each, as without passages: a lamp that goes out must not look like an empty belt;
-- a part's passage ends with its source: at the end of a video, and when a camera is lost (``end``).
+- a part's passage ends with its source: at the end of a video, and when a camera is lost (``end``); and when the
+  station looked away from a live camera for STALL_S (a model call starved of the CPU, a sink that blocked): the
+  part then in view has gone by the time it looks again, as when the camera is lost.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from . import inspectability
 from .detector import ERROR, NOT_INSPECTABLE
+from .frames import STALL_S
 from .metadata import ModelMetadata
 
 EMPTY_FRAMES = 3   # frames in a row without a part that end one: a single blurred frame does not cut a part in two
@@ -51,6 +54,7 @@ class Passages:
         self.metadata, self.clock = metadata, clock
         reference = metadata.calibration.stats if metadata.calibration is not None else {}
         self.home = tuple(float(np.median(reference[k])) if reference.get(k) else 0.5 for k in ("part_x", "part_y"))
+        self.read_at = None  # when the last frame was read (perf_counter)
         self._reset()
 
     def _reset(self) -> None:
@@ -63,7 +67,13 @@ class Passages:
         self.last = None        # where its last judged frame showed it (x, y)
 
     def feed(self, verdict) -> list:
-        """What to keep now, given one more frame's verdict."""
+        """What to keep now, given one more frame's verdict. A live frame read STALL_S after the one before, with
+        frames dropped between, ends the passage first: the station looked away, and the part it saw last has gone."""
+        looked_away = self.read_at is not None and verdict.skipped and verdict.read_at - self.read_at >= STALL_S
+        self.read_at = verdict.read_at
+        return (self.end() if looked_away else []) + self._fed(verdict)
+
+    def _fed(self, verdict) -> list:
         stats = verdict.result.stats if verdict.result is not None else None
         if verdict.status == ERROR or stats is None:
             return [verdict]

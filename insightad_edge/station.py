@@ -25,7 +25,7 @@ from . import modelfile
 from .config import SCORE_KEYS
 from .detector import ERROR, NOT_INSPECTABLE, STATUSES, Detector, Result
 from .errors import InsightadError
-from .frames import Event, Frame, Stop
+from .frames import STALL_S, Event, Frame, Stop
 from .inspections import utc_now
 from .passages import Passages
 from .sources import open_source, source_kind
@@ -34,7 +34,6 @@ from .streams import shown
 log = logging.getLogger(__name__)
 TROUBLE = ("lost", "unwatched", "ignored")  # a source's events that mean parts may pass unjudged
 ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
-STALL_S = 10.0  # a station loop that has not turned for this long has stalled: no healthy step takes a tenth of it
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """`insightad-edge watch` as a line runs it: real files, a real video, a real MJPEG stream, a real SQLite log."""
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -1500,6 +1501,32 @@ def test_parts_never_whole_in_view_are_said_every_few_seconds_not_kept_silent(mo
         now[0] = float(i)
         kept += passages.feed(judge(detector, Frame("belt", str(i), image=embed(tile, rng, SIDE, SIDE, left=-30))))
     assert len(kept) == 40 // (PART_MAX_S + 1) and all(v.status == "not_inspectable" for v in kept)
+
+
+def test_a_part_in_view_when_the_station_stalls_is_not_merged_with_the_next_one(model_path):
+    """A model call starved of the CPU (a backup job on the line PC), or a sink that blocks, stops the station
+    looking at a live camera while a part is in view: when it looks again the next part is there, and its frames
+    continued the passage: one verdict for two parts. A frame read STALL_S after the last, with frames dropped
+    between, now ends the passage, as a lost camera does."""
+    from insightad_edge.frames import Frame
+    from insightad_edge.passages import Passages
+    from insightad_edge.station import STALL_S, judge
+
+    detector = Detector(model_path)
+    rng = np.random.default_rng(24)
+    good, scratched = (part_image(rng, SIDE, angle=0.0, defect=d)[0] for d in (False, True))
+    frames = [Frame("cam", str(i), image=good, read_at=i * 0.04) for i in range(5)]
+    frames += [Frame("cam", str(305 + i), image=scratched, read_at=STALL_S + 0.2 + i * 0.04, skipped=300 if i == 0 else 0)
+               for i in range(5)]
+    frames += [Frame("cam", str(310 + i), image=background(rng, SIDE, SIDE), read_at=STALL_S + 0.5 + i * 0.04)
+               for i in range(3)]
+    passages = Passages(detector.metadata)
+    kept = [v for frame in frames for v in passages.feed(judge(detector, frame))]
+    assert [(v.status, int(v.frame) < 300) for v in kept] == [("ok", True), ("defect", False)]
+    slow = [dataclasses.replace(f, image=good, skipped=0) for f in frames]  # a video's frames wait for the station,
+    passages = Passages(detector.metadata)                                   # however long it looks away: one part
+    kept = [v for frame in slow[:10] for v in passages.feed(judge(detector, frame))] + passages.end()
+    assert [v.status for v in kept] == ["ok"]
 
 
 def test_a_part_in_view_when_the_camera_is_lost_is_not_merged_with_the_next_one(model_path, monkeypatch):
