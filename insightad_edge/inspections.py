@@ -124,11 +124,12 @@ def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> 
     return connection
 
 
-def claim(path: Path) -> int:
-    """A file descriptor of the log holding an exclusive ``flock`` on it while this station runs; the system drops
-    it with the process (a crash, ``kill -9``). Two stations logging into one file, on one folder, would judge each
-    part twice and count it twice, in silence; the second is refused (ValueError) before its line starts. flock
-    leaves SQLite's own locks (fcntl's) alone."""
+def claim(path: Path, taken: str | None = None) -> int:
+    """A file descriptor of PATH (made if need be) holding an exclusive ``flock`` on it while this process runs; the
+    system drops it with the process (a crash, ``kill -9``). Another process holding it: ValueError(``taken``).
+    For the log: two stations logging into one file, on one folder, would judge each part twice and count it
+    twice, in silence; the second is refused before its line starts. flock leaves SQLite's own locks (fcntl's)
+    alone."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # an empty file is a new database to SQLite
     if fcntl is None:
         return descriptor
@@ -136,10 +137,10 @@ def claim(path: Path) -> int:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise ValueError(f"another station is logging to {path}: a log keeps one station's verdicts (stop that "
-                         "one first, or give this one its own --log)") from None
-    except OSError as exc:  # a file system without flock: the log works, unclaimed
-        log.warning("cannot claim %s for this station alone (%s)", path, exc.strerror or exc)
+        raise ValueError(taken or f"another station is logging to {path}: a log keeps one station's verdicts (stop "
+                         "that one first, or give this one its own --log)") from None
+    except OSError as exc:  # a file system without flock: it works, unclaimed
+        log.warning("cannot claim %s for this process alone (%s)", path, exc.strerror or exc)
     return descriptor
 
 

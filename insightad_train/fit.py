@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from insightad_edge import __version__
 from insightad_edge.errors import DataError, ImageError, ModelError
+from insightad_edge.inspections import claim
 from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
 from insightad_edge.preprocess import decode, lacks_colour, prepare_work, to_work
 
@@ -152,11 +153,25 @@ def fit(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: fl
     refuse_other_data(run, fingerprint(good))
     refuse_unusable(good, config.photometric)
     refuse_copies(good)
-    if config.arch == "auto":
-        from .search import search
+    run.mkdir(parents=True, exist_ok=True)
+    with claimed(run):
+        if config.arch == "auto":
+            from .search import search
 
-        return search(config, run, fit_one, device=device, time_budget_s=time_budget_s, progress=progress)
-    return fit_one(config, run, device=device, time_budget_s=time_budget_s, progress=progress)
+            return search(config, run, fit_one, device=device, time_budget_s=time_budget_s, progress=progress)
+        return fit_one(config, run, device=device, time_budget_s=time_budget_s, progress=progress)
+
+
+@contextmanager
+def claimed(run: Path):
+    """RUN for this fit alone while it runs: a second fit on the same folder (another terminal, a retrain scheduled
+    over a manual one) took up the first's checkpoints, interleaved their epochs, and could end the run with one's
+    weights under the other's metadata. Refused before anything in RUN changes."""
+    descriptor = claim(run / "fit.lock", f"another fit is running in {run}: wait for it to end, or use another --out")
+    try:
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s: float | None = None,

@@ -274,6 +274,32 @@ def test_a_run_stopped_as_it_finishes_is_unfinished_not_new_weights_under_the_ol
     assert load_run(run)[1].threshold == load_run(tmp_path / "straight")[1].threshold
 
 
+def test_a_second_fit_on_a_run_folder_in_use_is_refused(mvtec, tmp_path):
+    """Two fits on one --out (another terminal, a retrain scheduled over a manual one) took up each other's
+    checkpoints and could end with one's weights under the other's metadata. The second is refused (exit 2)
+    while the first runs; once it is gone (killed, here), the folder is free again."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    command = ["fit", "--data", str(mvtec), "--out", str(run), "--arch", "bottleneck", "--device", "cpu", *TINY]
+    first = subprocess.Popen([sys.executable, "-m", "insightad_train.cli", *command, "--epochs", "500"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.pt").is_file() and time.monotonic() < deadline:  # training: it holds the folder
+            time.sleep(0.2)
+        second = invoke(train, *command, "--epochs", "1")
+        assert second.exit_code == 2 and f"another fit is running in {run}" in second.stderr, second.output
+    finally:
+        first.kill()
+        first.wait()
+    trained = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] + 1
+    again = invoke(train, *command, "--epochs", trained + 1)  # free again: it goes on where the killed one stopped
+    assert again.exit_code == 0, again.output
+
+
 def test_a_run_folder_refuses_to_go_on_with_other_good_images(mvtec, tmp_path):
     """Images added to DATA between `fit --epochs 1` and `fit --epochs 2` went on in silence: the held-back split
     moved onto images epoch 1 had trained on, and the threshold was calibrated on them. Now the run is refused
