@@ -58,25 +58,23 @@ def measure(metadata: ModelMetadata, infer, good: tuple[Path, ...] | list[Path],
             quantile: float) -> ModelMetadata:
     """The metadata with its threshold, inspection limits and drift reference (schema 2).
 
-    Threshold: Youden's J on a validation split with defects when the data has one, else a quantile of the
-    held-back good images' scores (with a validation split of good images only, as MVTec LOCO and 3D-AD ship,
-    those count as held back too: never trained on). Limits and reference: the edge's own frame statistics of
-    every good image; those the others' limits would refuse (``inspectability.strays``) are named.
+    Threshold: Youden's J between the good images never trained on and a validation split's defects when the
+    data has them, else a quantile of those good images' scores. The good images never trained on are the
+    held-back ones and a validation split's good ones (MVTec LOCO and 3D-AD ship good-only validation splits):
+    the more of them, the better known the good parts' highest scores. Limits and reference: the edge's own
+    frame statistics of every good image; those the others' limits would refuse (``inspectability.strays``) are
+    named.
     """
     base = dataclasses.replace(metadata, inspection=None, calibration=None)
-    good_val = [s.path for s in validation if not s.is_anomalous]
-    bad_val = [s.path for s in validation if s.is_anomalous]
-    if not bad_val:  # good validation images alone are held back too
-        holdout, good_val = list(holdout) + good_val, []
+    holdout = list(holdout) + [s.path for s in validation if not s.is_anomalous]
+    defects = [s.path for s in validation if s.is_anomalous]
     holdout_scores = score_paths(holdout, base, infer)
-    threshold = None
-    if good_val and bad_val:
-        threshold = youden_threshold(score_paths(good_val, base, infer), score_paths(bad_val, base, infer))
-    if good_val and bad_val and threshold is None:
-        log.warning("%s: the model scores the %d defective validation images no higher than the %d good ones, so no "
-                    "threshold there finds them: it is set from the held-back good images instead; look at those "
+    threshold = youden_threshold(holdout_scores, score_paths(defects, base, infer)) if defects else None
+    if defects and threshold is None:
+        log.warning("%s: the model scores the %d defective validation images no higher than the %d good ones never "
+                    "trained on, so no threshold there finds them: it is set from the good ones alone; look at those "
                     "defects (are they in view? filed as defects by mistake?) before trusting this model",
-                    metadata.arch, len(bad_val), len(good_val))
+                    metadata.arch, len(defects), len(holdout))
     if threshold is None:
         threshold = quantile_threshold(holdout_scores, quantile)
         ratio = lone_top(holdout_scores, threshold)

@@ -107,6 +107,35 @@ def test_a_defective_part_filed_among_the_good_ones_is_named_when_it_sets_the_th
     assert any("rests on one held-back good image" in w for w in metadata.warnings)  # and the model says so wherever it runs
 
 
+def test_validation_defects_set_the_threshold_against_every_good_image_never_trained_on(tmp_path):
+    """Youden's J weighs the validation defects against the held-back good images and the validation's good ones
+    (the held-back ones were left out: the good parts' highest scores, which the threshold must clear, were
+    known from fewer images), and sets the threshold midway in the gap it finds."""
+    from pathlib import Path
+
+    from insightad_train.calibrate import score_paths
+    from insightad_train.fit import TorchInfer, load_run
+
+    data = write_mvtec(tmp_path / "data", np.random.default_rng(6))
+    for kind in ("good", "scratch"):
+        (data / "validation" / kind).mkdir(parents=True)
+        for image in sorted((data / "test" / kind).iterdir())[:4]:
+            shutil.move(image, data / "validation" / kind / image.name)
+    run = tmp_path / "run"
+    fitted = CliRunner().invoke(train, ["fit", "--data", str(data), "--out", str(run), "--image-size", "64",
+                                        "--device", "cpu", "--arch", "patchknn"])
+    assert fitted.exit_code == 0, fitted.output
+    threshold = ModelMetadata.from_json((run / "metadata.json").read_text()).threshold
+    held_back = [Path(p) for p in json.loads((run / "holdout.json").read_text())]
+    assert threshold.method == "youden" and threshold.n_good == len(held_back) + 4 and threshold.n_defect == 4
+    mapper, metadata = load_run(run)
+    infer = TorchInfer(mapper, "cpu")
+    good = score_paths(held_back + sorted((data / "validation" / "good").iterdir()), metadata, infer)
+    defects = score_paths(sorted((data / "validation" / "scratch").iterdir()), metadata, infer)
+    assert good.max() < threshold.value < defects.min()
+    assert threshold.value == pytest.approx((good.max() + defects.min()) / 2)
+
+
 def test_validation_defects_the_model_cannot_tell_from_good_ones_leave_no_infinite_threshold(tmp_path, caplog):
     """With a validation split that has defects the threshold is Youden's; when no threshold there flags more of the
     defects than of the good images (here the "defects" are the good images again, filed wrongly), Youden's cut was
@@ -121,7 +150,8 @@ def test_validation_defects_the_model_cannot_tell_from_good_ones_leave_no_infini
     assert fitted.exit_code == 0, fitted.output
     metadata = ModelMetadata.from_json((tmp_path / "run" / "metadata.json").read_text())
     assert metadata.threshold.method == "quantile" and metadata.threshold.value < 1e6
-    assert "scores the 12 defective validation images no higher than the 12 good ones" in caplog.text
+    assert "scores the 12 defective validation images no higher than the 22 good ones never trained on" in caplog.text
+    assert metadata.threshold.n_good == 22  # the 10 held back and the 12 good validation images
 
 
 def test_a_folder_of_copies_is_refused_and_a_few_copies_are_named(tmp_path, caplog):
