@@ -124,12 +124,10 @@ def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> 
     return connection
 
 
-def claim(path: Path, taken: str | None = None) -> int:
+def claim(path: Path, taken: str) -> int:
     """A file descriptor of PATH (made if need be) holding an exclusive ``flock`` on it while this process runs; the
     system drops it with the process (a crash, ``kill -9``). Another process holding it: ValueError(``taken``).
-    For the log: two stations logging into one file, on one folder, would judge each part twice and count it
-    twice, in silence; the second is refused before its line starts. flock leaves SQLite's own locks (fcntl's)
-    alone."""
+    flock leaves SQLite's own locks (fcntl's) alone."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # an empty file is a new database to SQLite
     if fcntl is None:
         return descriptor
@@ -137,8 +135,7 @@ def claim(path: Path, taken: str | None = None) -> int:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise ValueError(taken or f"another station is logging to {path}: a log keeps one station's verdicts (stop "
-                         "that one first, or give this one its own --log)") from None
+        raise ValueError(taken) from None
     except OSError as exc:  # a file system without flock: it works, unclaimed
         log.warning("cannot claim %s for this process alone (%s)", path, exc.strerror or exc)
     return descriptor
@@ -160,7 +157,7 @@ class InspectionLog:
 
     def __init__(self, path: Path, keep_days: float | None = None):
         self.path, self.keep_days = Path(path), keep_days
-        self._claim = claim(self.path)  # before SQLite opens it: closing a foreign handle would drop SQLite's locks
+        self._claim = self._claimed()  # before SQLite opens it: closing a foreign handle would drop SQLite's locks
         try:
             self._writer = connect(self.path, any_thread=True)  # opened now: a bad path fails before the line starts
         except BaseException:
@@ -239,6 +236,12 @@ class InspectionLog:
         if self._writer is not None:
             self._writer.close()
 
+    def _claimed(self) -> int:
+        """The log for this station alone: two stations logging into one file, on one folder, would judge each part
+        twice and count it twice, in silence; the second is refused before its line starts."""
+        return claim(self.path, f"another station is logging to {self.path}: a log keeps one station's verdicts (stop "
+                                "that one first, or give this one its own --log)")
+
     def _still_there(self) -> bool:
         """Whether the file at the log's path is still the one this station writes: an operator may delete it (to
         free the disk, which it does not while the station holds it) or move it away (to keep a month apart)."""
@@ -263,7 +266,7 @@ class InspectionLog:
                 self._reader.close()
                 os.close(self._claim)
                 self._writer = self._claim = None
-            descriptor = claim(self.path)
+            descriptor = self._claimed()
             try:
                 self._writer, self._reader = connect(self.path, any_thread=True), connect(self.path, any_thread=True)
             except BaseException:
