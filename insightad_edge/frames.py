@@ -2,6 +2,8 @@
 source (opened, lost, reopened, ended); and the ``Stop`` flag and pulse a source shares with the station's loop."""
 from __future__ import annotations
 
+import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,9 +45,10 @@ Item = Union[Frame, Event]
 
 
 class Stop:
-    """A flag the sources check between frames: set it (from a signal handler) to end them cleanly; and the pulse
-    of the station's loop, which a source beats each time it turns (a folder's poll, each frame it hands over).
-    A loop that stops beating has stalled: a listing that hangs on a network share, or a sink that blocks."""
+    """A flag the sources check between frames: set it (or have signals set it, ``on_signals``) to end them cleanly;
+    and the pulse of the station's loop, which a source beats each time it turns (a folder's poll, each frame it
+    hands over). A loop that stops beating has stalled: a listing that hangs on a network share, or a sink that
+    blocks."""
 
     def __init__(self):
         self._event = threading.Event()
@@ -53,6 +56,21 @@ class Stop:
 
     def set(self) -> None:
         self._event.set()
+
+    def on_signals(self, *numbers: int) -> None:
+        """Set when one of these signals arrives. Not by the handler itself: a handler runs in the main thread,
+        maybe inside this flag's own ``wait``, holding the lock ``set`` takes, and Ctrl-C then hung the station for
+        good (once in a CI run). The handler hands the signal to a thread that sets the flag: SimpleQueue's put
+        may interrupt anything in its own thread."""
+        arrived: queue.SimpleQueue = queue.SimpleQueue()
+
+        def set_when_told() -> None:
+            arrived.get()
+            self.set()
+
+        threading.Thread(target=set_when_told, name="stop on signal", daemon=True).start()
+        for number in numbers:
+            signal.signal(number, lambda *_: arrived.put(None))
 
     def is_set(self) -> bool:
         return self._event.is_set()

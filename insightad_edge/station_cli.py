@@ -121,8 +121,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
             raise click.BadParameter(str(exc), param_hint="--per-part") from None
     stop = Stop()
     # a closed terminal (SIGHUP) stops the line as cleanly as Ctrl-C: the log flushed, the summary printed
-    for number in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
-        signal.signal(number, lambda *_: stop.set())
+    stop.on_signals(signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []))
     monitor = DriftMonitor(detector.metadata, expected_defect_rate=expected_defect_rate)
     page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key,
                                                           None if no_log else log_path)

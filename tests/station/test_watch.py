@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1501,6 +1502,26 @@ def test_parts_never_whole_in_view_are_said_every_few_seconds_not_kept_silent(mo
         now[0] = float(i)
         kept += passages.feed(judge(detector, Frame("belt", str(i), image=embed(tile, rng, SIDE, SIDE, left=-30))))
     assert len(kept) == 40 // (PART_MAX_S + 1) and all(v.status == "not_inspectable" for v in kept)
+
+
+def test_a_signal_stops_a_station_whatever_its_loop_is_doing():
+    """The station's SIGINT/SIGTERM handler set its stop flag itself. A handler runs in the main thread, maybe
+    inside the flag's own wait, holding the lock that setting it takes: the station then hung for good on Ctrl-C or
+    `systemctl stop` (it did once in a CI run; a loop that waits on the flag while signals arrive hangs within 50
+    signals that way). Here 300 signals, each at a random moment of such a loop, stop it 300 times."""
+    race = textwrap.dedent("""
+        import os, random, signal, threading
+        from insightad_edge.frames import Stop
+        for _ in range(300):
+            stop = Stop()
+            stop.on_signals(signal.SIGUSR1)
+            threading.Timer(random.uniform(0, 0.002), os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            while not stop.wait(0.0):
+                pass
+        print("stopped 300 times")
+    """)
+    done = subprocess.run([sys.executable, "-c", race], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "stopped 300 times" in done.stdout, done.stderr
 
 
 def test_a_part_in_view_when_the_station_stalls_is_not_merged_with_the_next_one(model_path):
