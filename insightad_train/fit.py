@@ -40,6 +40,7 @@ from .preprocessing import derive_preprocess, partless
 log = logging.getLogger(__name__)
 ANALYSIS_SIZE = 256   # short side of the copies the preprocessing is chosen on
 MIN_TRAIN = 20        # fewer good images than this cannot teach an autoencoder what good looks like
+MEMORY_SHARE = 0.7    # of the free memory, the most the cached good images may take (the model and batches need the rest)
 
 
 def select_device(name: str) -> torch.device:
@@ -106,6 +107,29 @@ def refuse_unusable(paths: tuple[Path, ...], photometric: str) -> None:
     empty = partless([gray for _, gray in readable], photometric)
     problems += [f"{readable[i][0]} shows no part ({why})" for i, why in sorted(empty.items())]
     refuse(problems, len(paths), "good images")
+
+
+def refuse_beyond_memory(count: int, work: np.ndarray) -> None:
+    """Training keeps every good image at working size in memory: said before the first epoch when they would not
+    fit in what the machine has free (MEMORY_SHARE of it), where the operating system would end the run after an
+    hour of reading, saying nothing of why (20 000 colour images at 384x384 take 35 GB)."""
+    need, free = count * work.nbytes, available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise DataError(f"{count} good images at {work.shape[1]}x{work.shape[0]} take {need / 1e9:.1f} GB of memory to "
+                        f"train on, and this machine has {free / 1e9:.1f} GB free: fit on fewer of them (a few hundred "
+                        "to a few thousand show how good parts vary), or on a machine with more memory")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give without swapping (Linux's MemAvailable); None where it does not say."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def refuse_copies(paths: tuple[Path, ...]) -> None:
@@ -192,7 +216,9 @@ def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s
         spec = section_from_dict(Preprocess, state["preprocess"])
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     log.info("preprocessing: %s", spec)
-    works = [to_work(decode(p, spec.channels), spec) for p in train_paths]
+    first = to_work(decode(train_paths[0], spec.channels), spec)
+    refuse_beyond_memory(len(train_paths), first)
+    works = [first] + [to_work(decode(p, spec.channels), spec) for p in train_paths[1:]]
     model = train(config, spec, works, state, run, torch_device, time_budget_s, progress, data)
     if model is None:
         return None

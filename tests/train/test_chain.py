@@ -300,6 +300,20 @@ def test_a_second_fit_on_a_run_folder_in_use_is_refused(mvtec, tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_good_images_beyond_the_free_memory_are_refused_before_training(mvtec, tmp_path, monkeypatch):
+    """Every good image is kept at working size while training: 20 000 colour ones at 384x384 take 35 GB, and the
+    operating system ended such a run after its images were read, saying nothing of why. Here the machine is made
+    to have 10 kB free (its real figure, MemAvailable, is read: more than 1 MB)."""
+    from insightad_train import fit as fitting
+
+    assert fitting.available_memory() > 1_000_000
+    monkeypatch.setattr(fitting, "available_memory", lambda: 10_000)
+    refused = invoke(train, "fit", "--data", mvtec, "--out", tmp_path / "run", "--arch", "bottleneck", "--epochs", "1",
+                     "--device", "cpu", *TINY)
+    assert refused.exit_code == 3 and "GB of memory to train on, and this machine has 0.0 GB free" in refused.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_a_run_folder_refuses_to_go_on_with_other_good_images(mvtec, tmp_path):
     """Images added to DATA between `fit --epochs 1` and `fit --epochs 2` went on in silence: the held-back split
     moved onto images epoch 1 had trained on, and the threshold was calibrated on them. Now the run is refused
