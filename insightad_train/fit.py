@@ -111,8 +111,8 @@ def refuse_unusable(paths: tuple[Path, ...], photometric: str) -> None:
 
 def refuse_beyond_memory(count: int, work: np.ndarray) -> None:
     """Training keeps every good image at working size in memory: said before the first epoch when they would not
-    fit in what the machine has free (MEMORY_SHARE of it), where the operating system would end the run after an
-    hour of reading, saying nothing of why (20 000 colour images at 384x384 take 35 GB)."""
+    fit in what the machine has free (MEMORY_SHARE of it), where the operating system would end the run once it
+    had read them, saying nothing of why (20 000 colour images at 384x384 take 35 GB)."""
     need, free = count * work.nbytes, available_memory()
     if free is not None and need > MEMORY_SHARE * free:
         raise DataError(f"{count} good images at {work.shape[1]}x{work.shape[0]} take {need / 1e9:.1f} GB of memory to "
