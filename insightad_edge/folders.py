@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,11 +38,14 @@ RESTART_MARGIN_S = 60.0  # files that came this long before an earlier station w
 
 def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[str, str], bool],
                   last_active: Callable[[str], Optional[float]] = lambda _source: None,
-                  recursive: bool = False) -> Iterator[Item]:
+                  recursive: bool = False, own: Collection[Path] = ()) -> Iterator[Item]:
     """Each new image file in FOLDER (``recursive``: or in its subfolders, see ``Tree``), when it has stopped
     changing and decodes (or is clearly broken); a file written again under the same name (a camera that always
     writes ``last.png``) is a new part, judged again.
 
+    What the station writes itself (``own``: its log's files, its evidence folder) is no part: never judged, nor
+    named among the files and subfolders left unjudged (a station started in the camera's folder with its log
+    there, or its evidence in a subfolder of a tree it watches, judged its own evidence again and again).
     Files present at the start are judged only with ``existing``, or when they came while no station watched:
     an earlier station on FOLDER was ``last_active`` (epoch seconds) before they were written or arrived (the
     later of the modification and change times: a copy that keeps its source's modification time, as ``rsync -a``
@@ -58,9 +61,9 @@ def folder_frames(folder: Path, stop: Stop, *, existing: bool, seen: Callable[[s
     from .errors import ImageError
     from .preprocess import load
 
-    name = str(folder)
-    tree = Tree(folder) if recursive else None
-    list_folder = tree.listing if tree is not None else lambda: _listing(folder)
+    name, own = str(folder), frozenset(map(str, own))
+    tree = Tree(folder, own) if recursive else None
+    list_folder = tree.listing if tree is not None else lambda: _listing(folder, own)
     images, subfolders, others = list_folder() or ([], set(), [])
     there_before = set(images)  # only these can have been judged by an earlier run (``seen``)
     done: dict[str, int] = {}  # path -> its modification time when judged
@@ -204,10 +207,10 @@ def _came_while_down(name: str, paths: set[str], stop: Stop, seen: Callable[[str
     return done, missed
 
 
-def _listing(folder: Path) -> Optional[tuple[list[str], set[str], list[str]]]:
+def _listing(folder: Path, own: frozenset[str] = frozenset()) -> Optional[tuple[list[str], set[str], list[str]]]:
     """The image files' paths in FOLDER, sorted by name; its subfolders' names; and the names of its files left
-    unjudged (``imagefiles.unjudged``; no stat: the directory says which entries are files). None when the folder
-    cannot be read."""
+    unjudged (``imagefiles.unjudged``; no stat: the directory says which entries are files); entries whose path is
+    in ``own`` (the station's own files) are none of these. None when the folder cannot be read."""
     try:
         with os.scandir(folder) as scan:
             entries = list(scan)
@@ -215,6 +218,8 @@ def _listing(folder: Path) -> Optional[tuple[list[str], set[str], list[str]]]:
         return None
     images, others, subfolders = [], [], set()
     for entry in entries:  # one pass: a shift's folder holds tens of thousands, listed every second
+        if entry.path in own:
+            continue
         if entry.is_dir():
             if parts_folder(entry.name):
                 subfolders.add(entry.name)
@@ -242,8 +247,8 @@ class Tree:
     its own modification time changes, and every RELIST_S while it changed in the last RECENT_S (coarse clocks);
     the folder itself at every listing. So a month of day folders costs a stat each per poll, not a listing."""
 
-    def __init__(self, root: Path):
-        self.root = str(root)
+    def __init__(self, root: Path, own: frozenset[str] = frozenset()):
+        self.root, self.own = str(root), own  # own: paths the station writes itself (see ``_listing``)
         self.known: dict[str, tuple[Optional[tuple[int, int]], tuple]] = {}  # folder -> (signature, its _listing)
 
     def signature(self) -> tuple:
@@ -270,7 +275,7 @@ class Tree:
             visited.add((info.st_dev, info.st_ino))
             signature, cached = (info.st_size, info.st_mtime_ns), self.known.get(folder)
             unchanged = cached is not None and cached[0] == signature and folder != self.root
-            listed = cached[1] if unchanged and time.time() - info.st_mtime >= RECENT_S else _listing(Path(folder))
+            listed = cached[1] if unchanged and time.time() - info.st_mtime >= RECENT_S else _listing(Path(folder), self.own)
             if listed is None:  # cannot be read now
                 if folder == self.root:
                     return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,9 +33,15 @@ def source_kind(source) -> str:
     raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
 
 
-def check_options(source, *, existing: bool, stride: int, per_part: bool = False, recursive: bool = False) -> str:
-    """SOURCE's kind, once options that would mean nothing for it are refused rather than ignored (ValueError)."""
+def check_options(source, *, existing: bool, stride: int, per_part: bool = False, recursive: bool = False,
+                  own: Collection[Path] = ()) -> str:
+    """SOURCE's kind, once options that would mean nothing for it are refused rather than ignored (ValueError), and
+    a folder that lies in one the station writes itself (``own``: its evidence folder), whose day folders would
+    come among the parts."""
     kind = source_kind(source)
+    if kind == "folder" and (holder := next((p for p in own if Path(source).resolve().is_relative_to(p)), None)):
+        raise ValueError(f"the station would keep its evidence in {holder}, which holds {source}, the folder it "
+                         "watches: the pictures it saves would come among the parts; keep them in a folder of their own")
     if kind == "folder" and stride > 1:  # judging every N-th file would pass the others unjudged
         raise ValueError("every file in a folder is a part of its own: stride is for videos and streams")
     if existing and kind != "folder":
@@ -50,11 +56,11 @@ def check_options(source, *, existing: bool, stride: int, per_part: bool = False
 def open_source(source, *, stop: Stop, existing: bool = False,
                 seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1,
                 last_active: Callable[[str], Optional[float]] = lambda _source: None,
-                per_part: bool = False, recursive: bool = False) -> Iterator[Item]:
+                per_part: bool = False, recursive: bool = False, own: Collection[Path] = ()) -> Iterator[Item]:
     """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames.
     ``seen`` (source, frame) and ``last_active`` (source) say what an earlier station on it judged, and when it
-    was last heard of (see ``folder_frames``)."""
-    kind = check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive)
+    was last heard of; ``own``, what the station writes itself (see ``folder_frames``)."""
+    kind = check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive, own=own)
     if kind == "frames":
         return iterable_frames(source, stop, stride)
     if kind == "camera":
@@ -63,7 +69,7 @@ def open_source(source, *, stop: Stop, existing: bool = False,
         return live_frames(str(source), shown(str(source)), stop, stride)
     if kind == "folder":
         return folder_frames(Path(source).resolve(), stop, existing=existing, seen=seen, last_active=last_active,
-                             recursive=recursive)
+                             recursive=recursive, own=own)
     return video_frames(Path(source), stop, stride)
 
 

@@ -14,9 +14,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -96,7 +97,7 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
           stop: Stop | None = None, seen: Callable[[str, str], bool] | None = None, with_map: bool = False,
           on_event: Callable[[Event], None] | None = None,
           last_active: Callable[[str], float | None] | None = None, per_part: bool = False,
-          recursive: bool = False) -> Iterator[Verdict]:
+          recursive: bool = False, own: Collection[Path] = ()) -> Iterator[Verdict]:
     """Judge every frame SOURCE delivers, one Verdict each, until the source ends or ``stop`` is set.
 
     SOURCE: a folder (new image files, once each, when complete; ``existing`` also those already there), a
@@ -106,13 +107,14 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
     not ``seen``, came while none watched and are judged); ``on_event`` hears of streams opened, lost and
     reopened. ``per_part``: a free-running camera's frames give one verdict per part that passes, and none for
     frames without a part (``passages``). ``recursive``: a folder's subfolders are watched too (a folder of the
-    day).
+    day). ``own``: the files and folders the caller writes, never parts (``own_files``).
     """
     detector = detector or Detector()
     parts = Passages(detector.metadata) if per_part else None  # refuses a model that finds no part, before any frame
     items = open_source(source, stop=Stop() if stop is None else stop, existing=existing, stride=stride,
                         seen=seen or (lambda _source, _frame: False),
-                        last_active=last_active or (lambda _source: None), per_part=per_part, recursive=recursive)
+                        last_active=last_active or (lambda _source: None), per_part=per_part, recursive=recursive,
+                        own=own)
 
     for item in items:
         if isinstance(item, Event):
@@ -163,7 +165,7 @@ class Station:
                                      seen=None if self.log is None else self.log.seen,
                                      last_active=None if self.log is None else self.log.last_active,
                                      with_map=self.evidence is not None, on_event=self._event, per_part=per_part,
-                                     recursive=recursive):
+                                     recursive=recursive, own=self._own()):
                     self._keep(verdict)
                     counts[verdict.status] += 1
                     counts["skipped"] += verdict.skipped
@@ -171,6 +173,9 @@ class Station:
             if self.log is not None:
                 self.log.event("stop", summary_line(counts, "parts" if per_part else "frames"))
         return counts
+
+    def _own(self) -> tuple[Path, ...]:
+        return own_files(None if self.log is None else self.log.path, None if self.evidence is None else self.evidence.folder)
 
     def _keep(self, verdict: Verdict) -> None:
         if self.monitor is not None:
@@ -235,6 +240,13 @@ def stalls_reported(stop: Stop, name: Callable[[], str], report: Callable[[Event
         finished.set()
         if thread is not None:
             thread.join(timeout=1.0)  # one that is telling a blocked stderr of a stall must not hold the stop up
+
+
+def own_files(log: Path | None, evidence: Path | None) -> tuple[Path, ...]:
+    """What a station writes itself, as absolute paths: its log's files (SQLite's journal and shared memory beside
+    it) and its evidence folder. A folder watch leaves them alone, and refuses a folder that lies in the evidence."""
+    files = [] if log is None else [log.with_name(log.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return tuple(path.resolve() for path in files + ([] if evidence is None else [evidence]))
 
 
 def log_row(verdict: Verdict, detector: Detector, evidence: str | None) -> dict:

@@ -95,7 +95,7 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     from .monitor import DriftMonitor
     from .passages import refuse_without_parts
     from .sources import check_options
-    from .station import Station, summary_line
+    from .station import Station, own_files, summary_line
 
     for given, name in ((save_all, "--save-all"), (save_max_gb is not None, "--save-max-gb")):
         if given and save is None:
@@ -107,7 +107,8 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     if no_log and typed_on_command_line("log_path"):
         raise click.BadParameter("names a log that --no-log says not to keep", param_hint="--log")
     try:
-        check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive)
+        check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive,
+                      own=own_files(None if no_log else log_path, save))
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     writable_file(None if no_log else log_path, "--log")

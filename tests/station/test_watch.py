@@ -1647,6 +1647,37 @@ def test_a_camera_writing_into_a_folder_of_the_day_is_followed_with_recursive(mo
     assert refused.exit_code == 2 and "only a folder has subfolders" in refused.output
 
 
+def test_a_stations_own_log_and_evidence_in_the_folder_it_watches_are_not_parts(model_path, tmp_path):
+    """Started in the camera's folder (`cd /line && insightad-edge watch .`), a station named its own log among
+    the files it does not judge, in red on the page until it stopped; with its evidence in a subfolder of a tree
+    it watched, it judged the pictures it had saved, and their overlays, and saved those again: hundreds of rows a
+    minute from one part. Its own files are now left alone, and evidence kept in a folder that holds the watched
+    one is refused before the line starts."""
+    from insightad_edge.folders import IGNORED_AFTER_S
+
+    folder = tmp_path / "camera"
+    (folder / "2026-12-01").mkdir(parents=True)
+    rng = np.random.default_rng(41)
+    process = start_watch(".", "--model", model_path, "--log", "line.db", "--recursive", "--save", "evidence",
+                          "--save-all", "--format", "jsonl", cwd=folder)
+    try:
+        time.sleep(1.0)
+        for name in ("p1.png", "p2.png"):
+            cv2.imwrite(str(folder / "2026-12-01" / name), part_image(rng, 128)[0])
+        rows = lines_until(process, 2)
+        time.sleep(IGNORED_AFTER_S + 1.0)  # time for the log to be named, and for the evidence to be judged
+        rows += lines_until(process, 1, timeout=0.5)
+    finally:
+        _, err = stop(process)
+    assert [Path(r["frame"]).name for r in rows] == ["p1.png", "p2.png"], rows
+    assert "ignored" not in err and "unwatched" not in err, err
+    assert len(list((folder / "evidence").rglob("*.png"))) == 4  # each part and its overlay, once
+    for evidence in (tmp_path, folder):  # the folder that holds the watched one, and the watched one itself
+        refused = CliRunner().invoke(main, ["watch", str(folder), "--model", str(model_path), "--no-log",
+                                            "--save", str(evidence)])
+        assert refused.exit_code == 2 and "the pictures it saves would come among the parts" in refused.output
+
+
 def test_a_month_of_day_folders_is_not_listed_again_at_every_look(tmp_path, monkeypatch):
     """Watched with --recursive, a parent of thirty day folders of a thousand files would be thirty listings a
     second; a folder unchanged for a minute is listed again only when its modification time changes. A day folder
@@ -1662,13 +1693,13 @@ def test_a_month_of_day_folders_is_not_listed_again_at_every_look(tmp_path, monk
         os.utime(root / f"2026-11-{day + 1:02d}", (month_ago, month_ago))
     listed = []
     real = folders._listing
-    monkeypatch.setattr(folders, "_listing", lambda folder: listed.append(folder.name) or real(folder))
+    monkeypatch.setattr(folders, "_listing", lambda folder, own: listed.append(folder.name) or real(folder, own))
     tree = folders.Tree(root)
     assert len(tree.listing()[0]) == 30 and len(listed) == 31
     listed.clear()
     (root / "2026-11-30" / "q.png").write_bytes(b"png")  # today's folder changes
     assert len(tree.listing()[0]) == 31 and sorted(listed) == ["2026-11-30", "camera"]
-    monkeypatch.setattr(folders, "_listing", lambda folder: None if folder.name == "2026-11-30" else real(folder))
+    monkeypatch.setattr(folders, "_listing", lambda folder, own: None if folder.name == "2026-11-30" else real(folder, own))
     assert len(tree.listing()[0]) == 31  # unreadable for a moment: its two files are still there
     shutil.rmtree(root / "2026-11-30")
     assert len(tree.listing()[0]) == 29  # gone: so are its files
