@@ -25,7 +25,7 @@ from tqdm import tqdm
 from insightad_edge import __version__
 from insightad_edge.errors import DataError, ImageError, ModelError
 from insightad_edge.inspections import claim
-from insightad_edge.metadata import ModelMetadata, Preprocess, Score, section_from_dict
+from insightad_edge.metadata import CROP_MAX, ModelMetadata, Preprocess, Score, section_from_dict
 from insightad_edge.preprocess import decode, lacks_colour, prepare_work, to_work
 
 from . import augment as augmentation
@@ -269,6 +269,10 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> tuple[Preprocess,
         log.warning("training frames differ in size; the model's reference is the most common, %dx%d",
                     frame_size[1], frame_size[0])
         analysis = [a for a, size in zip(analysis, sizes) if size == frame_size]
+    if (aspect := max(frame_size) / min(frame_size)) > CROP_MAX:
+        raise DataError(f"the training frames are {frame_size[1]}x{frame_size[0]}, {aspect:.0f} times as long as they "
+                        f"are wide: insightad takes frames up to {CROP_MAX:g}:1 whole (a line-scan camera's strip); cut "
+                        "each into pieces no longer than that, and train on them and judge them so")
     channels, colour_why = choose_channels(analysis, config.colour)
     colourless = sum(lacks_colour(a) for a in analysis) if channels == 3 else 0
     if colourless:
@@ -276,6 +280,7 @@ def choose_preprocess(config: FitConfig, paths: list[Path]) -> tuple[Preprocess,
                     "frames, so take them out, or fit with --colour gray", colourless, len(analysis))
     gray = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in analysis]
     spec, align_why = derive_preprocess(gray, config.image_size, frame_size, config.align, config.photometric, channels)
+    section_from_dict(Preprocess, dataclasses.asdict(spec))  # refused now as the model would be, not after training
     choices = {"colour": f"{'colour' if channels == 3 else 'gray'}: {colour_why}",
                "align": f"{spec.align}: {align_why}",
                "frame": f"{frame_size[1]}x{frame_size[0]} frames -> {spec.input_size[1]}x{spec.input_size[0]} input"}

@@ -1,6 +1,7 @@
 """The default recipe on parts it was never tuned on: it checks its own choices on the training images."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -79,3 +80,42 @@ def test_a_patch_scorer_sees_what_lies_around_each_patch(tmp_path):
         aurocs[context] = report["image_auroc"]["equalised_scale"]
     assert detector.metadata.arch == "patchknn" and detector.metadata.preprocess.input_size == (64, 64)
     assert aurocs["0.5"] >= 0.9 and aurocs["0"] <= 0.7, aurocs
+
+
+def woven_strip(rng: np.random.Generator, width: int, height: int, hole: bool = False) -> np.ndarray:
+    """A strip of woven cloth as a line-scan camera gives it, many times as long as it is wide; ``hole``: a dark
+    spot in it, at a place of its own."""
+    x, y = np.arange(width)[None, :] + rng.uniform(0, 16), np.arange(height)[:, None] + rng.uniform(0, 16)
+    strip = 128 + 40 * np.sin(2 * np.pi * x / 16) * np.sin(2 * np.pi * y / 16) + rng.normal(0, 4, (height, width))
+    if hole:
+        left = int(rng.integers(0, width - height // 2))
+        strip[height // 3:height // 3 + height // 4, left:left + height // 4] = 30
+    return np.clip(strip, 0, 255).astype(np.uint8)
+
+
+def test_a_line_scan_cameras_long_strip_is_taken_whole(tmp_path):
+    """A line-scan camera (cloth, paper, sheet metal on a web) gives strips many times as long as they are wide: a
+    fit on 16:1 strips trained for its minutes and then stopped at the model's contract (its crop might span 4
+    frame widths at most). Strips up to 64:1 are taken whole, each keeping its aspect; a longer one is refused
+    before the first epoch, saying how to cut it."""
+    rng = np.random.default_rng(43)
+    good = tmp_path / "cloth"
+    good.mkdir()
+    for i in range(32):
+        cv2.imwrite(str(good / f"{i:03d}.png"), woven_strip(rng, 1024, 64))
+    run = tmp_path / "run"
+    done = CliRunner().invoke(train, ["fit", "--data", str(good), "--out", str(run), "--arch", "patchknn", *TINY])
+    assert done.exit_code == 0, done.output
+    assert CliRunner().invoke(train, ["export", str(run), "--out", str(tmp_path / "m.onnx")]).exit_code == 0
+    detector = Detector(tmp_path / "m.onnx")
+    height, width = detector.metadata.preprocess.input_size
+    assert width == 16 * height  # the strip's own aspect
+    assert [detector(woven_strip(rng, 1024, 64, hole)).status for hole in (False, False, True, True)] == [
+        "ok", "ok", "defect", "defect"]
+    longer = tmp_path / "longer"
+    longer.mkdir()
+    for i in range(32):
+        cv2.imwrite(str(longer / f"{i:03d}.png"), woven_strip(rng, 2048, 16))
+    refused = CliRunner().invoke(train, ["fit", "--data", str(longer), "--out", str(tmp_path / "run2"), *TINY])
+    assert refused.exit_code == 3 and "128 times as long as they are wide" in refused.output
+    assert not (tmp_path / "run2" / "history.json").exists()  # before the first epoch
