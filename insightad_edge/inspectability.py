@@ -27,6 +27,7 @@ BORDER_MARGIN = 0.02       # the part may cover 2 points more of the frame's edg
 OUTSIDE_MARGIN = 0.10      # 10 points more of the model's input region may fall outside the frame
 ENLARGEMENT_MARGIN = 1.1   # a frame may be enlarged 10% more than the training frames were (or than not at all)
 SHARPNESS_FACTOR = 2.0     # sharpness down to half the least sharp training image's (kept in the drift reference)
+BEYOND_MARGIN = 0.02       # 2% of a frame may lie beyond the training frames' view (sizes a few pixels apart)
 
 
 def limits_from(stats: Sequence[FrameStats]) -> Inspection:
@@ -106,8 +107,13 @@ def problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
 
 
 def frame_problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
-    """What keeps any frame of this camera from being judged, whatever it shows: too coarse, exposure, clipping."""
+    """What keeps any frame of this camera from being judged, whatever it shows: too coarse, a wider view than the
+    model looks at, exposure, clipping."""
     found, limits = [], meta.inspection
+    if stats.beyond > BEYOND_MARGIN:
+        found.append(f"the frame shows more than the training frames did: {stats.beyond:.0%} of it lies beyond their "
+                     "view, which is all the model looks at, so a defect there would pass; send frames of the training "
+                     "frames' shape (or crop them so), or train on frames like this one")
     if stats.scale > most_enlarged(meta.preprocess):
         found.append(f"the frame is too coarse: enlarged {stats.scale:.2g} times to the model's working size (at most "
                      f"{most_enlarged(meta.preprocess):.2g}), it lacks the detail the model inspects at; is this a "
@@ -174,6 +180,7 @@ def part_problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
     if limits.border_max is not None and (stats.border or 0.0) > limits.border_max:
         found.append("the part is cut by the frame's edge")
     if stats.outside > limits.outside_max:
-        found.append(f"{stats.outside:.0%} of the region the model inspects lies outside the frame "
-                     f"(at most {limits.outside_max:.0%}): the part sits too close to the edge")
+        found.append(f"{stats.outside:.0%} of the region the model inspects lies outside the frame (at most "
+                     f"{limits.outside_max:.0%}): " + ("the part sits too close to the edge" if meta.preprocess.align != "none"
+                                                        else "the frame shows less than the training frames did"))
     return found

@@ -37,7 +37,8 @@ class FrameStats:
     everything segmented inside the model's input region; part_area: its area in working sizes squared; border: share of the
     frame's edge it covers; part_x, part_y: its centroid as a share of the frame's width and height;
     outside: share of the model's input region that lies outside the frame; sharpness: variance of the
-    Laplacian of the model input; scale: working pixels per frame pixel.
+    Laplacian of the model input; scale: working pixels per frame pixel; beyond: share of the frame lying beyond
+    the view of the training frames, which no model input covers (a wider view, for a model that does not align).
     """
 
     brightness: float
@@ -45,6 +46,7 @@ class FrameStats:
     outside: float
     sharpness: float
     scale: float
+    beyond: float = 0.0
     contrast: Optional[float] = None
     part_share: Optional[float] = None
     part_area: Optional[float] = None
@@ -221,11 +223,22 @@ def prepare(image: np.ndarray, spec: Preprocess, inspection: Inspection | None =
     to_work_map = np.array([[scale[0], 0, 0], [0, scale[1], 0]], np.float64)
     gray = gray_of(work)
     stats = FrameStats(brightness=brightness_level(gray), saturated=float(np.mean(gray >= SATURATED_LEVEL)),
-                       outside=outside, sharpness=sharpness, scale=scale[0],
+                       outside=outside, sharpness=sharpness, scale=scale[0], beyond=beyond_view(work.shape, spec),
                        **({} if part is None else {"contrast": part.contrast, "part_share": share,
                                                    "part_area": part.area, "border": part.border,
                                                    "part_x": part.cx / work.shape[1], "part_y": part.cy / work.shape[0]}))
     return Prepared(tensor, _compose(matrix, to_work_map), image.shape[:2], stats)
+
+
+def beyond_view(work_shape: tuple[int, ...], spec: Preprocess) -> float:
+    """The share of a working image lying beyond the view of the training frames, centred on it: what a model that
+    does not align never looks at in a frame wider or taller than those (a texture's input covers their view, and
+    the crop follows no part into the rest). 0 for a model that aligns, whose crop follows the part."""
+    if spec.align != "none" or spec.frame_size is None:  # schema 1 squashes any frame into the view
+        return 0.0
+    shown = [side / spec.work_size for side in work_shape[:2]]  # (height, width) in working sizes
+    seen = [side / min(spec.frame_size) for side in spec.frame_size]
+    return 1.0 - min(1.0, seen[0] / shown[0]) * min(1.0, seen[1] / shown[1])
 
 
 def _view(image: np.ndarray, spec: Preprocess, scale: tuple[float, float]):

@@ -218,3 +218,37 @@ def test_strays_among_the_good_images_are_found_even_when_one_hides_another(mode
     found = strays([*parts, *empty], meta)
     assert set(found) == {30, 31}
     assert all("no clear part in view" in why[0] for why in found.values())
+
+
+def test_a_wider_view_than_a_texture_model_looks_at_is_refused_not_judged_in_its_middle(tmp_path):
+    """A model that does not align (cloth, paper, a web) looks at the view its training frames showed. A camera
+    set to a wider view (1280 pixels for 1024, a line-scan strip longer than the training ones) gave a verdict on
+    the middle only: a hole in the rest passed as ok. Such a frame now gets no verdict, saying why; a frame a few
+    pixels wider, and a resized copy of the training view, are judged as before."""
+    import dataclasses
+
+    from insightad_edge.metadata import Preprocess
+    from models import calibrated, v1_metadata
+
+    rng = np.random.default_rng(47)
+
+    def sheet(height: int, width: int, hole_at: int | None = None, pixels: int = 1) -> np.ndarray:
+        """Woven cloth, seen at ``pixels`` times the training frames' resolution (a wider view: more of it on either
+        side); ``hole_at``: a hole there."""
+        x = (np.arange(width)[None, :] - (width - pixels * SIZE) / 2) / pixels
+        y = np.arange(height)[:, None] / pixels
+        frame = 150 + 30 * np.sin(2 * np.pi * x / 8) * np.sin(2 * np.pi * y / 8) + rng.normal(0, 2, (height, width))
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        if hole_at is not None:
+            cv2.circle(frame, (hole_at, height // 2), 6 * pixels, 40, -1)
+        return frame
+
+    base = v1_metadata()
+    texture = dataclasses.replace(base, preprocess=Preprocess(input_size=(64, 64), work_size=64, align="none",
+                                                              photometric_target=0.6, frame_size=(SIZE, SIZE)))
+    detector = Detector(calibrated(tmp_path / "sheet.onnx", texture, [sheet(SIZE, SIZE) for _ in range(30)]))
+    assert detector(sheet(SIZE, SIZE)).status == "ok" and detector(sheet(SIZE, SIZE, 64)).status == "defect"
+    assert detector(sheet(SIZE, SIZE + 2), not_inspectable="report").reason is None  # judged: sizes 1.5% apart
+    assert detector(sheet(2 * SIZE, 2 * SIZE, 20, pixels=2)).status == "defect"  # the same view, finer: all judged
+    wider = detector(sheet(SIZE, SIZE * 3 // 2, SIZE * 3 // 2 - 12), not_inspectable="report")
+    assert wider.status == "not_inspectable" and "33% of it lies beyond their view" in wider.reason, wider
