@@ -257,13 +257,14 @@ def info(model: Path | None, as_json: bool) -> None:
     if p.frame_size is not None:
         lines.insert(4, ("frames", f"{p.frame_size[1]}x{p.frame_size[0]} in training; other shapes keep their aspect"))
     if meta.inspection is not None:
-        from .inspectability import least_sharpness, most_enlarged
+        from .inspectability import least_sharpness, most_enlarged, most_others
 
-        i, sharpness = meta.inspection, least_sharpness(meta)
+        i, sharpness, others = meta.inspection, least_sharpness(meta), most_others(meta)
         lines.append(("inspectable", f"brightness {i.brightness[0]:.3f}-{i.brightness[1]:.3f}"
                       + ("" if i.part_area is None else f", part area {i.part_area[0]:.3f}-{i.part_area[1]:.3f}")
                       + ("" if i.contrast_min is None else f", contrast >= {i.contrast_min:.2f}")
                       + ("" if sharpness is None else f", sharpness >= {sharpness:.2g}")
+                      + ("" if others is None else f", nothing else in view above {others:.0%} of the part")
                       + f", enlarged at most {most_enlarged(p):.2g} times"))
     lines += [("WARNING", warning) for warning in detector.warnings]
     width = max(len(k) for k, _ in lines)

@@ -28,6 +28,7 @@ OUTSIDE_MARGIN = 0.10      # 10 points more of the model's input region may fall
 ENLARGEMENT_MARGIN = 1.1   # a frame may be enlarged 10% more than the training frames were (or than not at all)
 SHARPNESS_FACTOR = 2.0     # sharpness down to half the least sharp training image's (kept in the drift reference)
 BEYOND_MARGIN = 0.02       # 2% of a frame may lie beyond the training frames' view (sizes a few pixels apart)
+OTHERS_MARGIN = 0.25       # a blob elsewhere in the frame may be a quarter of the part's size more than in training
 
 
 def limits_from(stats: Sequence[FrameStats]) -> Inspection:
@@ -100,6 +101,16 @@ def least_sharpness(meta: ModelMetadata) -> float | None:
     return sample[0] / SHARPNESS_FACTOR if sample else None  # the reference's samples are sorted (checked at load)
 
 
+def most_others(meta: ModelMetadata) -> float | None:
+    """How large, as a share of the part's size, a blob elsewhere in the frame may be: the largest beside any good
+    training part, plus OTHERS_MARGIN; kept in the drift reference (None without one, as in models made before it
+    was measured). The model looks at one part: a second one anywhere in the frame is never judged, and on the
+    MVTec screw two screws side by side, one of them defective, gave ok for every pair tried (the good one judged);
+    no screw image, training or test, has a blob beside the screw larger than 0.3% of it."""
+    sample = meta.calibration.stats.get("others") if meta.calibration is not None else None
+    return sample[-1] + OTHERS_MARGIN if sample else None
+
+
 def problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
     """Why this frame cannot be judged by the model META describes, in words an operator can act on; empty when
     it can."""
@@ -169,6 +180,10 @@ def part_problems(stats: FrameStats, meta: ModelMetadata) -> list[str]:
     if limits.part_share_min is not None and (stats.part_share or 0.0) < limits.part_share_min:
         found.append(f"no single part in view (the largest blob holds {stats.part_share or 0.0:.0%} of what was "
                      f"segmented, at least {limits.part_share_min:.0%} expected): several parts or clutter?")
+    if (most := most_others(meta)) is not None and (stats.others or 0.0) > most:
+        found.append(f"another part in view: something {stats.others:.0%} the size of the part lies elsewhere in the "
+                     f"frame (at most {most:.0%} beside a training part), and the model judges one part, so the other "
+                     "would pass unjudged; one part at a time in view")
     if limits.part_area is not None and stats.part_area is not None:
         small, large = limits.part_area
         if stats.part_area < small:

@@ -30,7 +30,7 @@ CROP_MAX = 64.0         # a crop side may reach this many working sizes (a line-
 MIN_INPUT_SIDE = 16
 MAX_REFERENCE_SAMPLES = 256
 FRAME_STATS = ("brightness", "saturated", "contrast", "part_share", "part_area", "border", "part_x", "part_y",
-               "outside", "sharpness")
+               "outside", "sharpness", "others")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ class FrameStats:
     brightness: median gray level before normalisation; saturated: share of clipped pixels;
     contrast: how well the part stands out (Otsu's separability, 0..1); part_share: the part's share of
     everything segmented inside the model's input region; part_area: its area in working sizes squared; border: share of the
-    frame's edge it covers; part_x, part_y: its centroid as a share of the frame's width and height;
+    frame's edge it covers; part_x, part_y: its centroid as a share of the frame's width and height; others: the
+    next largest blob's size, anywhere in the frame, as a share of the part's (another part in view);
     outside: share of the model's input region that lies outside the frame; sharpness: variance of the
     Laplacian of the model input; scale: working pixels per frame pixel; beyond: share of the frame lying beyond
     the view of the training frames, which no model input covers (a wider view, for a model that does not align).
@@ -53,6 +54,7 @@ class FrameStats:
     border: Optional[float] = None
     part_x: Optional[float] = None
     part_y: Optional[float] = None
+    others: Optional[float] = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -72,7 +74,8 @@ class Prepared:
 class Part:
     """The segmented part: centroid and principal-axis angle (heavier end to -x), and how clear it is.
 
-    ``mask`` is everything segmented, ``blob`` the part itself (the largest blob), both uint8 working images.
+    ``mask`` is everything segmented, ``blob`` the part itself (the largest blob), both uint8 working images;
+    ``others`` the next largest blob's size as a share of the part's, anywhere in the frame (0 when there is none).
     """
 
     cx: float
@@ -81,6 +84,7 @@ class Part:
     contrast: float
     area: float
     border: float
+    others: float
     mask: np.ndarray = field(repr=False, compare=False)
     blob: np.ndarray = field(repr=False, compare=False)
 
@@ -226,7 +230,8 @@ def prepare(image: np.ndarray, spec: Preprocess, inspection: Inspection | None =
                        outside=outside, sharpness=sharpness, scale=scale[0], beyond=beyond_view(work.shape, spec),
                        **({} if part is None else {"contrast": part.contrast, "part_share": share,
                                                    "part_area": part.area, "border": part.border,
-                                                   "part_x": part.cx / work.shape[1], "part_y": part.cy / work.shape[0]}))
+                                                   "part_x": part.cx / work.shape[1], "part_y": part.cy / work.shape[0],
+                                                   "others": part.others}))
     return Prepared(tensor, _compose(matrix, to_work_map), image.shape[:2], stats)
 
 
@@ -345,6 +350,7 @@ def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None, whole_
     _, labels = cv2.connectedComponents(cv2.dilate(mask, np.ones((reach, reach), np.uint8)), connectivity=8)
     sizes = np.bincount(labels[mask > 0], minlength=2)
     largest = 1 + int(np.argmax(sizes[1:]))
+    others = float(np.delete(sizes[1:], largest - 1).max(initial=0) / sizes[largest])
     blob = ((labels == largest) & (mask > 0)).astype(np.uint8)
     moments = cv2.moments(mask if whole_mask else blob, binaryImage=True)
     cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
@@ -357,7 +363,7 @@ def find_part(gray: np.ndarray, dark: bool, work_size: int | None = None, whole_
     edge = np.concatenate([blob[0], blob[-1], blob[1:-1, 0], blob[1:-1, -1]])
     unit = float(work_size or max(gray.shape)) ** 2
     return Part(cx, cy, angle, contrast=separability(gray, threshold), area=float(sizes[largest]) / unit,
-                border=float(edge.mean()), mask=mask, blob=blob)
+                border=float(edge.mean()), others=others, mask=mask, blob=blob)
 
 
 def part_axes(align: str, work_shape: tuple[int, ...], part: Part | None) -> tuple[float, float, float]:

@@ -187,7 +187,8 @@ def export(run: Path, out: Path, parity_images: Path | None) -> None:
 @option("seed", type=int, help="As the model was trained with.")
 def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> None:
     """Rewrite a schema-1 MODEL as schema 2: same weights and threshold, plus the frame size, inspection limits
-    and drift reference measured on DATA; its scores on the training frames must stay the same."""
+    and drift reference measured on DATA; its scores on the training frames must stay the same. A schema-2 MODEL
+    gets the frame statistics it lacks (another part in view), measured on DATA; all else stays."""
     _require_torch()
     quiet_opencv()
     from .export import upgrade as run_upgrade

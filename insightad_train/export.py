@@ -100,7 +100,8 @@ def _holdout(run: Path) -> list[Path]:
 
 
 def upgrade(model: Path, data: Path, out: Path, holdout_fraction: float, seed: int) -> str:
-    """A schema-2 copy of a schema-1 model: the same graph and threshold, measured on the data it was trained on.
+    """A schema-2 copy of a schema-1 model: the same graph and threshold, measured on the data it was trained on;
+    or of a schema-2 model, with the frame statistics it lacks (``add_statistics``).
 
     Only square training frames can be upgraded: schema 1 squashed every frame to a square, which schema 2 does
     exactly for square frames, so the scores stay the same (checked on the held-back images).
@@ -110,9 +111,9 @@ def upgrade(model: Path, data: Path, out: Path, holdout_fraction: float, seed: i
     from .fit import split_holdout
 
     old = Detector(model)
-    if old.metadata.schema_version != 1:
-        raise ValueError(f"{model} is already schema {old.metadata.schema_version}")
     dataset = load_dataset(data)
+    if old.metadata.schema_version == 2:
+        return add_statistics(model, old.metadata, dataset.train, out)
     sizes = {decode_size(p) for p in dataset.train}
     if len(sizes) != 1 or len(set(next(iter(sizes)))) != 1:
         raise ValueError(f"the training frames are not all one square size ({sorted(sizes)[:3]}): a schema-1 model "
@@ -130,6 +131,30 @@ def upgrade(model: Path, data: Path, out: Path, holdout_fraction: float, seed: i
     return (f"wrote {out}: schema 2, same graph and threshold {upgraded.threshold.value:.6g}; scores on "
             f"{len(holdout)} held-back images unchanged; inspection limits and drift reference from "
             f"{len(dataset.train)} good images")
+
+
+def add_statistics(model: Path, metadata: ModelMetadata, good: tuple[Path, ...], out: Path) -> str:
+    """A copy of a schema-2 model with the frame statistics of its drift reference that it lacks, measured on the
+    good images it was trained on (its data fingerprint says so): a model exported before insightad measured a
+    statistic gets the check that rests on it (``others``: another part in view). Its graph, threshold, limits and
+    every statistic it holds stay as they were."""
+    from insightad_edge.metadata import Calibration
+    from insightad_edge.preprocess import decode, prepare
+
+    from .data import fingerprint
+
+    if fingerprint(good) != metadata.data_fingerprint:
+        raise ValueError(f"{model} was trained on other good images ({metadata.data_fingerprint}, these are "
+                         f"{fingerprint(good)}): its statistics must come from the images it was trained on")
+    spec, held = metadata.preprocess, metadata.calibration
+    stats = [prepare(decode(p, spec.channels), spec).stats for p in good]
+    new = {k: v for k, v in Calibration.measured(held.score, stats).stats.items() if k not in held.stats}
+    if not new:
+        raise ValueError(f"{model} already holds every frame statistic this insightad measures")
+    reference = dataclasses.replace(held, stats={**held.stats, **new})
+    save_sealed(onnx.load(str(model)), dataclasses.replace(metadata, calibration=reference), out)
+    return (f"wrote {out}: the same graph, threshold and limits, with {', '.join(sorted(new))} measured on "
+            f"{len(good)} good images")
 
 
 def decode_size(path: Path) -> tuple[int, int]:

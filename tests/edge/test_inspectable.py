@@ -252,3 +252,17 @@ def test_a_wider_view_than_a_texture_model_looks_at_is_refused_not_judged_in_its
     assert detector(sheet(2 * SIZE, 2 * SIZE, 20, pixels=2)).status == "defect"  # the same view, finer: all judged
     wider = detector(sheet(SIZE, SIZE * 3 // 2, SIZE * 3 // 2 - 12), not_inspectable="report")
     assert wider.status == "not_inspectable" and "33% of it lies beyond their view" in wider.reason, wider
+
+
+def test_a_second_part_anywhere_in_view_gets_no_verdict_rather_than_passing_unjudged(model_path):
+    """The model judges one part, the largest in view, in the region around it. A second part elsewhere in a
+    wider view (a double feed, two fixtures in one camera's view) was never looked at: a scratched part beside a
+    good one passed as ok, as two screws side by side did on the MVTec screw. Anything beside the part larger
+    than a quarter of it, more than beside any training part, now means no verdict, saying why."""
+    rng = np.random.default_rng(53)
+    detector = Detector(model_path)
+    good, scratched = part_image(rng, SIZE, angle=0.3)[0], part_image(rng, SIZE, angle=2.0, defect=True)[0]
+    assert detector(scratched).status == "defect"
+    assert detector(embed(good, rng, SIZE, 2 * SIZE, left=0)).status == "ok"  # the same wide view, one part
+    pair = detector(np.hstack([good, scratched]), not_inspectable="report")
+    assert pair.status == "not_inspectable" and "another part in view" in pair.reason, pair

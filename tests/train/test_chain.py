@@ -461,7 +461,34 @@ def test_upgrade_turns_a_schema_1_model_into_schema_2_with_the_same_scores(train
     paths = sorted((mvtec / "test").rglob("*.png"))
     np.testing.assert_array_equal(score_paths(paths, old.metadata, old.infer), score_paths(paths, new.metadata, new.infer))
     again = invoke(train, "upgrade", tmp_path / "new.onnx", "--data", mvtec, "--out", tmp_path / "newer.onnx")
-    assert again.exit_code == 2 and "already schema 2" in again.stderr
+    assert again.exit_code == 2 and "already holds every frame statistic" in again.stderr
+
+
+def test_upgrade_gives_a_schema_2_model_the_statistics_it_lacks_and_nothing_else(trained, mvtec, tmp_path):
+    """A model exported before insightad measured what lies beside the part (``others``) cannot tell a second
+    part in view; upgrade measures it on the images the model was trained on, and changes nothing else (the
+    shipped screw model was brought up to date so)."""
+    import dataclasses
+
+    import onnx
+
+    from insightad_train.export import save_sealed
+
+    current = tmp_path / "current.onnx"
+    assert invoke(train, "export", trained, "--out", current).exit_code == 0
+    meta = Detector(current).metadata
+    held = {k: v for k, v in meta.calibration.stats.items() if k != "others"}
+    before = dataclasses.replace(meta, calibration=dataclasses.replace(meta.calibration, stats=held))
+    save_sealed(onnx.load(str(current)), before, tmp_path / "before.onnx")
+    other_data = tmp_path / "other"
+    shutil.copytree(mvtec, other_data)
+    (other_data / "train" / "good" / sorted((other_data / "train" / "good").iterdir())[0].name).unlink()
+    refused = invoke(train, "upgrade", tmp_path / "before.onnx", "--data", other_data, "--out", tmp_path / "x.onnx")
+    assert refused.exit_code == 2 and "trained on other good images" in refused.stderr
+    done = invoke(train, "upgrade", tmp_path / "before.onnx", "--data", mvtec, "--out", tmp_path / "after.onnx")
+    assert done.exit_code == 0 and "with others measured on" in done.output, done.output
+    after = Detector(tmp_path / "after.onnx").metadata
+    assert after == dataclasses.replace(before, calibration=meta.calibration)  # all else as it was
 
 
 def test_the_chain_takes_names_that_are_not_utf8(mvtec, tmp_path):
