@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import json
 import logging
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 ANALYSIS_SIZE = 256   # short side of the copies the preprocessing is chosen on
 MIN_TRAIN = 20        # fewer good images than this cannot teach an autoencoder what good looks like
 MEMORY_SHARE = 0.7    # of the free memory, the most the cached good images may take (the model and batches need the rest)
+DISK_FULL_BYTES = 1 << 20  # a write that fails with less free room than this on its disk failed for want of room
 
 
 def select_device(name: str) -> torch.device:
@@ -227,7 +230,7 @@ def fit_one(config: FitConfig, run: Path, *, device: str = "auto", time_budget_s
     validation = synthetic_validation(metadata, TorchInfer(mapper, torch_device), holdout_paths, config.seed)
     with finish(run, metadata):
         (run / "validation.json").write_text(json.dumps(validation, indent=1))
-        torch.save(mapper.cpu().state_dict(), run / "model.pt")
+        save_atomic(mapper.cpu().state_dict(), run / "model.pt")
         (run / "holdout.json").write_text(json.dumps([str(p) for p in holdout_paths], indent=1))
     return metadata
 
@@ -341,7 +344,7 @@ def train(config: FitConfig, spec: Preprocess, works: list[np.ndarray], state: d
             group["lr"] = learning_rate(config, epoch)
         history.append(train_epoch(model, optimiser, loss_fn, works, spec, ranges, config, epoch, device, progress))
         log.info("epoch %d: loss %.5f, %.1f s", epoch + 1, history[-1]["loss"], history[-1]["seconds"])
-        _save_atomic({"config": dataclasses.asdict(config), "preprocess": dataclasses.asdict(spec),
+        save_atomic({"config": dataclasses.asdict(config), "preprocess": dataclasses.asdict(spec),
                       "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                       "epoch": epoch, "history": history, "data": data}, run / "checkpoint.pt")
         (run / "history.json").write_text(json.dumps(history, indent=1))
@@ -437,8 +440,17 @@ def finish(run: Path, metadata: ModelMetadata):
     os.replace(partial, run / "metadata.json")
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    """Write next to the target and rename, so an interruption never leaves a half-written checkpoint."""
+def save_atomic(state: dict, path: Path) -> None:
+    """Write next to the target and rename, so an interruption never leaves a half-written file. A write that
+    fails leaves nothing behind and is an OSError, said in one line: torch's writer says a full disk as a
+    RuntimeError of its own (``unexpected pos 2606592 vs 2606480``), which ended a fit in a traceback."""
     partial = path.with_suffix(".partial")
-    torch.save(state, partial)
+    try:
+        torch.save(state, partial)
+    except (OSError, RuntimeError) as exc:
+        full = shutil.disk_usage(path.parent).free < DISK_FULL_BYTES  # while the partial file still holds its room
+        partial.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, f"no room left on the disk to write {path}") from None
+        raise OSError(f"could not write {path}: {str(exc).strip().splitlines()[-1]}") from None
     os.replace(partial, path)

@@ -510,3 +510,26 @@ def test_the_chain_takes_names_that_are_not_utf8(mvtec, tmp_path):
     assert result.exit_code == 0, result.output
     assert "kratzer_\\xfc" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert (tmp_path / "report" / "histograms.png").is_file()
+
+
+def test_a_checkpoint_the_disk_cannot_take_ends_fit_in_one_line_and_leaves_nothing_half_written(mvtec, tmp_path):
+    """On a full disk torch's writer raises its own RuntimeError (``unexpected pos 2606592 vs 2606480``): fit ended in
+    a traceback and left checkpoint.partial behind. A file-size limit (what a full disk does to a write, without
+    filling one) now ends it in one line, exit 1, with nothing half written."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files() -> None:  # in the child: writes past 64 KB fail (EFBIG) instead of killing it (SIGXFSZ)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "insightad_train.cli", "fit", "--data", str(mvtec), "--out", str(run),
+                           "--epochs", "1", "--arch", "bottleneck", *TINY], preexec_fn=small_files,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: could not write {run / 'checkpoint.pt'}") and "Traceback" not in done.stderr, done.stderr
+    assert not list(run.glob("*.partial"))
