@@ -7,7 +7,8 @@ the original, padded to 4:3 and 16:9, padded to 4:3 and resized to 640x480, and 
 Prints, per model and shape, how many good images are flagged or not inspectable, how many defective ones are
 caught, and the image AUROC over the inspectable ones; then what the check says on background-only frames;
 then frames shrunk below the model's working size (a preview stream, a thumbnail) or blurred (a lens out of
-focus): what the model would say of them without the checks, and how many the checks refuse. Writes no image.
+focus), and frames of two parts side by side (a defective one beside a good one: a double feed): what the model
+would say of them without the checks, and how many the checks refuse. Writes no image.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ def main() -> None:
         result = detector(frame, not_inspectable="report")
         print(f"{name}: {result.status} ({result.reason or result.score})")
     degraded_frames(detector, samples, level)
+    side_by_side(detector, samples, level)
 
 
 def unchecked_score(detector: Detector, frame: np.ndarray) -> float:
@@ -119,6 +121,20 @@ def degraded_frames(detector: Detector, samples, level: float) -> None:
         flagged = np.array(flagged)
         print(f"| {name} | {int((~flagged[labels]).sum())} / {int(labels.sum())} "
               f"| {int(flagged[~labels].sum())} / {int((~labels).sum())} | {refused} / {len(frames)} |")
+
+
+def side_by_side(detector: Detector, samples, level: float) -> None:
+    """Each defective test image beside a good one, on either side: the model judges one part, so unchecked the
+    defective one passes whenever the good one is taken (the larger); checked, the frame gets no verdict."""
+    good = [equalise(decode(s.path), HONEST, level) for s in samples if not s.is_anomalous]
+    defects = [equalise(decode(s.path), HONEST, level) for s in samples if s.is_anomalous]
+    print("| frames | defects passed, unchecked | refused by the checks |\n|---|---:|---:|")
+    for name, pair in {"defective left, good right": lambda d, g: np.hstack([d, g]),
+                       "good left, defective right": lambda d, g: np.hstack([g, d])}.items():
+        frames = [pair(defect, good[i % len(good)]) for i, defect in enumerate(defects)]
+        passed = sum(unchecked_score(detector, frame) <= detector.threshold for frame in frames)
+        refused = sum(detector(frame, not_inspectable="report").status == "not_inspectable" for frame in frames)
+        print(f"| {name} | {passed} / {len(frames)} | {refused} / {len(frames)} |")
 
 
 if __name__ == "__main__":
