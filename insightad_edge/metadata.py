@@ -186,6 +186,9 @@ class ModelMetadata:
         if self.schema_version < SCHEMA_VERSION:
             found.append(f"schema {self.schema_version} model: no inspectability check and no drift reference; "
                          "re-export it to get both")
+        elif "part_area" in self.calibration.stats and "others" not in self.calibration.stats:
+            found.append("made before insightad looked beside the part: a second part in view goes unnoticed, and "
+                         "unjudged; `insightad-train upgrade MODEL --data DATA --out NEW` adds what it needs")
         return found
 
 

@@ -489,6 +489,8 @@ def test_upgrade_gives_a_schema_2_model_the_statistics_it_lacks_and_nothing_else
     assert done.exit_code == 0 and "with others measured on" in done.output, done.output
     after = Detector(tmp_path / "after.onnx").metadata
     assert after == dataclasses.replace(before, calibration=meta.calibration)  # all else as it was
+    assert any("second part in view goes unnoticed" in w for w in Detector(tmp_path / "before.onnx").warnings)
+    assert not any("second part" in w for w in Detector(tmp_path / "after.onnx").warnings)
 
 
 def test_the_chain_takes_names_that_are_not_utf8(mvtec, tmp_path):
