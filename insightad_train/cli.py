@@ -74,7 +74,7 @@ def main(verbose: bool) -> None:
 @option("learning_rate", type=Number(min=0, min_open=True))
 @option("lr_decay", type=Number(0, 1, min_open=True), help="Learning rate factor per epoch.")
 @option("alpha", type=Number(0, 1), help="SSIM weight in the loss.")
-@option("seed", type=int)
+@option("seed", type=click.IntRange(min=0))
 @option("augment", type=click.Choice(AUGMENT_PRESETS),
         help="light: small pose jitter, no mirror; seed: the original ±40° rotation, ±20% shift/shear/zoom, flips.")
 @option("align", type=click.Choice(("auto",) + ALIGN_METHODS), help="Pose normalisation; auto decides from the images.")
@@ -184,7 +184,7 @@ def export(run: Path, out: Path, parity_images: Path | None) -> None:
 @click.option("--data", type=EXISTING_DIR, required=True, help="The good images the model was trained on.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write the new model.")
 @option("holdout", type=Number(0, 0.5, min_open=True), help="As the model was trained with.")
-@option("seed", type=int, help="As the model was trained with.")
+@option("seed", type=click.IntRange(min=0), help="As the model was trained with.")
 def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> None:
     """Rewrite a schema-1 MODEL as schema 2: same weights and threshold, plus the frame size, inspection limits
     and drift reference measured on DATA; its scores on the training frames must stay the same. A schema-2 MODEL
@@ -205,7 +205,7 @@ def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> No
 @click.option("--out", type=DIR, required=True)
 @click.option("--copies", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--preset", type=click.Choice(AUGMENT_PRESETS[:2]), default="seed", show_default=True)
-@option("seed", type=int)
+@option("seed", type=click.IntRange(min=0))
 def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     """Write COPIES augmented versions of every good image to OUT (reproducible for a given seed)."""
     import numpy as np

@@ -13,6 +13,7 @@ import datetime
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -344,6 +345,9 @@ def train(config: FitConfig, spec: Preprocess, works: list[np.ndarray], state: d
             group["lr"] = learning_rate(config, epoch)
         history.append(train_epoch(model, optimiser, loss_fn, works, spec, ranges, config, epoch, device, progress))
         log.info("epoch %d: loss %.5f, %.1f s", epoch + 1, history[-1]["loss"], history[-1]["seconds"])
+        if not math.isfinite(history[-1]["loss"]):  # every later epoch, and the threshold, would be NaN too
+            raise ModelError(f"training diverged: the loss is {history[-1]['loss']} after epoch {epoch + 1} at a learning "
+                             f"rate of {learning_rate(config, epoch):g}; fit again with a smaller --learning-rate")
         save_atomic({"config": dataclasses.asdict(config), "preprocess": dataclasses.asdict(spec),
                       "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                       "epoch": epoch, "history": history, "data": data}, run / "checkpoint.pt")

@@ -535,3 +535,15 @@ def test_a_checkpoint_the_disk_cannot_take_ends_fit_in_one_line_and_leaves_nothi
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"Error: could not write {run / 'checkpoint.pt'}") and "Traceback" not in done.stderr, done.stderr
     assert not list(run.glob("*.partial"))
+
+
+def test_training_that_diverges_stops_at_once_and_says_what_to_change(mvtec, tmp_path):
+    """A learning rate far too high gave NaN from the first batch: fit trained every epoch on NaN and failed only
+    at calibration, with an error about the anomaly map. It now stops after the epoch whose loss is not finite.
+    A negative seed, which numpy refused as "expected non-negative integer", is refused as the option it is."""
+    done = invoke(train, "fit", "--data", mvtec, "--out", tmp_path / "run", "--epochs", "5", "--arch", "bottleneck",
+                  "--learning-rate", "1e9", *TINY)
+    assert done.exit_code == 3 and "training diverged: the loss is nan after epoch 1" in done.stderr, done.output
+    assert "smaller --learning-rate" in done.stderr
+    negative = invoke(train, "fit", "--data", mvtec, "--out", tmp_path / "run2", "--seed", "-1", *TINY)
+    assert negative.exit_code == 2 and "'--seed'" in negative.stderr
