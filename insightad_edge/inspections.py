@@ -90,15 +90,17 @@ def format_time(moment: datetime.datetime) -> str:
 def parse_time(text: str, now: Optional[datetime.datetime] = None) -> str:
     """A bound for queries: an ISO 8601 time (local if it has no zone) or an age like ``90m``, ``8h``, ``2d``."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        now = now or datetime.datetime.now(datetime.timezone.utc)
-        return format_time(now - datetime.timedelta(**{unit: float(match.group(1))}))
     try:
-        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = None if match else datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is neither an ISO time (2026-11-29T08:00) nor an age (90m, 8h, 2d)") from None
-    return format_time(moment if moment.tzinfo else moment.astimezone())
+    try:
+        if match:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            moment = (now or datetime.datetime.now(datetime.timezone.utc)) - datetime.timedelta(**{unit: float(match.group(1))})
+        return format_time(moment if moment.tzinfo else moment.astimezone())
+    except (OverflowError, ValueError):  # an age further back than the calendar reaches, a time at either end of it
+        raise ValueError(f"{text!r} lies outside the calendar (before the year 1 or after 9999)") from None
 
 
 def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> sqlite3.Connection:

@@ -324,10 +324,12 @@ def log_command(path: Path, since: str | None, until: str | None, status: str | 
 
     if list_events and (summary or status):
         raise click.UsageError("--events lists the events: not with --summary or --status")
-    try:
-        bounds = [None if t is None else inspections.parse_time(t) for t in (since, until)]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    bounds = []
+    for name, text in (("--since", since), ("--until", until)):
+        try:
+            bounds.append(None if text is None else inspections.parse_time(text))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=name) from None
     try:
         if list_events:
             rows, keys = inspections.events(path, *bounds), ("time", "kind", "source", "message")

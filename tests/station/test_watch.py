@@ -717,6 +717,8 @@ def test_log_and_summary_on_a_known_log(tmp_path):
     assert [h["parts"] for h in hours] == [3, 2] and hours[0]["skipped"] == 2 + 0 + 1
     assert [h["p95_latency_ms"] for h in hours] == pytest.approx([np.percentile([12, 13, 14], 95), np.percentile([15, 16], 95)])
     assert CliRunner().invoke(main, ["log", str(log), "--since", "yesterday"]).exit_code == 2
+    far = CliRunner().invoke(main, ["log", str(log), "--until", "1000000d"])  # was an OverflowError's traceback
+    assert far.exit_code == 2 and "--until" in far.stderr and "outside the calendar" in far.stderr, far.output
     (tmp_path / "notes.txt").write_text("not a log")
     for arguments in ([], ["--summary"]):
         unreadable = CliRunner().invoke(main, ["log", str(tmp_path / "notes.txt"), *arguments])
