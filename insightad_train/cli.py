@@ -160,6 +160,15 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
     click.echo(f"report: {out / 'report.md'}")
 
 
+def writable_model(out: Path) -> None:
+    """Refuse (exit 2) an --out that does not name a model file (.onnx): a mistyped path (a training image, the
+    model's JSON beside it) was written over by the model without a word."""
+    writable_file(out, "--out")
+    if out.suffix.lower() != ".onnx":
+        raise click.BadParameter(f"{out} does not end in .onnx, as a model file does: nothing else is written over "
+                                 "with a model", param_hint="--out")
+
+
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("run", type=EXISTING_DIR)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write MODEL.onnx.")
@@ -171,7 +180,7 @@ def export(run: Path, out: Path, parity_images: Path | None) -> None:
     from .data import list_images
     from .export import export as run_export
 
-    writable_file(out, "--out")
+    writable_model(out)
     try:
         report = run_export(run, out, list_images(parity_images)[:8] if parity_images else None)
     except (ValueError, InsightadError) as exc:
@@ -193,7 +202,7 @@ def upgrade(model: Path, data: Path, out: Path, holdout: float, seed: int) -> No
     quiet_opencv()
     from .export import upgrade as run_upgrade
 
-    writable_file(out, "--out")
+    writable_model(out)
     try:
         click.echo(run_upgrade(model, data, out, holdout, seed))
     except (ValueError, InsightadError) as exc:

@@ -69,6 +69,18 @@ def test_fit_export_evaluate_score(arch, mvtec, tmp_path):
     assert len(scored.stdout.splitlines()) == 4
 
 
+def test_a_model_is_never_written_over_a_file_of_another_kind(trained, mvtec, tmp_path):
+    """`export RUN --out data/train/good/000.png` (a mistyped path) wrote the model over a training image without
+    a word; so would `--out exported/screw.json`. --out must name a model file (.onnx), for upgrade too."""
+    image = sorted((mvtec / "train" / "good").iterdir())[0]
+    before = image.read_bytes()
+    assert invoke(train, "export", trained, "--out", tmp_path / "m.onnx").exit_code == 0
+    for command in (["export", trained], ["upgrade", tmp_path / "m.onnx", "--data", mvtec]):
+        refused = invoke(train, *command, "--out", image)
+        assert refused.exit_code == 2 and "does not end in .onnx" in refused.stderr, refused.output
+    assert image.read_bytes() == before
+
+
 def test_export_matches_torch_within_tolerance(trained, mvtec, tmp_path):
     model, metadata = load_run(trained)
     out = tmp_path / "m.onnx"
