@@ -181,6 +181,9 @@ def score(folder: Path, model: Path | None, recursive: bool, fmt: str, output: P
     from concurrent.futures import ThreadPoolExecutor
 
     writable_file(output, "--output")
+    if output is not None and named_as_image(output.name):  # the rows would be written over a part's picture
+        raise click.BadParameter(f"{output} is named as a picture: the rows would be written over it; name a .csv or "
+                                 ".jsonl file", param_hint="--output")
     quiet_opencv()
     images = find_images(folder, recursive)
     overlays = overlay_targets(images, folder, recursive, save_maps) if save_maps else {}

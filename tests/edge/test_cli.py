@@ -50,6 +50,17 @@ def test_recursive_csv_and_output_file(folder, model_path, tmp_path):
     assert len(rows) == 4 and any(r["path"].endswith("deep.png") for r in rows)
 
 
+def test_rows_are_never_written_over_a_picture(folder, model_path):
+    """`score FOLDER --output FOLDER/good_1.png` (a mistyped path) wrote the rows over a part's picture, and
+    `score a.png --output a.png` over the very image it scored: the part's record was gone."""
+    picture = folder / "good_1.png"
+    before = picture.read_bytes()
+    for target in (folder, picture):
+        refused = run("score", target, "--model", model_path, "--format", "csv", "--output", picture)
+        assert refused.exit_code == 2 and "named as a picture" in refused.stderr, refused.output
+    assert picture.read_bytes() == before
+
+
 def test_unreadable_image_gets_a_row_and_exit_code_1(folder, model_path):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     result = run("score", folder, "--model", model_path, "--format", "jsonl")
