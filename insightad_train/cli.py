@@ -139,6 +139,9 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
     from .evaluate import evaluate as run_evaluate
 
     out = out or (model / "report" if model.is_dir() else model.with_name(model.stem + "_report"))
+    if any(out.resolve().is_relative_to((data / split).resolve()) for split in ("train", "test", "validation")):
+        raise click.BadParameter(f"{out} lies among {data}'s images: the report's plots would be taken for parts by "
+                                 "the next fit or evaluate; write it elsewhere", param_hint="--out")
     writable_folder(out, "--out")
     try:
         report = run_evaluate(model, data, out)

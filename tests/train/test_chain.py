@@ -71,7 +71,8 @@ def test_fit_export_evaluate_score(arch, mvtec, tmp_path):
 
 def test_a_model_is_never_written_over_a_file_of_another_kind(trained, mvtec, tmp_path):
     """`export RUN --out data/train/good/000.png` (a mistyped path) wrote the model over a training image without
-    a word; so would `--out exported/screw.json`. --out must name a model file (.onnx), for upgrade too."""
+    a word; so would `--out exported/screw.json`. --out must name a model file (.onnx), for upgrade too. And
+    `evaluate --out` among the data's images wrote its plots there, for the next fit to train on."""
     image = sorted((mvtec / "train" / "good").iterdir())[0]
     before = image.read_bytes()
     assert invoke(train, "export", trained, "--out", tmp_path / "m.onnx").exit_code == 0
@@ -79,6 +80,10 @@ def test_a_model_is_never_written_over_a_file_of_another_kind(trained, mvtec, tm
         refused = invoke(train, *command, "--out", image)
         assert refused.exit_code == 2 and "does not end in .onnx" in refused.stderr, refused.output
     assert image.read_bytes() == before
+    for inside in (mvtec / "train" / "good", mvtec / "test" / "report"):  # the plots would become parts
+        refused = invoke(train, "evaluate", tmp_path / "m.onnx", "--data", mvtec, "--out", inside)
+        assert refused.exit_code == 2 and "lies among" in refused.stderr, refused.output
+    assert not (mvtec / "test" / "report").exists() and not list((mvtec / "train" / "good").glob("roc.png"))
 
 
 def test_export_matches_torch_within_tolerance(trained, mvtec, tmp_path):
