@@ -230,6 +230,9 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     from .data import load_dataset, refuse_unreadable
 
     quiet_opencv()
+    if any(out.resolve().is_relative_to((data / split).resolve()) for split in ("test", "validation")):
+        raise click.BadParameter(f"{out} lies among {data}'s test images: evaluate would score copies of what the "
+                                 "model trained on as parts it never saw; choose a folder outside it", param_hint="--out")
     writable_folder(out, "--out")
     try:
         images = load_dataset(data).train

@@ -450,7 +450,8 @@ def test_augment_keeps_every_copy_of_images_that_share_a_name(mvtec, tmp_path):
 
 def test_augment_refuses_to_write_its_copies_among_the_good_images(mvtec, tmp_path):
     """Copies written beside the good images are good images to the next fit: some held back, the threshold
-    calibrated on copies of what it trained on. Refused before one is written (fit augments as it trains)."""
+    calibrated on copies of what it trained on. Refused before one is written (fit augments as it trains). So are
+    copies among the test images, which evaluate would score as parts the model never saw."""
     data = tmp_path / "data"
     shutil.copytree(mvtec / "train", data / "train")
     good = data / "train" / "good"
@@ -458,6 +459,9 @@ def test_augment_refuses_to_write_its_copies_among_the_good_images(mvtec, tmp_pa
     for out in (good, data / "train" / ".." / "train" / "good"):
         refused = invoke(train, "augment", "--data", data, "--out", out, "--copies", "1")
         assert refused.exit_code == 2 and "holds the good images" in refused.stderr, refused.output
+    among_tests = invoke(train, "augment", "--data", data, "--out", data / "test" / "good", "--copies", "1")
+    assert among_tests.exit_code == 2 and "lies among" in among_tests.stderr, among_tests.output
+    assert not (data / "test").exists()
     assert sorted(good.iterdir()) == before
 
 
