@@ -139,7 +139,7 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
     from .evaluate import evaluate as run_evaluate
 
     out = out or (model / "report" if model.is_dir() else model.with_name(model.stem + "_report"))
-    if any(out.resolve().is_relative_to((data / split).resolve()) for split in ("train", "test", "validation")):
+    if lies_among(out, data, ("train", "test", "validation")):
         raise click.BadParameter(f"{out} lies among {data}'s images: the report's plots would be taken for parts by "
                                  "the next fit or evaluate; write it elsewhere", param_hint="--out")
     writable_folder(out, "--out")
@@ -161,6 +161,11 @@ def evaluate(model: Path, data: Path, out: Path | None) -> None:
         click.echo(f"from the defects? AUROC with the defect regions cut out {f['auroc_defects_cut_out']:.3f} "
                    f"(0.5 if so); map peaks inside the defect on {f['peaks_in_defect']:.0%} of defective images")
     click.echo(f"report: {out / 'report.md'}")
+
+
+def lies_among(out: Path, data: Path, splits: tuple[str, ...]) -> bool:
+    """Whether the folder OUT is, or lies in, one of DATA's SPLITS: what a command writes there is taken for parts."""
+    return any(out.resolve().is_relative_to((data / split).resolve()) for split in splits)
 
 
 def writable_model(out: Path) -> None:
@@ -230,7 +235,7 @@ def augment(data: Path, out: Path, copies: int, preset: str, seed: int) -> None:
     from .data import load_dataset, refuse_unreadable
 
     quiet_opencv()
-    if any(out.resolve().is_relative_to((data / split).resolve()) for split in ("test", "validation")):
+    if lies_among(out, data, ("test", "validation")):
         raise click.BadParameter(f"{out} lies among {data}'s test images: evaluate would score copies of what the "
                                  "model trained on as parts it never saw; choose a folder outside it", param_hint="--out")
     writable_folder(out, "--out")
