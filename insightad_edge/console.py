@@ -55,7 +55,10 @@ def quiet_opencv() -> None:
     """OpenCV prints decoder warnings straight to stderr; the row's error already says what went wrong."""
     import cv2
 
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if logging := getattr(cv2.utils, "logging", None):  # OpenCV 5
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    else:  # OpenCV 4: the same call at the top level, with SILENT as 0
+        cv2.setLogLevel(0)
 
 
 def typed_on_command_line(parameter: str) -> bool:

@@ -6,6 +6,7 @@ that has sent only such repeats for a while is frozen, and counts as lost.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
 NEXT_WAIT_S = 0.5      # how long the station waits for a live source's next frame before it looks at Stop again
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # FFmpeg's options for every capture OpenCV opens, key;value|...
 
 
 SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&#;]*(?:pass|pwd|secret|token|key|auth|sig)[^=&#;]*=)[^&#;]*")
@@ -91,6 +93,8 @@ class LatestFrameReader:
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
     def start(self) -> LatestFrameReader:
+        if isinstance(self.target, str) and self.target.lower().startswith(("rtsp://", "rtsps://")):
+            rtsp_over_tcp()  # here, before the thread: the environment is the process's, read as the capture opens
         self._thread.start()
         return self
 
@@ -211,6 +215,15 @@ class LatestFrameReader:
             if self._frame and self._frame[0] > after:
                 return self._frame
             return None
+
+
+def rtsp_over_tcp() -> None:
+    """Have OpenCV's FFmpeg read RTSP over TCP, so a network that loses packets stalls the stream (a lost camera,
+    said) rather than tearing its frames into gray smears (judged as the part): OpenCV 4 asks for UDP, and so does
+    OpenCV 5 once a site sets capture options of its own. A site whose options name a transport keeps its choice."""
+    options = os.environ.get(CAPTURE_OPTIONS, "")
+    if "rtsp_transport" not in options:
+        os.environ[CAPTURE_OPTIONS] = "|".join(filter(None, (options, "rtsp_transport;tcp")))
 
 
 def _as_sent(capture) -> bool:

@@ -184,19 +184,21 @@ def test_cli_row_for_a_frame_that_cannot_be_judged(model_path, tmp_path):
     assert "1 judged, 0 defects, 3 not inspectable, 0 errors" in result.stderr
 
 
-V1_GOLDEN = [  # computed by insightad 0.1.0 (before schema 2) on the same frames and the same tiny graph
+V1_GOLDEN = [  # computed by insightad 0.1.0 (before schema 2) on the same frames and the same tiny graph, OpenCV 5
     [0.0334661640226841, 0.033472444862127304], [0.033600401133298874, 0.033516135066747665],
     [0.03346787393093109, 0.03336939960718155], [0.033605415374040604, 0.03358570113778114],
     [0.03363063186407089, 0.033495884388685226], [0.03353216126561165, 0.03352153301239014]]
 
 
 def test_a_schema_1_model_scores_exactly_as_before(v1_model_path):
-    """Same float32 operations in the same order: equal up to the last bits a different CPU may round apart."""
+    """Same float32 operations in the same order: equal up to the last bits a different CPU may round apart. OpenCV 4
+    (which pyproject admits) interpolates a float frame's rotation with its own rounding: 3.3e-4 of the score apart."""
     detector = Detector(v1_model_path)
+    tolerance = 1e-6 if cv2.__version__.startswith("5.") else 1e-3
     for k, expected in enumerate(V1_GOLDEN):
         image = part_image(np.random.default_rng(500 + k), 128, defect=(k % 2 == 1))[0]
         got = [detector(image).score, detector(cv2.resize(image, (300, 300))).score]
-        np.testing.assert_allclose(got, expected, rtol=1e-6)
+        np.testing.assert_allclose(got, expected, rtol=tolerance)
     assert detector.metadata.schema_version == 1 and detector.metadata.inspection is None
 
 

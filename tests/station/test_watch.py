@@ -537,6 +537,7 @@ def test_an_rtsp_camera_that_hangs_is_lost_once_and_back_when_it_sends_again(mod
     from rtsp import RTSPCamera
 
     monkeypatch.setattr(streams, "STREAM_TIMEOUT_MS", 2000)  # the same story in less time
+    monkeypatch.delenv(streams.CAPTURE_OPTIONS, raising=False)  # the station sets it: gone again after the test
     rng = np.random.default_rng(17)
     camera = RTSPCamera([cv2.cvtColor(part_image(rng, 128)[0], cv2.COLOR_GRAY2BGR) for _ in range(5)], fps=25)
     hang = {}
@@ -556,6 +557,29 @@ def test_an_rtsp_camera_that_hangs_is_lost_once_and_back_when_it_sends_again(mod
     assert all(verdict.status == "ok" for _, verdict in verdicts)
     assert camera.transports and all("RTP/AVP/TCP" in transport for transport in camera.transports)
     assert all("line:***@" in event.message and "Se6ret" not in event.message for _, event in events)
+
+
+def test_rtsp_is_read_over_tcp_when_the_site_sets_capture_options_of_its_own(model_path, monkeypatch):
+    """OpenCV 4 asks an RTSP camera for UDP, and OpenCV 5 does too once OPENCV_FFMPEG_CAPTURE_OPTIONS is set without
+    a transport (a site's read timeout, say): a network that loses packets then tears frames into gray smears, each
+    judged as the part. The station asks for TCP, keeping the site's own options beside it."""
+    import insightad_edge
+    from insightad_edge import streams
+    from insightad_edge.frames import Stop
+    from rtsp import RTSPCamera
+
+    monkeypatch.setenv(streams.CAPTURE_OPTIONS, "max_delay;500000")
+    camera = RTSPCamera([cv2.cvtColor(part_image(np.random.default_rng(18), 128)[0], cv2.COLOR_GRAY2BGR)
+                         for _ in range(3)], fps=25)
+    stop = Stop()
+    threading.Timer(3.0, stop.set).start()
+    try:
+        verdicts = list(insightad_edge.watch(f"rtsp://127.0.0.1:{camera.port}/live", Detector(model_path), stop=stop))
+    finally:
+        camera.close()
+    assert verdicts and all(verdict.status == "ok" for verdict in verdicts)
+    assert camera.transports and all("RTP/AVP/TCP" in transport for transport in camera.transports), camera.transports
+    assert os.environ[streams.CAPTURE_OPTIONS] == "max_delay;500000|rtsp_transport;tcp"
 
 
 def test_a_frame_a_camera_sends_damaged_is_an_error_not_a_part_judged_on_gray(model_path):
