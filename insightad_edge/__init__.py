@@ -1,10 +1,14 @@
 """insightad edge runtime: score part images with an exported ONNX model, no torch needed.
 
-``import insightad_edge`` stays light: onnxruntime and OpenCV load on first use of ``Detector``.
+``import insightad_edge`` stays light: onnxruntime and OpenCV load on first use of ``Detector``, with the settings
+they read as they load made first (``config.before_libraries_load``).
 """
 from __future__ import annotations
 
+from .config import before_libraries_load
 from .errors import ImageError, InsightadError, MetadataError, ModelError, NotInspectable
+
+before_libraries_load()
 
 __version__ = "0.2.0"
 __all__ = ["Detector", "ImageError", "InsightadError", "MetadataError", "ModelError", "NotInspectable", "Result",

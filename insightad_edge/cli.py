@@ -25,7 +25,6 @@ from .config import (
     SERVE_DEFAULTS,
     ServeOptions,
     install_hint,
-    limit_decoder,
 )
 from .console import (
     Commands,
@@ -59,7 +58,6 @@ log = logging.getLogger("insightad_edge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens to stderr.")
 def main(verbose: bool) -> None:
     """Flag defective parts with an exported insightad model (no torch needed)."""
-    limit_decoder()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 

@@ -37,14 +37,19 @@ SERVE_DEFAULTS = ServeOptions()
 DRIFT_DEFAULTS = {"expected_defect_rate": 0.05}  # the drift monitor's view of a normal line
 
 
-def limit_decoder() -> None:
-    """Have OpenCV's decoder itself refuse encoded images over MAX_FRAME_PIXELS, before it allocates them.
+def before_libraries_load() -> None:
+    """Settings OpenCV and onnxruntime read once, as they load; made at ``import insightad_edge``, so they hold
+    unless a program loaded either library first or set them itself.
 
-    OpenCV reads the limit once, when it loads: the command line calls this before anything imports cv2; a
-    program of your own sets ``OPENCV_IO_MAX_IMAGE_PIXELS`` before its first ``import cv2`` (without it, the
-    edge still refuses such a frame once decoded, before converting it).
+    OpenCV's decoder refuses encoded images over MAX_FRAME_PIXELS before it allocates them (without it, the edge
+    still refuses such a frame once decoded, before converting it). onnxruntime (1.32, Linux) collects telemetry
+    on each process, session and run (the program's path, the machine, the graph's name, run counts and times,
+    errors), queues it for Microsoft's collector in ``~/.cache/Microsoft/DeveloperTools/.onnxruntime`` and, with
+    no home to write to (a systemd station), warns at each start: a line PC writes nothing, and sends nothing, that
+    nobody asked for. ``ORT_DISABLE_TELEMETRY=0`` in the environment turns it back on.
     """
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def install_hint(extra: str) -> str:

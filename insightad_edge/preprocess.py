@@ -125,7 +125,7 @@ def load(source: ImageSource) -> np.ndarray:
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # the decoder refused the file's header: an unreadable image, never a crash
-        if "MAX_IMAGE_PIXELS" in str(exc):  # OpenCV's own size limit (config.limit_decoder), before it allocates
+        if "MAX_IMAGE_PIXELS" in str(exc):  # OpenCV's own size limit (config.before_libraries_load), before it allocates
             raise ImageError(f"{name} is an image of more than {MAX_FRAME_PIXELS / 1e6:.0f} megapixels: refused before "
                              "decoding (a camera frame is smaller: is this file what the camera wrote?)") from None
         raise ImageError(f"{name} is not a readable image (its header is corrupt: {_last_line(exc)})") from None

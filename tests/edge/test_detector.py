@@ -1,6 +1,9 @@
 import hashlib
+import os
 import pickle
 import re
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -173,3 +176,22 @@ def test_the_shipped_model_is_the_default(part):
     assert detector.path.name == "screw.onnx" and detector.path.is_file()
     result = detector(cv2.resize(part, (384, 384)))  # the screw model's working size: no coarser than its training frames
     assert np.isfinite(result.score) and result.threshold == detector.metadata.threshold.value
+
+
+def test_the_edge_writes_nothing_of_its_own_in_the_users_home(tmp_path, model_path):
+    """onnxruntime 1.32 on Linux collects telemetry (the program's path, the machine, the graph's name, run counts and
+    times) into ~/.cache/Microsoft/DeveloperTools/.onnxruntime for Microsoft's collector, a file of its own on every
+    line PC, and a warning at each start of a station without a home. The edge turns it off before onnxruntime loads:
+    a camera loop and `score`, each in a fresh interpreter with a home of its own, leave that home empty."""
+    home = tmp_path / "home"
+    home.mkdir()
+    cv2.imwrite(str(tmp_path / "part.png"), part_image(np.random.default_rng(8), 96)[0])
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    script = ("import insightad_edge\n"
+              f"print(insightad_edge.Detector({str(model_path)!r})({str(tmp_path / 'part.png')!r}).score)\n"
+              "from insightad_edge.cli import main\n"
+              f"main(['score', {str(tmp_path / 'part.png')!r}, '--model', {str(model_path)!r}])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**env, "HOME": str(home)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert list(home.rglob("*")) == [] and "telemetry" not in done.stderr
