@@ -71,7 +71,9 @@ def load_session(data: bytes, path: Path, threads: int | None = None) -> ort.Inf
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        raise ModelError(f"{path} is not a usable ONNX model: {exc}") from None
+        newer = any(word in str(exc).lower() for word in ("ir version", "opset"))  # stamped for a later onnxruntime
+        hint = f" (onnxruntime {ort.__version__} here: upgrade it, pip install -U onnxruntime)" if newer else ""
+        raise ModelError(f"{path} is not a usable ONNX model{hint}: {exc}") from None
 
 
 def read_metadata(props: Mapping[str, str], path: Path) -> ModelMetadata:

@@ -98,8 +98,16 @@ def test_model_file_problems_are_explained(tmp_path):
         Detector(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00\x01 not a protobuf")
-    with pytest.raises(ModelError, match="not a usable ONNX model"):
+    with pytest.raises(ModelError, match="not a usable ONNX model: "):
         Detector(junk)
+    import onnx
+    import onnxruntime
+
+    later = onnx.load(make_onnx_model(tmp_path / "later.onnx"))
+    later.ir_version = 99  # a model stamped for an onnxruntime newer than this line PC's
+    onnx.save(later, tmp_path / "later.onnx")
+    with pytest.raises(ModelError, match=re.escape(f"(onnxruntime {onnxruntime.__version__} here: upgrade it")):
+        Detector(tmp_path / "later.onnx")
     bare = make_onnx_model(tmp_path / "bare.onnx", with_metadata=False)
     with pytest.raises(MetadataError, match="no insightad metadata"):
         Detector(bare)
