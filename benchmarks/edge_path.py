@@ -68,6 +68,39 @@ def stage_latency(detector, blobs: list[bytes], infers: dict, repeats: int) -> d
     return {name: {stage: percentiles(values) for stage, values in stages.items()} for name, stages in times.items()}
 
 
+def paced(model: Path, blob: bytes, seconds: float = 4.0, rounds: int = 2) -> dict:
+    """onnxruntime's pool threads spinning between calls (its default) against waiting (the edge's): the CPU this
+    process takes and the latency of the whole path, at a camera's pace (10 and 30 frames/s) and flat out. The
+    two take turns, ``rounds`` times, so a slower stretch of the machine weighs on both alike."""
+    from insightad_edge import detector as edge
+
+    edge.SPIN_BETWEEN_CALLS = True
+    detectors = {"spinning": Detector(model)}
+    edge.SPIN_BETWEEN_CALLS = False
+    detectors["waiting"] = Detector(model)
+    frame = preprocess.load(blob)  # decoded once: a camera hands the station arrays
+    found: dict = {}
+    for _ in range(rounds):
+        for rate in (10, 30, None):
+            for name, detector in detectors.items():
+                for _ in range(5):
+                    detector(frame)
+                latencies, began, cpu = [], time.perf_counter(), time.process_time()
+                while time.perf_counter() - began < seconds:
+                    start = time.perf_counter()
+                    detector(frame)
+                    latencies.append(time.perf_counter() - start)
+                    if rate:
+                        time.sleep(max(0.0, 1.0 / rate - (time.perf_counter() - start)))
+                elapsed = time.perf_counter() - began
+                key = f"{rate} frames/s" if rate else "flat out"
+                found.setdefault(key, {}).setdefault(name, []).append(
+                    {"frames_per_s": len(latencies) / elapsed, "cpu_share_of_a_core": (time.process_time() - cpu) / elapsed,
+                     **percentiles(latencies)})
+    return {key: {name: {k: statistics.median(run[k] for run in runs) for k in runs[0]} for name, runs in pair.items()}
+            for key, pair in found.items()}
+
+
 def torch_infer_for(run: Path, threads: int):
     import torch
 
@@ -188,6 +221,7 @@ def main(data: Path, model: Path | None, run: Path | None, images: int, out: Pat
     infers = {"edge": detector.infer} | ({} if run is None else {"torch_eager": torch_infer_for(run, cores)})
     stage_latency(detector, blobs[:3], infers, 1)  # warm-up
     results.update(stage_latency(detector, blobs, infers, 4))
+    results["spinning_vs_waiting"] = paced(model, blobs[0])
     if run is not None:
         for key in ("reconstruct", "total"):
             results[f"torch_over_edge_{key}"] = (results["torch_eager"][key]["p50_ms"]
@@ -246,6 +280,13 @@ def render(r: dict) -> str:
     if "torch_over_edge_total" in r:
         lines.append(f"torch eager / edge: reconstruct {r['torch_over_edge_reconstruct']:.2f}x, "
                      f"whole path {r['torch_over_edge_total']:.2f}x")
+    lines.append("")
+    lines.append("onnxruntime's threads between calls, whole path on a decoded frame: CPU of this process, p50")
+    for pace, pair in r["spinning_vs_waiting"].items():
+        spin, wait = pair["spinning"], pair["waiting"]
+        lines.append(f"  {pace:<14} spinning {spin['cpu_share_of_a_core']:6.0%} of a core, {spin['p50_ms']:5.2f} ms, "
+                     f"{spin['frames_per_s']:6.1f}/s | waiting {wait['cpu_share_of_a_core']:6.0%}, {wait['p50_ms']:5.2f} ms, "
+                     f"{wait['frames_per_s']:6.1f}/s")
     lines.append("")
     for setting, value in r["throughput_images_per_s"].items():
         lines.append(f"insightad-edge score, {r['throughput_images']} images, {setting}: {value:.1f} images/s "
