@@ -55,9 +55,9 @@ def quiet_opencv() -> None:
     """OpenCV prints decoder warnings straight to stderr; the row's error already says what went wrong."""
     import cv2
 
-    if logging := getattr(cv2.utils, "logging", None):  # OpenCV 5
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    else:  # OpenCV 4: the same call at the top level, with SILENT as 0
+    if opencv_log := getattr(cv2.utils, "logging", None):  # OpenCV 4.14 and 5
+        opencv_log.setLogLevel(opencv_log.LOG_LEVEL_SILENT)
+    else:  # older OpenCV 4: the same call at the top level, with SILENT as 0
         cv2.setLogLevel(0)
 
 
