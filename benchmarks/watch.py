@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -165,7 +166,8 @@ def novelty_cost(jpeg: bytes, repeats: int = 200) -> dict:
 
 def soak(model: Path | None, paths: list[Path], seconds: float, folder: Path) -> dict:
     """``insightad-edge watch`` on the live stream for SECONDS with its log and page, stopped as Ctrl-C stops it:
-    resident memory once warm and at the end, verdicts printed and verdicts in the log."""
+    resident memory once warm and at the end, the share of a core it took between, verdicts printed and verdicts
+    in the log."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -187,16 +189,24 @@ def soak(model: Path | None, paths: list[Path], seconds: float, folder: Path) ->
 
         threading.Thread(target=poll_page, daemon=True).start()
         time.sleep(WARM_S)
-        warm = rss_mb(station.pid)
+        warm, cpu_warm = rss_mb(station.pid), cpu_seconds(station.pid)
         time.sleep(seconds - WARM_S)
-        late = rss_mb(station.pid)
+        late, cpu_late = rss_mb(station.pid), cpu_seconds(station.pid)
         station.send_signal(signal.SIGINT)
         station.wait(timeout=60)
         counter.join(timeout=60)
     with contextlib.closing(sqlite3.connect(log)) as connection:
         logged, skipped = connection.execute("SELECT count(*), total(skipped) FROM inspections").fetchone()
     return {"seconds": seconds, "printed": printed[0], "logged": logged, "skipped": int(skipped),
-            "rss_mb_warm": warm, "rss_mb_at_end": late, "growth_kb_per_s": (late - warm) * 1024.0 / (seconds - WARM_S)}
+            "rss_mb_warm": warm, "rss_mb_at_end": late, "growth_kb_per_s": (late - warm) * 1024.0 / (seconds - WARM_S),
+            "cpu_share_of_a_core": (cpu_late - cpu_warm) / (seconds - WARM_S)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has taken so far, its threads' user and system time together."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after the command's name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -270,7 +280,8 @@ def main(data: Path, model: Path | None, frames: int, live_seconds: float, soak_
     sk = results["soak"]
     print(f"watch with log and page on the live stream for {sk['seconds']:.0f} s: {sk['printed']} verdicts printed, "
           f"{sk['logged']} in the log, {sk['skipped']} frames skipped; resident memory {sk['rss_mb_warm']:.0f} MB "
-          f"after {WARM_S:.0f} s, {sk['rss_mb_at_end']:.0f} MB at the end ({sk['growth_kb_per_s']:+.1f} KB/s)")
+          f"after {WARM_S:.0f} s, {sk['rss_mb_at_end']:.0f} MB at the end ({sk['growth_kb_per_s']:+.1f} KB/s); "
+          f"{sk['cpu_share_of_a_core']:.0%} of a core meanwhile")
 
 
 if __name__ == "__main__":
