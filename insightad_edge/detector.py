@@ -28,8 +28,8 @@ OK, DEFECT, NOT_INSPECTABLE, ERROR = "ok", "defect", "not_inspectable", "error"
 STATUSES = (OK, DEFECT, NOT_INSPECTABLE, ERROR)
 NOT_INSPECTABLE_MODES = ("raise", "report")
 # onnxruntime's pool threads spin after each call, waiting for the next: a station judges a frame, then waits for
-# the camera, and the spinning took 125% of a core at 30 frames/s against 29% (2 cores), from the decoding, the log
-# and any other station on the PC, for 0.3 ms less latency; flat out it was no faster (benchmarks/edge_path.py)
+# the camera, and the spinning took 123% of a core at 30 frames/s against 29% (2 cores), from the decoding, the log
+# and any other station on the PC, for at most 0.5 ms less latency; flat out it was no faster (benchmarks/edge_path.py)
 SPIN_BETWEEN_CALLS = False
 
 

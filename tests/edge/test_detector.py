@@ -206,7 +206,7 @@ def test_the_edge_writes_nothing_of_its_own_in_the_users_home(tmp_path, model_pa
 
 
 def test_onnxruntimes_threads_wait_between_calls(model_path):
-    """A station judges a frame, then waits for the camera; onnxruntime's pool threads spun meanwhile, 125% of a core
+    """A station judges a frame, then waits for the camera; onnxruntime's pool threads spun meanwhile, 123% of a core
     at 30 frames/s against 29% waiting, taken from decoding and any other station (benchmarks/edge_path.py)."""
     for detector in (Detector(model_path), Detector(model_path, threads=1)):
         options = detector._session.get_session_options()
