@@ -18,7 +18,8 @@ import numpy as np
 from .frames import BACKOFF_S, Event, Frame, Item, Stop
 
 log = logging.getLogger(__name__)
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
+RTSP_SCHEMES = ("rtsp://", "rtsps://")
+STREAM_SCHEMES = (*RTSP_SCHEMES, "http://", "https://", "udp://", "tcp://")
 STREAM_TIMEOUT_MS = 5000  # a live source that opens or delivers nothing new for this long counts as lost
 NEXT_WAIT_S = 0.5      # how long the station waits for a live source's next frame before it looks at Stop again
 CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # FFmpeg's options for every capture OpenCV opens, key;value|...
@@ -93,7 +94,7 @@ class LatestFrameReader:
         self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
 
     def start(self) -> LatestFrameReader:
-        if isinstance(self.target, str) and self.target.lower().startswith(("rtsp://", "rtsps://")):
+        if isinstance(self.target, str) and self.target.lower().startswith(RTSP_SCHEMES):
             rtsp_over_tcp()  # here, before the thread: the environment is the process's, read as the capture opens
         self._thread.start()
         return self
