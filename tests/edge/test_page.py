@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from browser import chromium, open_page
 from synthetic import part_image
@@ -14,6 +15,7 @@ from test_server import encoded, request, start
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # kept after the run (ignored by git)
 
 
+@pytest.mark.browser
 def test_the_page_shows_the_verdict_of_a_request_just_sent(model_path):
     process, url = start(model_path, env={"INSIGHTAD_API_KEY": "line-7"})
     try:
@@ -41,6 +43,7 @@ def test_the_page_shows_the_verdict_of_a_request_just_sent(model_path):
 SCREENS = ((800, 480), (1024, 600), (1280, 800), (1920, 1080), (390, 844), (480, 800))  # line-side panels, a phone
 
 
+@pytest.mark.browser
 def test_the_verdict_is_in_view_without_scrolling_on_every_screen_a_line_has(model_path):
     """On a 7" line-side panel (800x480) the page stacked the part's picture, as wide as the screen and as tall,
     above the verdict: the operator saw the part and no verdict. The verdict now stands at the top on every
@@ -84,6 +87,7 @@ def test_the_last_hour_on_the_page_forgets_parts_older_than_an_hour(model_path, 
                                             "errors": 0, "skipped": 0}
 
 
+@pytest.mark.browser
 def test_a_page_left_open_follows_each_verdict_and_never_shows_one_that_no_longer_stands(model_path):
     """On the line's screen the page stays open for a shift: a verdict without a picture (bytes that are no image)
     hides the part before it, which would otherwise stand beside ERROR as if it were that part; and a station that
@@ -117,6 +121,7 @@ def test_a_page_left_open_follows_each_verdict_and_never_shows_one_that_no_longe
         process.wait(timeout=30)
 
 
+@pytest.mark.browser
 def test_a_station_that_hangs_takes_its_last_verdict_off_the_screen(model_path):
     """A hung server (here stopped with SIGSTOP; a deadlock, a machine swapping to death) still has its
     connections accepted by the system, and never answers: the page waited for ever on its request and kept the
@@ -151,6 +156,7 @@ def test_a_frame_that_is_no_image_gives_its_verdict_without_a_picture_not_a_brok
     assert last["status"] == "error" and last["overlay"] is None
 
 
+@pytest.mark.browser
 def test_a_page_left_open_across_a_restart_shows_the_new_part_not_the_old_one_of_the_same_number(model_path):
     """A restarted server numbers its verdicts from 1 again: the page must not take its part #1 for the one it
     already shows, and keep the old part's score and picture beside the new verdict."""

@@ -879,6 +879,7 @@ def test_a_log_another_program_locks_holds_the_verdicts_and_writes_them_when_it_
     assert writer.unwritten == 5 and logged() == 21
 
 
+@pytest.mark.browser
 def test_a_log_that_cannot_be_written_shows_on_the_page_and_in_metrics_while_it_lasts(model_path, tmp_path):
     """A full disk or a lock used to be seen only when the station stopped and counted what never got in: while
     it lasts, the page and /metrics say how many verdicts wait in memory; once it is gone, they are written."""
@@ -1055,6 +1056,7 @@ def test_a_restarted_stations_page_counts_the_last_hour_its_log_holds(model_path
         stop(process)
 
 
+@pytest.mark.browser
 def test_a_lost_camera_replaces_the_last_verdict_on_the_page_health_and_metrics(model_path, tmp_path):
     """A green OK from before the camera went must not stand on the line's screen; nor the camera's password."""
     import urllib.request
@@ -1109,6 +1111,7 @@ def test_a_lost_camera_replaces_the_last_verdict_on_the_page_health_and_metrics(
                        for row in connection.execute(f"SELECT * FROM {table}"))
 
 
+@pytest.mark.browser
 def test_frames_a_busy_station_skips_are_counted_on_the_page_in_metrics_and_in_the_log(model_path, tmp_path,
                                                                                    monkeypatch):
     """A camera faster than the model: the frames dropped unjudged (parts, when each frame is one) must show."""
@@ -1158,6 +1161,7 @@ def test_a_dimming_lamp_becomes_a_drift_event_in_the_log(model_path, tmp_path):
     assert "drift: drift alarm" in done.stderr
 
 
+@pytest.mark.browser
 def test_a_station_that_stops_moving_says_so_on_its_page_and_in_its_log(model_path, tmp_path):
     """A sink that blocks (`watch ... | consumer` and the consumer stops reading: a full pipe), like a listing hung
     on a network share, leaves the loop stuck while the page showed a live source and its last green verdict.
