@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, modelfile
+from . import __version__, api_doc, modelfile
 from .board import Board
 from .config import ServeOptions
 from .detector import ERROR, NOT_INSPECTABLE, Detector
@@ -202,7 +202,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
-        return Answer({"error": str(exc.detail)}, status_code=exc.status_code)
+        return Answer({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)  # 405's Allow
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
@@ -215,7 +215,7 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
         return Answer({"error": "internal error; see the server log"}, status_code=500)
 
     if infer:
-        @app.post("/infer")
+        @app.post("/infer", **api_doc.INFER)
         async def infer_route(request: Request, overlay: bool = False):  # 1, true, yes, on
             began = time.perf_counter()
             check_api_key(request, options.api_key)
@@ -245,35 +245,36 @@ def create_app(detector: Detector, options: ServeOptions, *, monitor: DriftMonit
                 answer["overlay"] = overlay_png(image, result, detector.threshold)
             return answer
 
-    @app.api_route("/health", methods=["GET", "HEAD"])
+    @app.api_route("/health", methods=["GET", "HEAD"], **api_doc.HEALTH)
     async def health():
         return {"status": "ok", "model": model_id, "drift": monitor.state.as_dict(), "source": board.source_state}
 
-    @app.get("/model")
+    @app.get("/model", **api_doc.MODEL)
     async def model(request: Request):
         check_api_key(request, options.api_key)
         return json.loads(meta.to_json())
 
-    @app.get("/metrics")
+    @app.get("/metrics", **api_doc.METRICS)
     async def metrics_route(request: Request):
         check_api_key(request, options.api_key)
         return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/api/last")
+    @app.get("/api/last", **api_doc.LAST)
     async def last(request: Request):
         check_api_key(request, options.api_key)
         return {"model": model_id, "last": await anyio.to_thread.run_sync(board.last)}
 
-    @app.get("/api/summary")
+    @app.get("/api/summary", **api_doc.SUMMARY)
     async def summary(request: Request):
         check_api_key(request, options.api_key)
         return {"model": model_id, "threshold": detector.threshold, **board.summary()}
 
-    @app.get("/")
+    @app.get("/", **api_doc.PAGE)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.openapi = api_doc.described(app)
     return app
 
 

@@ -10,6 +10,7 @@
 # taken unverified (Debian has no keyring of theirs): these roots only ever run the tests.
 set -euo pipefail
 work=$(realpath -m "${1:?usage: $0 WORKDIR [SUITE ...]}")
+mkdir -p "$work"
 shift
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 suites=("$@")
