@@ -24,6 +24,7 @@ from time import monotonic
 import cv2
 import numpy as np
 
+from .diskroom import min_free_bytes
 from .overlay import render_overlay
 from .preprocess import to_float
 
@@ -31,8 +32,6 @@ log = logging.getLogger(__name__)
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the name of a day's folder, as ``keep`` makes it
 PARTIAL = ".part"  # a file being written; it takes its name only once whole and on the disk
 STUCK_S = 5.0  # a writer that has finished nothing for this long is stuck (a hung disk): frames are dropped
-MIN_FREE_BYTES = 1e9   # evidence leaves at least this much of its disk free (5% of a disk smaller than 20 GB):
-MIN_FREE_SHARE = 0.05  # the log, usually on the same disk, must never starve for pictures
 
 
 class Evidence:
@@ -48,7 +47,7 @@ class Evidence:
         for leftover in (p for day in self._days() for p in day.glob("*" + PARTIAL)):  # a station killed mid-write
             leftover.unlink()
         self._total = sum(p.stat().st_size for day in self._days() for p in day.glob("*.png"))
-        self.min_free = min(MIN_FREE_BYTES, MIN_FREE_SHARE * shutil.disk_usage(self.folder).total)
+        self.min_free = min_free_bytes(self.folder)  # left free: the log, usually on the same disk, never starves
         self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
                                                             # (one that hangs does not: see ``keep``)

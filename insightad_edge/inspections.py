@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+from .diskroom import DiskRoom
 from .imagefiles import readable
 
 try:
@@ -154,7 +155,8 @@ class InspectionLog:
     records and tries again every ``RETRY_S``, so nothing is lost once it can write; ``unwritten`` counts what
     never reached the file (known after ``close``). With ``keep_days`` the writer deletes verdicts older than
     that, at the start and every ``PRUNE_S``, and says so in a ``pruned`` event: a station on a live camera
-    writes about 1 GB a day, which no line PC's disk holds for ever. Events are kept.
+    writes about 1 GB a day, which no line PC's disk holds for ever. Events are kept. ``room`` forecasts when the
+    disk is full; the writer says so in a ``disk`` event (and on stderr) when it runs short, and when no longer.
     """
 
     def __init__(self, path: Path, keep_days: float | None = None):
@@ -167,6 +169,7 @@ class InspectionLog:
             raise
         self.unwritten, self._holding = 0, False
         self.held = 0  # records waiting in memory because the file cannot take them now (a full disk, a lock)
+        self.room, self._short = DiskRoom(self.path.resolve().parent), False
         self._queue: queue.Queue = queue.Queue()
         self._reader = connect(self.path, any_thread=True)  # for ``seen``, under its lock, from the station's thread
         self._reader_lock = threading.Lock()
@@ -232,11 +235,22 @@ class InspectionLog:
                         self.event("pruned", f"deleted {pruned} verdicts from before {horizon} "
                                               f"(the log keeps {self.keep_days:g} days)")
                     prune_at, pruned = time.monotonic() + PRUNE_S, 0
+            self._watch_room()
         if held:
             self.unwritten += len(held)
             log.error("%d verdicts and events never reached %s", len(held), self.path)
         if self._writer is not None:
             self._writer.close()
+
+    def _watch_room(self) -> None:
+        """Sample the disk's free space; tell the log (and stderr) once when it runs short, and once when no longer."""
+        self.room.sample()
+        words = self.room.shortage()
+        if (words is not None) != self._short:
+            self._short = words is not None
+            if words is not None:
+                log.warning("%s", words)
+            self.event("disk", words or f"the log's disk has room again ({self.room.free / 1e9:.1f} GB free)")
 
     def _claimed(self) -> int:
         """The log for this station alone: two stations logging into one file, on one folder, would judge each part

@@ -217,6 +217,8 @@ class OperatorPage:
                 found.append(f"the log cannot be written: {inspection_log.held} verdicts wait in memory (a full disk?)")
             if inspection_log is not None and inspection_log.unwritten:
                 found.append(f"{inspection_log.unwritten} verdicts never reached the log")
+            if inspection_log is not None and (shortage := inspection_log.room.shortage()) is not None:
+                found.append(shortage)
             if evidence is not None and evidence.last_failed is not None and time.monotonic() - evidence.last_failed < HOUR_S:
                 minutes = (time.monotonic() - evidence.last_failed) / 60  # an hour after the last, the banner goes
                 found.append(f"the evidence of {evidence.failed} frames could not be written (the last {minutes:.0f} "
