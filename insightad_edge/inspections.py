@@ -114,17 +114,37 @@ def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> 
         connection = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_S)
     else:
         connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_S, check_same_thread=not any_thread)
+        _refuse_others(connection, path)  # before WAL, which would stay set in the file
         connection.execute("PRAGMA journal_mode=WAL")
         # each commit is on the disk before the next (WAL's NORMAL syncs only at checkpoints, so a power cut
         # could take back minutes of verdicts on a busy line, hours on a slow one): 0.2 ms, 4 times a second
         connection.execute("PRAGMA synchronous=FULL")
     connection.row_factory = sqlite3.Row
+    if readonly:
+        _refuse_others(connection, path)
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise ValueError(f"{path} was written by a newer insightad (log schema {version}); update insightad")
     if not readonly and version < SCHEMA_VERSION:
         connection.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
     return connection
+
+
+def _refuse_others(connection: sqlite3.Connection, path: Path) -> None:
+    """Another program's SQLite database is no log, and is left as it was: a station given it by mistake (`--log
+    /var/lib/mes/line.db`) added its tables, stamped its version and switched the file to WAL, which that program's
+    other clients (one on a network share) may not be able to use."""
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except BaseException:
+        connection.close()
+        raise
+    others = sorted(name for name in tables - {"inspections", "events"} if not name.startswith("sqlite_"))
+    if others and version == 0:
+        connection.close()
+        raise ValueError(f"{path} is another program's SQLite database (its tables: {', '.join(others[:5])}), not an "
+                         "inspection log: left as it was; give the station a log of its own")
 
 
 def claim(path: Path, taken: str) -> int:

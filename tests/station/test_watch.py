@@ -958,6 +958,23 @@ def test_a_log_that_cannot_be_opened_stops_watch_before_the_line_starts(model_pa
     assert result.exit_code == 2 and "cannot keep the inspection log" in result.stderr
 
 
+def test_another_programs_database_given_as_the_log_is_refused_and_left_as_it_was(model_path, tmp_path):
+    """`--log /var/lib/mes/line.db` by mistake: the station added its tables to that database, stamped its version
+    and switched it to WAL (which that program's clients on a network share cannot use), and `log` listed nothing."""
+    database = tmp_path / "mes.db"
+    with contextlib.closing(sqlite3.connect(database)) as other:
+        other.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, part TEXT)")
+        other.execute("INSERT INTO orders (part) VALUES ('A-17')")
+        other.commit()
+    before = database.read_bytes()
+    video = write_video(tmp_path / "line.avi", [part_image(np.random.default_rng(0), 128)[0]] * 2)
+    watched = CliRunner().invoke(main, ["watch", str(video), "--model", str(model_path), "--log", str(database)])
+    assert watched.exit_code == 2 and "another program's SQLite database (its tables: orders)" in watched.stderr
+    listed = CliRunner().invoke(main, ["log", str(database)])
+    assert listed.exit_code == 3 and "another program's SQLite database" in listed.stderr
+    assert database.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["line.avi", "mes.db"]
+
+
 def test_the_same_station_in_python_over_any_iterable_of_frames(model_path):
     """A GenICam camera's loop plugs in as an iterable; a frame without a part never ends the loop."""
     import insightad_edge
