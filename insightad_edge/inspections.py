@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from .diskroom import DiskRoom
+from .filesystems import network_share
 from .imagefiles import readable
 
 try:
@@ -181,6 +182,11 @@ class InspectionLog:
 
     def __init__(self, path: Path, keep_days: float | None = None):
         self.path, self.keep_days = Path(path), keep_days
+        if (share := network_share(self.path.parent)) is not None:
+            raise ValueError(f"it lies on a network share, {share}: SQLite's locks do not reach other PCs, and two "
+                             "stations given one log there corrupted it, every verdict lost. Give --log a path on this "
+                             "PC's own disk; to put a copy on the share while the station runs: sqlite3 "
+                             f"{self.path.name} \".backup /path/on/share/{self.path.name}\"")
         self._claim = self._claimed()  # before SQLite opens it: closing a foreign handle would drop SQLite's locks
         try:
             self._writer = connect(self.path, any_thread=True)  # opened now: a bad path fails before the line starts
