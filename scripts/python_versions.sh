@@ -2,10 +2,11 @@
 # The edge's and the station's tests on the Pythons line PCs ship, each in a fresh root of its distribution (CI's
 # own Python is 3.11): Ubuntu 22.04 (3.10, the oldest pyproject.toml admits), Debian 13 (3.13), Ubuntu 26.04 (3.14).
 #
-#   scripts/python_versions.sh WORKDIR [SUITE ...]     as root; SUITE among jammy trixie resolute (default: all)
+#   UBUNTU_MIRROR=URL scripts/python_versions.sh WORKDIR [SUITE ...]    as root; SUITE among jammy trixie resolute
 #
-# Needs debootstrap and Debian's, Ubuntu's and PyPI's package servers. Each root gets a clean clone of HEAD and the
-# newest releases pip picks for that Python. Training is left out (torch's CPU wheel on this disk is for 3.11), and on
+# Needs debootstrap (Debian's root comes from its default mirror), an Ubuntu archive mirror for Ubuntu's roots (none
+# is named here: without UBUNTU_MIRROR only Debian's is made), and pip's index. Each root gets a clean clone of HEAD
+# and the newest releases pip picks for that Python. Training is left out (torch's CPU wheel on this disk is for 3.11), and on
 # Ubuntu the tests marked browser too (its Chromium is a snap, which a chroot cannot run). Ubuntu's packages are
 # taken unverified (Debian has no keyring of theirs): these roots only ever run the tests.
 set -euo pipefail
@@ -14,7 +15,7 @@ mkdir -p "$work"
 shift
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(jammy trixie resolute)
+[ ${#suites[@]} -gt 0 ] || suites=(trixie ${UBUNTU_MIRROR:+jammy resolute})
 failed=()
 
 mounted=()
@@ -24,14 +25,15 @@ trap release EXIT
 for suite in "${suites[@]}"; do
   root="$work/$suite"
   case $suite in
-    trixie) mirror=http://deb.debian.org/debian; options=(); script=; deselect=() ;;
-    jammy|resolute) mirror=http://archive.ubuntu.com/ubuntu; options=(--no-check-gpg --components=main,universe)
+    trixie) mirror=; options=(); script=; deselect=() ;;
+    jammy|resolute) mirror=${UBUNTU_MIRROR:?Ubuntu roots need UBUNTU_MIRROR, an Ubuntu archive mirror}
+      options=(--no-check-gpg --components=main,universe)
       script=/usr/share/debootstrap/scripts/gutsy; deselect=(-m "not browser") ;;
     *) echo "unknown suite $suite (jammy, trixie or resolute)" >&2; exit 2 ;;
   esac
   if [ ! -x "$root/usr/bin/python3" ]; then
     debootstrap --variant=minbase "${options[@]}" --include=python3,python3-venv,ca-certificates \
-      "$suite" "$root" "$mirror" $script > "$work/$suite.debootstrap.log"
+      "$suite" "$root" ${mirror:+"$mirror"} $script > "$work/$suite.debootstrap.log"
   fi
   for point in proc dev dev/shm; do
     mountpoint -q "$root/$point" && continue
