@@ -60,7 +60,9 @@ class DiskRoom:
     def days_left(self) -> float:
         """Days until the disk is full at the rate it lost room over the last hours; infinite while it does not."""
         with self._lock:
-            (began, first), (now, free) = (self._samples[0], self._samples[-1]) if self._samples else ((0, 0), (0, 0))
+            if not self._samples:
+                return float("inf")
+            (began, first), (now, free) = self._samples[0], self._samples[-1]
         if now - began < self.span_s or free >= first:
             return float("inf")
         return free / ((first - free) / (now - began)) / 86400.0

@@ -183,7 +183,7 @@ class InspectionLog:
     def __init__(self, path: Path, keep_days: float | None = None):
         self.path, self.keep_days = Path(path), keep_days
         if (share := network_share(self.path.parent)) is not None:
-            raise ValueError(f"it lies on a network share, {share}: SQLite's locks do not reach other PCs, and two "
+            raise ValueError(f"{self.path} lies on a network share, {share}: SQLite's locks do not reach other PCs, and two "
                              "stations given one log there corrupted it, every verdict lost. Give --log a path on this "
                              "PC's own disk; to put a copy on the share while the station runs: sqlite3 "
                              f"{self.path.name} \".backup /path/on/share/{self.path.name}\"")

@@ -7,7 +7,8 @@ worker threads so the event loop stays free, at most `workers` at a time, and pa
 requests the answer is 503 with Retry-After. A client's mistake gets a 4xx with a JSON reason, never a
 trace. With an API key set, every route but /health and the page's own file wants it (`Authorization:
 Bearer KEY` or `X-API-Key: KEY`). `/health` carries the drift state, `/metrics` the Prometheus text,
-`/` the operator's page. A station (`watch --http`) serves the same app without /infer.
+`/` the operator's page, `/openapi.json` all of it (``api_doc``). A station (`watch --http`) serves the same app
+without /infer.
 """
 from __future__ import annotations
 
