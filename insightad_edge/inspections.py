@@ -261,7 +261,8 @@ class InspectionLog:
                         self.event("pruned", f"deleted {pruned} verdicts from before {horizon} "
                                               f"(the log keeps {self.keep_days:g} days)")
                     prune_at, pruned = time.monotonic() + PRUNE_S, 0
-            self._watch_room()
+            if not closing:  # an event queued now would come after the end
+                self._watch_room()
         if held:
             self.unwritten += len(held)
             log.error("%d verdicts and events never reached %s", len(held), self.path)
