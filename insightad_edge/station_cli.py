@@ -315,7 +315,8 @@ class OutputGone(Exception):
 @click.option("--summary", is_flag=True, help="Per hour: parts, defects, defect rate, not inspectable, errors, "
               "live frames skipped while busy, p95 latency.")
 @click.option("--events", "list_events", is_flag=True,
-              help="The events instead: start, stop, a source lost and back, a stall, drift, pruned, the model file changed.")
+              help="The events instead: start, stop, a source lost and back, a stall, drift, pruned, the model file "
+                   "changed, the disk short of room.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool,
                 list_events: bool, fmt: str) -> None:
