@@ -45,7 +45,8 @@ for suite in "${suites[@]}"; do
   rm -rf "$root/src" && git clone -q "$repo" "$root/src"
   in_root() { chroot "$root" env -i PATH=/venv/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 bash -c "cd /src && $1"; }
-  packages="openssh-server sshfs$([ "$suite" = trixie ] && echo ' chromium')"  # a network share; the page's browser
+  packages="openssh-server sshfs"  # a network share for the log's tests, and on Debian the page's browser
+  [ "$suite" != trixie ] || packages+=" chromium"
   in_root "dpkg -s $packages >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null 2>&1)"
   in_root "rm -rf /venv && python3 -m venv /venv && pip install --quiet '.[serve,dev]' onnx"
   echo "== $suite: $(in_root 'python --version') with $(in_root "pip list 2>/dev/null | grep -iE '^(numpy|onnxruntime|opencv-python-headless) ' | tr -s ' ' | paste -sd ' '")"
