@@ -10,6 +10,7 @@
 # Ubuntu the tests marked browser too (its Chromium is a snap, which a chroot cannot run). Ubuntu's packages are
 # taken unverified (Debian has no keyring of theirs): these roots only ever run the tests.
 set -euo pipefail
+trap 'echo "python_versions.sh: stopped at line $LINENO" >&2' ERR
 work=$(realpath -m "${1:?usage: $0 WORKDIR [SUITE ...]}")
 mkdir -p "$work"
 shift
