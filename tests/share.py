@@ -5,18 +5,13 @@ import contextlib
 import getpass
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from loopback import free_port
 
 
 @contextlib.contextmanager
@@ -31,7 +26,7 @@ def network_share(work: Path):
     for key in ("host", "user"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / key)], check=True)
     (work / "authorized_keys").write_text((work / "user.pub").read_text())
-    port = _free_port()
+    port = free_port()
     (work / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {work / 'host'}\nAuthorizedKeysFile {work / 'authorized_keys'}\n"
         f"PidFile {work / 'sshd.pid'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"

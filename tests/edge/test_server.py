@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the server needs the serve extra")
 pytest.importorskip("uvicorn", reason="the server needs the serve extra")
 
+from loopback import free_port  # noqa: E402
 from synthetic import corrupt_header_bmp, part_image  # noqa: E402
 
 MAX_BODY_MB = 0.5
@@ -26,12 +27,6 @@ MAX_BODY_MB = 0.5
 def clean_environment() -> dict:
     """The environment without the user's INSIGHTAD_* settings: each test says what it serves."""
     return {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTAD_")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from click.testing import CliRunner
 
 from insightad_edge import Detector
 from insightad_edge.cli import main
+from loopback import free_port
 from synthetic import background, corrupt_header_bmp, embed, part_image
 
 
@@ -448,12 +448,6 @@ def watch_stream(port: int, detector: Detector, seconds: float, credentials: str
         server.shutdown()
         server.server_close()
     return verdicts, events
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def jpegs(seed: int, count: int) -> list[bytes]:
