@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+from .clock import LogClock, impossible_before, parse
 from .diskroom import DiskRoom
 from .filesystems import network_share
 from .imagefiles import readable
@@ -176,12 +177,17 @@ class InspectionLog:
     records and tries again every ``RETRY_S``, so nothing is lost once it can write; ``unwritten`` counts what
     never reached the file (known after ``close``). With ``keep_days`` the writer deletes verdicts older than
     that, at the start and every ``PRUNE_S``, and says so in a ``pruned`` event: a station on a live camera
-    writes about 1 GB a day, which no line PC's disk holds for ever. Events are kept. ``room`` forecasts when the
-    disk is full; the writer says so in a ``disk`` event (and on stderr) when it runs short, and when no longer.
+    writes about 1 GB a day, which no line PC's disk holds for ever. Events are kept, and so are verdicts stamped
+    before the model that gave them (``model_sha256``, ``model_created``) was made: a wrong clock stamped them, and
+    their age is unknown. ``room`` forecasts when the disk is full; the writer says so in a ``disk`` event (and on
+    stderr) when it runs short, and when no longer; ``clock`` says when the PC's clock is wrong, in a ``clock``
+    event likewise.
     """
 
-    def __init__(self, path: Path, keep_days: float | None = None):
+    def __init__(self, path: Path, keep_days: float | None = None, *, model_sha256: str | None = None,
+                 model_created: str = ""):
         self.path, self.keep_days = Path(path), keep_days
+        self._protected = (model_sha256, impossible_before(model_created))
         if (share := network_share(self.path.parent)) is not None:
             raise ValueError(f"{self.path} lies on a network share, {share}: SQLite's locks do not reach other PCs, and two "
                              "stations given one log there corrupted it, every verdict lost. Give --log a path on this "
@@ -195,7 +201,8 @@ class InspectionLog:
             raise
         self.unwritten, self._holding = 0, False
         self.held = 0  # records waiting in memory because the file cannot take them now (a full disk, a lock)
-        self.room, self._short = DiskRoom(self.path.resolve().parent), False
+        self.room, self.clock = DiskRoom(self.path.resolve().parent), LogClock(model_created, _newest(self._writer))
+        self._troubled: set[str] = set()  # what the log has been told is wrong now: "disk", "clock"
         self._queue: queue.Queue = queue.Queue()
         self._reader = connect(self.path, any_thread=True)  # for ``seen``, under its lock, from the station's thread
         self._reader_lock = threading.Lock()
@@ -222,7 +229,7 @@ class InspectionLog:
             times = [row[0] for table in ("inspections", "events") if (row := self._reader.execute(
                 f"SELECT time FROM {table} NOT INDEXED WHERE source = ? ORDER BY id DESC LIMIT 1", (storable(source),))
                 .fetchone())]
-        return max((datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in times), default=None)
+        return max((parse(t).timestamp() for t in times), default=None)
 
     def close(self) -> None:
         """Write everything queued, then stop the writer; the claim goes last, once SQLite has closed the file."""
@@ -240,7 +247,10 @@ class InspectionLog:
             until_pruning = None if prune_at == math.inf else max(0.0, prune_at - time.monotonic())
             batch = self._next_batch(wait=RETRY_S if held else until_pruning)
             closing = bool(batch) and batch[-1] is None
-            held += [(INSERT[table], values) for table, values in (b for b in batch if b is not None)]
+            records = [item for item in batch if item is not None]
+            held += [(INSERT[table], values) for table, values in records]
+            if records:  # a record's time comes first
+                self.clock.stamped(max(values[0] for _, values in records))
             # the writer must outlive any surprise: dead, it would leave every later verdict unlogged, uncounted
             if held and (closing or time.monotonic() >= retry_at):
                 try:
@@ -262,22 +272,27 @@ class InspectionLog:
                                               f"(the log keeps {self.keep_days:g} days)")
                     prune_at, pruned = time.monotonic() + PRUNE_S, 0
             if not closing:  # an event queued now would come after the end
-                self._watch_room()
+                self._watch()
         if held:
             self.unwritten += len(held)
             log.error("%d verdicts and events never reached %s", len(held), self.path)
         if self._writer is not None:
             self._writer.close()
 
-    def _watch_room(self) -> None:
-        """Sample the disk's free space; tell the log (and stderr) once when it runs short, and once when no longer."""
+    def _watch(self) -> None:
+        """Sample the disk's free space; tell the log (and stderr) once when the disk runs short or the PC's clock
+        is found wrong, and once when no longer."""
         self.room.sample()
-        words = self.room.shortage()
-        if (words is not None) != self._short:
-            self._short = words is not None
-            if words is not None:
+        for kind, words, after in (
+                ("disk", self.room.shortage(), f"the log's disk has room again ({self.room.free / 1e9:.1f} GB free)"),
+                ("clock", self.clock.wrong(), f"the PC's clock was set: it reads {utc_now()}")):
+            if words is not None and kind not in self._troubled:
+                self._troubled.add(kind)
                 log.warning("%s", words)
-            self.event("disk", words or f"the log's disk has room again ({self.room.free / 1e9:.1f} GB free)")
+                self.event(kind, words)
+            elif words is None and kind in self._troubled:
+                self._troubled.discard(kind)
+                self.event(kind, after)
 
     def _claimed(self) -> int:
         """The log for this station alone: two stations logging into one file, on one folder, would judge each part
@@ -325,9 +340,13 @@ class InspectionLog:
             horizon = format_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=self.keep_days))
         except OverflowError:  # further back than the calendar goes (--log-keep-days 1e6): nothing is that old
             return 0, ""
+        sha256, impossible = self._protected
+        kept, values = "", [horizon]
+        if sha256 is not None and impossible is not None:  # stamped before its model was made: its age is unknown
+            kept, values = " AND NOT (model_sha256 = ? AND time < ?)", [horizon, sha256, format_time(impossible)]
         try:
-            cursor = connection.execute("DELETE FROM inspections WHERE id IN (SELECT id FROM inspections WHERE time < ? "
-                                        "ORDER BY time LIMIT ?)", (horizon, PRUNE_BATCH))
+            cursor = connection.execute("DELETE FROM inspections WHERE id IN (SELECT id FROM inspections WHERE time < ?"
+                                        f"{kept} ORDER BY time LIMIT ?)", (*values, PRUNE_BATCH))
         except sqlite3.Error as exc:  # the file is busy or full: the verdicts wait, and so does the pruning
             log.warning("could not delete old verdicts from %s: %s", self.path, exc)
             return 0, horizon
@@ -384,6 +403,12 @@ class InspectionLog:
         return items
 
 
+def _newest(connection: sqlite3.Connection) -> str | None:
+    """The newest stamp of a log's verdicts and events, or None for a new log."""
+    return max((row[0] for table in ("inspections", "events")
+                if (row := connection.execute(f"SELECT max(time) FROM {table}").fetchone())[0] is not None), default=None)
+
+
 def _commit(connection: sqlite3.Connection, items: list[tuple[str, tuple]]) -> None:
     """Insert the items in one transaction, or none of them."""
     try:
@@ -417,8 +442,7 @@ def verdicts(path: Path, since: str | None = None, until: str | None = None,
 def recent(path: Path, source: str, seconds: float) -> list[tuple[float, str, int]]:
     """(age in seconds, status, skipped) of SOURCE's verdicts of the last SECONDS, oldest first."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    return [((now - datetime.datetime.fromisoformat(row["time"].replace("Z", "+00:00"))).total_seconds(),
-             row["status"], row["skipped"])
+    return [((now - parse(row["time"])).total_seconds(), row["status"], row["skipped"])
             for row in verdicts(path, format_time(now - datetime.timedelta(seconds=seconds)), source=source)]
 
 

@@ -70,8 +70,8 @@ class Metrics:
 
     def sinks(self, log, evidence) -> None:
         """A station's log and evidence folder, read at each scrape: what waits for a log file that cannot take it
-        now (a full disk, a lock), what never reached it, the log's disk room and when it runs out, and frames whose
-        evidence could not be written."""
+        now (a full disk, a lock), what never reached it, the log's disk room and when it runs out, whether the clock
+        stamping it is wrong, and frames whose evidence could not be written."""
         for name, text, sink, value in (
                 ("insightad_log_held", "Verdicts and events waiting in memory for the log file to take them", log,
                  lambda: log.held),
@@ -80,6 +80,9 @@ class Metrics:
                 ("insightad_log_disk_free_bytes", "Free space on the log's disk", log, lambda: log.room.free),
                 ("insightad_log_disk_days_left", "Days until the log's disk is full at the rate of the last hours "
                  "(+Inf while it is not filling)", log, lambda: log.room.days_left),
+                ("insightad_log_clock_wrong", "1 while the PC's clock reads before the model was made or before "
+                 "the log's newest record: verdicts are stamped with a wrong time", log,
+                 lambda: 0.0 if log.clock.wrong() is None else 1.0),
                 ("insightad_evidence_failed", "Frames whose evidence could not be written", evidence,
                  lambda: evidence.failed)):
             if sink is not None:

@@ -34,7 +34,7 @@ from .streams import shown
 
 log = logging.getLogger(__name__)
 TROUBLE = ("lost", "unwatched", "ignored")  # a source's events that mean parts may pass unjudged
-ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped")
+ROW_KEYS = SCORE_KEYS + ("source", "frame", "status", "skipped", "time")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Verdict:
     result: Optional[Result] = field(default=None, repr=False, compare=False)
 
     def row(self) -> dict:
-        """The JSON Lines form: `score`'s keys plus source, frame, status and skipped."""
+        """The JSON Lines form: `score`'s keys plus source, frame, status, skipped and the time it is logged with."""
         return {k: getattr(self, k) for k in ROW_KEYS}
 
 

@@ -127,7 +127,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
     page = None if http_address is None else OperatorPage(detector, monitor, http_address, api_key,
                                                           None if no_log else log_path)
     try:
-        inspection_log = None if no_log else InspectionLog(log_path, keep_days=log_keep_days)
+        inspection_log = None if no_log else InspectionLog(log_path, keep_days=log_keep_days,
+                                                           model_sha256=detector.sha256,
+                                                           model_created=detector.metadata.created)
     except (sqlite3.Error, ValueError, OSError) as exc:  # not a log, a newer one, no room, another station's: first
         click.echo(f"Error: cannot keep the inspection log at {log_path}: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -219,6 +221,8 @@ class OperatorPage:
                 found.append(f"{inspection_log.unwritten} verdicts never reached the log")
             if inspection_log is not None and (shortage := inspection_log.room.shortage()) is not None:
                 found.append(shortage)
+            if inspection_log is not None and (wrong := inspection_log.clock.wrong()) is not None:
+                found.append(wrong)
             if evidence is not None and evidence.last_failed is not None and time.monotonic() - evidence.last_failed < HOUR_S:
                 minutes = (time.monotonic() - evidence.last_failed) / 60  # an hour after the last, the banner goes
                 found.append(f"the evidence of {evidence.failed} frames could not be written (the last {minutes:.0f} "
@@ -316,7 +320,7 @@ class OutputGone(Exception):
               "live frames skipped while busy, p95 latency.")
 @click.option("--events", "list_events", is_flag=True,
               help="The events instead: start, stop, a source lost and back, a stall, drift, pruned, the model file "
-                   "changed, the disk short of room.")
+                   "changed, the disk short of room, the clock wrong.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 def log_command(path: Path, since: str | None, until: str | None, status: str | None, summary: bool,
                 list_events: bool, fmt: str) -> None:

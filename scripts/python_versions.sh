@@ -46,7 +46,7 @@ for suite in "${suites[@]}"; do
   rm -rf "$root/src" && git clone -q "$repo" "$root/src"
   in_root() { chroot "$root" env -i PATH=/venv/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 bash -c "cd /src && $1"; }
-  packages="openssh-server sshfs"  # a network share for the log's tests, and on Debian the page's browser
+  packages="openssh-server sshfs faketime"  # a network share and a wrong clock for the log's tests, and on Debian the page's browser
   [ "$suite" != trixie ] || packages+=" chromium"
   in_root "dpkg -s $packages >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null 2>&1)"
   in_root "rm -rf /venv && python3 -m venv /venv && pip install --quiet '.[serve,dev]' onnx"

@@ -123,6 +123,13 @@ def make_onnx_model(path: Path, metadata=None, with_metadata: bool = True, size:
 def as_schema_1(source: Path, target: Path) -> Path:
     """The same graph with its metadata written as insightad 0.1 would have (schema 1: no frame size,
     inspection limits or drift reference)."""
+    return rewritten(source, target, lambda meta: dataclasses.replace(
+        meta, schema_version=1, inspection=None, calibration=None,
+        preprocess=dataclasses.replace(meta.preprocess, frame_size=None)))
+
+
+def rewritten(source: Path, target: Path, change) -> Path:
+    """The same graph with its metadata passed through CHANGE (metadata -> metadata)."""
     import onnx
     from onnx import helper
 
@@ -130,9 +137,7 @@ def as_schema_1(source: Path, target: Path) -> Path:
 
     model = onnx.load(str(source))
     meta = ModelMetadata.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
-    old = dataclasses.replace(meta, schema_version=1, inspection=None, calibration=None,
-                              preprocess=dataclasses.replace(meta.preprocess, frame_size=None))
     del model.metadata_props[:]
-    helper.set_model_props(model, {METADATA_KEY: old.to_json()})
+    helper.set_model_props(model, {METADATA_KEY: change(meta).to_json()})
     onnx.save(model, str(target))
     return target

@@ -122,10 +122,12 @@ def test_a_video_file_gives_the_verdicts_score_gives_its_frames(model_path, tmp_
         assert w["anomaly"] == r["anomaly"] and (w["score"] is None) == (r["score"] is None)
         if w["score"] is not None:
             assert w["score"] == pytest.approx(r["score"], rel=1e-6)
-        assert set(w) == {"path", "score", "threshold", "anomaly", "error", "source", "frame", "status", "skipped"}
+        assert set(w) == {"path", "score", "threshold", "anomaly", "error", "source", "frame", "status", "skipped",
+                          "time"}
     logged = rows_of(log)
     assert len(logged) == 10 and [r["status"] for r in logged] == [w["status"] for w in watched]
     assert logged[0]["model_sha256"] == Detector(model_path).sha256 and logged[0]["time"].endswith("Z")
+    assert [r["time"] for r in logged] == [w["time"] for w in watched]  # stdout's verdicts are the log's
     assert events_of(log) == ["start", "opened", "ended", "stop"]
     with sqlite3.connect(log) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
