@@ -1,10 +1,13 @@
 // The operator's page: polls the server once a second and shows the last part, its verdict and the last hour.
 // An API key, when the server wants one, comes from the page's address (#key=...) and stays in this browser.
+// Every address is relative to the page's: behind a plant's proxy that offers each line's station under a path of
+// its own (https://qa/line-3/), the page asks its own station, and keeps that station's key apart from the others'.
 "use strict";
 
+const KEY_NAME = location.pathname === "/" ? "insightad-key" : `insightad-key ${location.pathname}`;  // "/": as before
 const keyFromHash = new URLSearchParams(location.hash.slice(1)).get("key");
-if (keyFromHash) localStorage.setItem("insightad-key", keyFromHash);
-const headers = localStorage.getItem("insightad-key") ? {"X-API-Key": localStorage.getItem("insightad-key")} : {};
+if (keyFromHash) localStorage.setItem(KEY_NAME, keyFromHash);
+const headers = localStorage.getItem(KEY_NAME) ? {"X-API-Key": localStorage.getItem(KEY_NAME)} : {};
 const LABELS = {ok: "OK", defect: "DEFECT", not_inspectable: "NO VERDICT", error: "ERROR"};
 const SOURCE_DOWN = {lost: "CAMERA LOST", stalled: "STATION STALLED", ended: "SOURCE ENDED"};
 const ANSWER_MS = 5000;  // a station that takes longer to answer has hung: its last verdict no longer stands
@@ -20,7 +23,7 @@ async function get(path) {
       ? `the station does not answer (${ANSWER_MS / 1000} s): no part is judged here until it answers again`
       : "cannot reach the station: no part is judged here until it answers again");
   }
-  if (response.status === 401) throw new Error("this server wants an API key: open the page as /#key=YOUR_KEY");
+  if (response.status === 401) throw new Error("this server wants an API key: open the page with #key=YOUR_KEY at the end of its address");
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
 }
@@ -96,7 +99,7 @@ function listItem(text) {
 
 async function refresh() {
   try {
-    const [last, summary] = await Promise.all([get("/api/last"), get("/api/summary")]);
+    const [last, summary] = await Promise.all([get("api/last"), get("api/summary")]);
     $("model").textContent = last.model;
     showVerdict(last.last, showSource(summary.source) ? "source_down" : null);
     showLast(last.last, summary.threshold);

@@ -196,3 +196,31 @@ def test_a_stall_that_ends_brings_back_what_the_source_was_unless_it_said_otherw
             tally.source_event(kind, kind, "2026-11-30T08:00:00Z")
             assert tally.source_state == after, (events, kind)
         assert tally.source_state == state
+
+
+@pytest.mark.browser
+def test_stations_behind_one_address_each_show_their_own_page(model_path):
+    """A plant's reverse proxy offers each line's station under a path of its own (/line-3/, /line-4/) on one
+    address: each page loads its own script and asks its own station, with its own API key, kept per station."""
+    from loopback import PrefixProxy
+
+    (three, url_3), (four, url_4) = start(model_path, env={"INSIGHTAD_API_KEY": "key-3"}), \
+        start(model_path, env={"INSIGHTAD_API_KEY": "key-4"})
+    proxy = PrefixProxy({"line-3": url_3, "line-4": url_4})
+    try:
+        rng = np.random.default_rng(47)
+        for url, key, defect in ((url_3, "key-3", True), (url_4, "key-4", False)):
+            status, _, _ = request(url + "/infer", encoded(part_image(rng, 128, defect=defect)[0]), {"X-API-Key": key})
+            assert status == 200
+        shows = "document.getElementById('verdict').textContent === '{}'"
+        with open_page(f"{proxy.url}/line-3/#key=key-3") as page:
+            page.wait_for_function(shows.format("DEFECT"), timeout=30_000)
+            page.goto(f"{proxy.url}/line-4#key=key-4")  # without the slash: the proxy adds it
+            page.wait_for_function(shows.format("OK"), timeout=30_000)
+            page.goto(f"{proxy.url}/line-3/")  # opened again later: the key of line 3 is still line 3's
+            page.wait_for_function(shows.format("DEFECT"), timeout=30_000)
+    finally:
+        proxy.close()
+        for process in (three, four):
+            process.terminate()
+            process.wait(timeout=30)
