@@ -54,7 +54,7 @@ class LogClock:
         with self._lock:
             newest = self._newest
         if self.made is not None and now < self.made - MADE_SLACK:
-            then = f"before the model it runs was made ({self.made:%Y-%m-%d %H:%M} UTC)"
+            then = f"before the model it runs was made ({self.made:%Y-%m-%d %H:%M} UTC by the training PC's clock)"
         elif newest is not None and now < newest - LOG_SLACK:
             then = (f"before the newest record of its log ({newest:%Y-%m-%d %H:%M} UTC; the clock went back, or ran "
                     "ahead then)")

@@ -49,6 +49,7 @@ class Evidence:
         self._total = sum(p.stat().st_size for day in self._days() for p in day.glob("*.png"))
         self.min_free = min_free_bytes(self.folder)  # left free: the log, usually on the same disk, never starves
         self._oldest: deque[Path] = deque()  # the oldest day's files not yet deleted, oldest first
+        self._writing = ""  # the day folder the last frame went to
         self._queue: queue.Queue = queue.Queue(maxsize=16)  # a disk slower than the line holds it up, at most 16 behind
                                                             # (one that hangs does not: see ``keep``)
         self._thread = threading.Thread(target=self._write, name="evidence", daemon=True)
@@ -122,6 +123,7 @@ class Evidence:
     def _store(self, relative: str, image: np.ndarray, anomaly_map: np.ndarray | None, threshold: float) -> None:
         target = self.folder / relative
         overlay = target.with_name(target.stem + "_overlay.png")
+        self._writing = target.parent.name
         try:
             if self._short_of_room():
                 raise OSError(errno.ENOSPC, "the disk is nearly full; its last room is kept for the log")
@@ -167,8 +169,10 @@ class Evidence:
                 self._remove_if_empty(path.parent)
 
     def _oldest_day(self) -> deque[Path]:
-        """The evidence files of the oldest day that has any, oldest first; emptied day folders go on the way."""
-        for day in self._days():
+        """The evidence files of the oldest day that has any, oldest first; emptied day folders go on the way. The
+        day being written goes last: named by a clock that reads years back it comes first, and its frames were
+        deleted as soon as they were written while older days stayed."""
+        for day in sorted(self._days(), key=lambda day: day.name == self._writing):  # stable: by name otherwise
             files = sorted(day.glob("*.png"))
             if files:
                 return deque(files)

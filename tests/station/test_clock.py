@@ -87,6 +87,31 @@ def test_a_wrong_clock_is_said_and_its_verdicts_outlive_the_retention_period_onc
     assert said[2].startswith("deleted 1 verdicts from before")
 
 
+def test_evidence_of_a_day_named_by_a_wrong_clock_is_not_the_first_the_budget_deletes(model_path, tmp_path):
+    """With a clock years back, the day being written is named before every other: the budget deleted each frame's
+    evidence as soon as it was written, and kept the real days before it."""
+    folder, evidence, spec = tmp_path / "incoming", tmp_path / "evidence", tmp_path / "clock"
+    folder.mkdir()
+    yesterday = evidence / (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
+    yesterday.mkdir(parents=True)
+    for i in range(3):
+        (yesterday / f"0800{i}.000_cam_defect.png").write_bytes(bytes(20_000))
+    rng = np.random.default_rng(43)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"p{i}.png"), part_image(rng, 128)[0])
+    spec.write_text(f"-{DAYS_BACK}d")
+    process = start_watch(folder, "--existing", "--model", model_path, "--log", tmp_path / "line.db", "--save", evidence,
+                          "--save-all", "--save-max-gb", "0.00008", "--format", "jsonl", env=faketime_env(spec))
+    try:
+        assert len(lines_until(process, 3)) == 3
+    finally:
+        stop(process)
+    newest = rows_of(tmp_path / "line.db")[-1]["evidence"]
+    back = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=DAYS_BACK)).date().isoformat()
+    assert newest.startswith(back + "/") and (evidence / newest).is_file()
+    assert not list(yesterday.glob("*.png"))  # the older day went first
+
+
 def test_a_clock_that_went_back_reads_before_the_newest_record_of_its_log():
     clock = LogClock("", newest="2026-12-01T06:00:00.000Z")
     utc = datetime.timezone.utc
