@@ -112,8 +112,12 @@ def connect(path: Path, *, readonly: bool = False, any_thread: bool = False) -> 
     if readonly:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no inspection log at {path}")
+        # a log no station writes now, read where this user may not write (a read-only share, another user's
+        # folder): SQLite would make its write-ahead log's index beside it, and could not open it at all
+        settled = not Path(f"{path}-wal").exists() and not os.access(Path(path).resolve().parent, os.W_OK)
         # as a URI, quoted: a folder named "line #2" (or holding ? or %) would otherwise name another file
-        connection = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_S)
+        connection = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro" + ("&immutable=1" if settled else ""),
+                                     uri=True, timeout=BUSY_S)
     else:
         connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_S, check_same_thread=not any_thread)
         _refuse_others(connection, path)  # before WAL, which would stay set in the file

@@ -15,8 +15,9 @@ from loopback import free_port
 
 
 @contextlib.contextmanager
-def network_share(work: Path):
-    """Yield (served folder, its mount point); unmounted and the server stopped afterwards."""
+def network_share(work: Path, read_only: bool = False):
+    """Yield (served folder, its mount point), mounted ``read_only`` or not; unmounted and the server stopped
+    afterwards."""
     sshd, sshfs = shutil.which("sshd") or "/usr/sbin/sshd", shutil.which("sshfs")
     if not Path(sshd).exists() or sshfs is None:
         pytest.fail("a network share needs sshd and sshfs: apt-get install openssh-server sshfs (.ci/run installs them)")
@@ -37,7 +38,7 @@ def network_share(work: Path):
                               stderr=subprocess.PIPE, text=True)
     try:
         command = [sshfs, "-p", str(port), "-o", f"IdentityFile={work / 'user'}", "-o", "StrictHostKeyChecking=no",
-                   "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                   "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", *(["-o", "ro"] if read_only else []),
                    f"{getpass.getuser()}@127.0.0.1:{served}", str(mounted)]
         deadline = time.monotonic() + 20
         while subprocess.run(command, capture_output=True).returncode != 0:  # until sshd listens

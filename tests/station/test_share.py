@@ -32,3 +32,18 @@ def test_a_log_on_a_network_share_is_refused_before_the_line_starts_and_a_copy_t
             source.backup(copy)  # what the refusal advises: sqlite3 inspections.db ".backup ..."
         listed = CliRunner().invoke(main, ["log", str(mounted / "copy.db"), "--format", "jsonl"])
         assert listed.exit_code == 0 and '"frame": "0"' in listed.stdout, listed.output
+
+
+def test_a_log_copy_on_a_read_only_share_can_be_read(tmp_path):
+    """An auditor reads the line's log where they may not write (a read-only share, another user's folder): SQLite
+    made the write-ahead log's index beside a log in WAL mode, and refused (`attempt to write a readonly database`)."""
+    with network_share(tmp_path / "share", read_only=True) as (served, mounted):
+        kept = InspectionLog(served / "inspections.db")  # written on the server's side, by the station's PC
+        kept.record({"time": "2026-12-01T06:00:00.000Z", "source": "cam", "frame": "0", "status": "ok", "score": 1.0,
+                     "threshold": 2.0, "anomaly": 0, "model": "m.onnx", "model_sha256": "abc"})
+        kept.event("start", "watch cam with m.onnx")
+        kept.close()
+        for extra, expected in (([], '"frame": "0"'), (["--summary"], '"parts": 1'), (["--events"], '"kind": "start"')):
+            listed = CliRunner().invoke(main, ["log", str(mounted / "inspections.db"), "--format", "jsonl", *extra])
+            assert listed.exit_code == 0 and expected in listed.stdout, listed.output
+        assert sorted(p.name for p in served.iterdir()) == ["inspections.db"]
