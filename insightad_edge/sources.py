@@ -5,6 +5,7 @@ a folder's is in ``folders``, a camera's and a stream's in ``streams``.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ def source_kind(source) -> str:
     if not isinstance(source, (str, os.PathLike, int)):
         return "frames"
     text = str(source)
-    if isinstance(source, int) or text.isdigit():
+    if isinstance(source, int) or text.isdigit() or camera_device(text):
         return "camera"
     if text.lower().startswith(STREAM_SCHEMES):
         return "stream"
@@ -30,7 +31,21 @@ def source_kind(source) -> str:
         return "folder"
     if Path(text).is_file():
         return "video"
-    raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera index nor a stream URL")
+    raise FileNotFoundError(f"{source} is neither a folder, a video file, a camera (an index or its device file) nor "
+                            "a stream URL")
+
+
+def camera_device(text: str) -> bool:
+    """Whether TEXT names a camera's device file: /dev/video2, or the name udev gives the camera itself
+    (/dev/v4l/by-id/usb-...-video-index0), which stays its own where indices follow the order cameras are found at
+    boot, and two cameras can swap. One not there (unplugged) is a camera that does not open yet."""
+    path = Path(text)
+    try:
+        return stat.S_ISCHR(path.stat().st_mode)
+    except FileNotFoundError:
+        return path.is_absolute() and path.parts[:2] == ("/", "dev")
+    except OSError:
+        return False
 
 
 def check_options(source, *, existing: bool, stride: int, per_part: bool = False, recursive: bool = False,
@@ -57,14 +72,14 @@ def open_source(source, *, stop: Stop, existing: bool = False,
                 seen: Callable[[str, str], bool] = lambda _source, _frame: False, stride: int = 1,
                 last_active: Callable[[str], Optional[float]] = lambda _source: None,
                 per_part: bool = False, recursive: bool = False, own: Collection[Path] = ()) -> Iterator[Item]:
-    """The right reader for SOURCE: a folder, a video file, a camera index, a URL, or an iterable of frames.
-    ``seen`` (source, frame) and ``last_active`` (source) say what an earlier station on it judged, and when it
-    was last heard of; ``own``, what the station writes itself (see ``folder_frames``)."""
+    """The right reader for SOURCE: a folder, a video file, a camera (an index or its device file), a URL, or an
+    iterable of frames. ``seen`` (source, frame) and ``last_active`` (source) say what an earlier station on it
+    judged, and when it was last heard of; ``own``, what the station writes itself (see ``folder_frames``)."""
     kind = check_options(source, existing=existing, stride=stride, per_part=per_part, recursive=recursive, own=own)
     if kind == "frames":
         return iterable_frames(source, stop, stride)
     if kind == "camera":
-        return live_frames(int(source), str(source), stop, stride)
+        return live_frames(int(source) if str(source).isdigit() else Path(source), str(source), stop, stride)
     if kind == "stream":
         return live_frames(str(source), shown(str(source)), stop, stride)
     if kind == "folder":

@@ -4,7 +4,7 @@
         if verdict.status == "defect":
             reject(verdict.frame)
 
-``watch`` reads the same sources as `insightad-edge watch` (folder, video file, camera index, URL, or any
+``watch`` reads the same sources as `insightad-edge watch` (folder, video file, camera, URL, or any
 iterable of frames), survives dropped streams and frames without a part, and never calls a frame it could
 not judge "ok". The CLI adds the sinks: the inspection log, the evidence folder and the lines on stdout.
 """
@@ -101,11 +101,11 @@ def watch(source, detector: Detector | None = None, *, existing: bool = False, s
     """Judge every frame SOURCE delivers, one Verdict each, until the source ends or ``stop`` is set.
 
     SOURCE: a folder (new image files, once each, when complete; ``existing`` also those already there), a
-    video file, a camera index, a stream URL, or any iterable of frames (arrays, paths or bytes). ``seen``
-    (source, frame) -> bool skips frames judged before (a restarted folder watch), and ``last_active`` (source)
-    -> epoch seconds says when an earlier station on it was last heard of (a folder's files written since, and
-    not ``seen``, came while none watched and are judged); ``on_event`` hears of streams opened, lost and
-    reopened. ``per_part``: a free-running camera's frames give one verdict per part that passes, and none for
+    video file, a camera (an index or its device file), a stream URL, or any iterable of frames (arrays, paths or
+    bytes). ``seen`` (source, frame) -> bool skips frames judged before (a restarted folder watch), and
+    ``last_active`` (source) -> epoch seconds says when an earlier station on it was last heard of (a folder's
+    files written since, and not ``seen``, came while none watched and are judged); ``on_event`` hears of streams
+    opened, lost and reopened. ``per_part``: a free-running camera's frames give one verdict per part that passes, and none for
     frames without a part (``passages``). ``recursive``: a folder's subfolders are watched too (a folder of the
     day). ``own``: the files and folders the caller writes, never parts (``own_files``).
     """

@@ -80,8 +80,9 @@ def watch(source: str, model: Path | None, log_path: Path, no_log: bool, log_kee
           save: Path | None, save_all: bool, save_max_gb: float | None, existing: bool, stride: int, fmt: str,
           threshold: float | None, http_address: tuple[str, int] | None, api_key: str | None,
           expected_defect_rate: float, per_part: bool, recursive: bool) -> None:
-    """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera index (0) or a
-    stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict in the log.
+    """Run an inspection station on SOURCE: a folder (new image files), a video file, a camera (an index, 0, or its
+    device file: /dev/v4l/by-id/...) or a stream URL (rtsp://, http:// MJPEG). One line per verdict; every verdict
+    in the log.
 
     SOURCE may come from $INSIGHTAD_SOURCE instead: a stream URL's password typed on the command line is shown
     to every user of the PC by `ps`; the environment is not."""

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
@@ -113,6 +114,8 @@ class LatestFrameReader:
         if isinstance(self.target, str):  # a network stream: bounded waits, so a dead peer is noticed
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        elif isinstance(self.target, Path):  # a camera's device file: Video4Linux's, which reads one by its name
+            capture = cv2.VideoCapture(str(self.target), cv2.CAP_V4L2)
         else:
             capture = cv2.VideoCapture(self.target)
         if capture.isOpened():

@@ -591,6 +591,23 @@ def test_a_frame_a_camera_sends_damaged_is_an_error_not_a_part_judged_on_gray(mo
     assert len(judged) >= 2 * len(errors) and all(v.image is not None and v.image.ndim == 2 for v in judged)
 
 
+def test_a_camera_named_by_its_device_file_is_watched_as_a_camera(model_path, tmp_path):
+    """Two cameras' indices can swap at boot; the name udev gives each in /dev/v4l/by-id/ stays its own. Such a name
+    was refused as no folder, video, index or URL; now it is a camera: one unplugged (its file not there) or a
+    device file that is no camera is said not to open, what to check, and retried until the station stops. (No
+    camera here to read from: Video4Linux opening a device by its file's name is OpenCV's.)"""
+    absent = "/dev/v4l/by-id/usb-insightad_test_camera-video-index0"
+    refused = CliRunner().invoke(main, ["watch", absent, "--existing", "--model", str(model_path), "--no-log"])
+    assert refused.exit_code == 2 and "only a folder has images there already" in refused.stderr, refused.output
+    for device in (absent, "/dev/null"):
+        log = tmp_path / f"{device.rsplit('/', 1)[-1]}.db"
+        process = start_watch(device, "--model", model_path, "--log", log)
+        time.sleep(3.0)
+        _, err = stop(process)
+        assert f"cannot open {device} (is the camera connected, not used by another program" in err, err
+        assert events_of(log) == ["start", "lost", "stop"]
+
+
 def test_a_camera_driver_that_raises_is_a_lost_camera_reopened_not_a_silent_stall(model_path, monkeypatch):
     """An exception from the capture (a driver's, injected here: none can be made to fail on demand) killed the
     reader thread: the station then waited for frames for ever, no event said so and the page said live."""
