@@ -38,12 +38,12 @@ def source_kind(source) -> str:
 def camera_device(text: str) -> bool:
     """Whether TEXT names a camera's device file: /dev/video2, or the name udev gives the camera itself
     (/dev/v4l/by-id/usb-...-video-index0), which stays its own where indices follow the order cameras are found at
-    boot, and two cameras can swap. One not there (unplugged) is a camera that does not open yet."""
-    path = Path(text)
+    boot, and two cameras can swap. One of Video4Linux's names not there (unplugged) is a camera that does not open
+    yet; another missing name under /dev (a folder in /dev/shm not made yet) is no camera."""
     try:
-        return stat.S_ISCHR(path.stat().st_mode)
+        return stat.S_ISCHR(os.stat(text).st_mode)
     except FileNotFoundError:
-        return path.is_absolute() and path.parts[:2] == ("/", "dev")
+        return text.startswith(("/dev/v4l/", "/dev/video"))
     except OSError:
         return False
 

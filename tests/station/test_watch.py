@@ -599,6 +599,8 @@ def test_a_camera_named_by_its_device_file_is_watched_as_a_camera(model_path, tm
     absent = "/dev/v4l/by-id/usb-insightad_test_camera-video-index0"
     refused = CliRunner().invoke(main, ["watch", absent, "--existing", "--model", str(model_path), "--no-log"])
     assert refused.exit_code == 2 and "only a folder has images there already" in refused.stderr, refused.output
+    unmade = CliRunner().invoke(main, ["watch", "/dev/shm/insightad-folder-not-made", "--model", str(model_path)])
+    assert unmade.exit_code == 2 and "is neither a folder" in unmade.stderr, unmade.output  # a RAM disk's, not a camera
     for device in (absent, "/dev/null"):
         log = tmp_path / f"{device.rsplit('/', 1)[-1]}.db"
         process = start_watch(device, "--model", model_path, "--log", log)
